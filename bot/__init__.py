@@ -1,0 +1,1 @@
+"""The application: config, job store, fair queue, scheduler over ComfyUI backends."""

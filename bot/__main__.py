@@ -1,0 +1,199 @@
+"""The `comfy-imagine` command line: run the bot, check the config, sync slash commands.
+
+Exit codes: 0 ok, 1 runtime or backend error, 2 usage or config error. Logging is configured here, once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+
+from bot.config import TOKEN_ENV, Config, ConfigError, load_config
+
+log = logging.getLogger("comfy_imagine")
+
+EXIT_OK, EXIT_RUNTIME, EXIT_USAGE = 0, 1, 2
+COMMANDS = ("run", "check", "sync-commands")
+DEFAULT_CONFIG = "config.toml"
+
+
+class _RedactFilter(logging.Filter):
+    """Replaces the bot token in any log record, in case a library ever prints it."""
+
+    def __init__(self, secret: str) -> None:
+        super().__init__()
+        self.secret = secret
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if self.secret in message:
+            record.msg = message.replace(self.secret, "[token redacted]")
+            record.args = None
+        return True
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser with its subcommands (`run` is the default)."""
+    parser = argparse.ArgumentParser(
+        prog="comfy-imagine",
+        description="A Midjourney-style /imagine Discord bot on your own ComfyUI servers.",
+    )
+    parser.add_argument(
+        "--log-level",
+        default="INFO",
+        type=str.upper,
+        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+        help="log verbosity (default INFO)",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    def add(name: str, help_text: str) -> argparse.ArgumentParser:
+        command = sub.add_parser(name, help=help_text, description=help_text)
+        command.add_argument(
+            "--config", default=DEFAULT_CONFIG, help=f"config file (default {DEFAULT_CONFIG})"
+        )
+        return command
+
+    add("run", "run the bot (the default command)")
+    add("check", "validate the config and reach every ComfyUI backend")
+    sync = add("sync-commands", "register the slash commands with Discord")
+    sync.add_argument(
+        "--guild",
+        type=int,
+        action="append",
+        help="guild id (repeatable); default: discord.guild_ids, else global",
+    )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `comfy-imagine` console script and of `python -m bot`."""
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    if not any(a in COMMANDS for a in args_list) and not {"-h", "--help"} & set(args_list):
+        args_list = _insert_default_command(args_list)
+    args = build_parser().parse_args(args_list)
+    _configure_logging(args.log_level)
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    if config.token:
+        for handler in logging.getLogger().handlers:
+            handler.addFilter(_RedactFilter(config.token))
+    try:
+        if args.command == "check":
+            return asyncio.run(_check(config))
+        if args.command == "sync-commands":
+            return asyncio.run(_sync_commands(config, args.guild))
+        return _run(config)
+    except KeyboardInterrupt:
+        return EXIT_OK
+
+
+def _insert_default_command(args: list[str]) -> list[str]:
+    """Put `run` after the global options, so `comfy-imagine --config x` runs the bot."""
+    index = 0
+    while index < len(args) and args[index] == "--log-level":
+        index += 2
+    while index < len(args) and args[index].startswith("--log-level="):
+        index += 1
+    return [*args[:index], "run", *args[index:]]
+
+
+def _configure_logging(level: str) -> None:
+    logging.basicConfig(
+        level=level,
+        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+        stream=sys.stderr,
+        force=True,
+    )
+    if level == "INFO":
+        # discord.http logs every rate-limit bucket at INFO; that is noise for an operator.
+        logging.getLogger("discord.http").setLevel(logging.WARNING)
+
+
+def _missing_token(config: Config) -> bool:
+    if config.token:
+        return False
+    print(
+        f"error: discord.token is not set: put the bot token in the config file or in the {TOKEN_ENV} "
+        "environment variable",
+        file=sys.stderr,
+    )
+    return True
+
+
+async def _check(config: Config) -> int:
+    from bot.checks import run_checks
+
+    report = await run_checks(config)
+    for line in report.lines():
+        print(line)
+    return report.exit_code
+
+
+async def _sync_commands(config: Config, guild_ids: list[int] | None) -> int:
+    import discord
+
+    from bot.imagine_bot import ImagineBot
+
+    if _missing_token(config):
+        return EXIT_USAGE
+    targets = guild_ids or config.discord.guild_ids
+    bot = ImagineBot(config=config)
+    try:
+        async with bot:
+            await bot.login(config.token or "")
+            if targets:
+                for guild_id in targets:
+                    guild = discord.Object(id=guild_id)
+                    bot.tree.copy_global_to(guild=guild)
+                    synced = await bot.tree.sync(guild=guild)
+                    print(f"synced {len(synced)} command(s) to guild {guild_id}")
+            else:
+                synced = await bot.tree.sync()
+                print(f"synced {len(synced)} global command(s) (may take up to an hour to appear)")
+    except discord.LoginFailure:
+        print("error: Discord rejected discord.token (reset it in the developer portal)", file=sys.stderr)
+        return EXIT_USAGE
+    except discord.HTTPException as exc:
+        print(f"error: Discord answered {exc.status}: {exc.text}", file=sys.stderr)
+        return EXIT_RUNTIME
+    return EXIT_OK
+
+
+def _run(config: Config) -> int:
+    if _missing_token(config):
+        return EXIT_USAGE
+    return asyncio.run(_run_bot(config))
+
+
+async def _run_bot(config: Config) -> int:
+    import discord
+
+    from bot.imagine_bot import ImagineBot
+
+    bot = ImagineBot(config=config)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, lambda: asyncio.ensure_future(bot.close()))
+    try:
+        async with bot:
+            await bot.start(config.token or "")
+    except discord.LoginFailure:
+        print("error: Discord rejected discord.token (reset it in the developer portal)", file=sys.stderr)
+        return EXIT_USAGE
+    except (discord.GatewayNotFound, discord.ConnectionClosed, OSError) as exc:
+        print(f"error: cannot stay connected to Discord: {exc}", file=sys.stderr)
+        return EXIT_RUNTIME
+    log.info("stopped")
+    return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""ComfyUI layer: client, typed events, workflow templates and Midjourney-style parameters."""

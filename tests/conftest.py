@@ -1,0 +1,44 @@
+"""Shared fixtures: config files written into tmp_path."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+MINIMAL_CONFIG = """
+[discord]
+token = ""
+
+[storage]
+database = "data/test.db"
+output_dir = "data/out"
+
+[[backends]]
+name = "gpu0"
+url = "{url}"
+
+[[models]]
+name = "tiny"
+checkpoint = "random_sd15_tiny.safetensors"
+width = 512
+height = 512
+steps = 4
+cfg = 7.0
+sampler = "euler"
+scheduler = "normal"
+negative = "blurry"
+"""
+
+
+@pytest.fixture
+def write_config(tmp_path: Path) -> Callable[..., Path]:
+    """Write a config file into tmp_path; `url` is the backend URL, `extra` is appended TOML."""
+
+    def write(url: str = "http://127.0.0.1:9", extra: str = "", name: str = "config.toml") -> Path:
+        path = tmp_path / name
+        path.write_text(MINIMAL_CONFIG.format(url=url) + extra, encoding="utf-8")
+        return path
+
+    return write

@@ -1,0 +1,1 @@
+"""Protocol-faithful fakes (ComfyUI, Discord) that run on loopback for the tests."""
