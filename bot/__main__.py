@@ -138,6 +138,7 @@ async def _check(config: Config) -> int:
 
 
 async def _sync_commands(config: Config, guild_ids: list[int] | None) -> int:
+    import aiohttp
     import discord
 
     from bot.imagine_bot import ImagineBot
@@ -164,6 +165,9 @@ async def _sync_commands(config: Config, guild_ids: list[int] | None) -> int:
     except discord.HTTPException as exc:
         print(f"error: Discord answered {exc.status}: {exc.text}", file=sys.stderr)
         return EXIT_RUNTIME
+    except (aiohttp.ClientError, OSError) as exc:
+        print(f"error: cannot reach Discord: {exc}", file=sys.stderr)
+        return EXIT_RUNTIME
     return EXIT_OK
 
 
@@ -174,6 +178,7 @@ def _run(config: Config) -> int:
 
 
 async def _run_bot(config: Config) -> int:
+    import aiohttp
     import discord
 
     from bot.imagine_bot import ImagineBot
@@ -188,7 +193,7 @@ async def _run_bot(config: Config) -> int:
     except discord.LoginFailure:
         print("error: Discord rejected discord.token (reset it in the developer portal)", file=sys.stderr)
         return EXIT_USAGE
-    except (discord.GatewayNotFound, discord.ConnectionClosed, OSError) as exc:
+    except (discord.GatewayNotFound, discord.ConnectionClosed, aiohttp.ClientError, OSError) as exc:
         print(f"error: cannot stay connected to Discord: {exc}", file=sys.stderr)
         return EXIT_RUNTIME
     log.info("stopped")

@@ -20,6 +20,9 @@ class ImagineBot(commands.Bot):
     """The comfy-imagine bot. No privileged intents: slash commands and buttons only."""
 
     def __init__(self, *, config: Config, extensions: Sequence[str] = DEFAULT_EXTENSIONS) -> None:
+        # The bot never joins voice; skip discord.py's start-up warnings about voice libraries.
+        discord.VoiceClient.warn_nacl = False
+        discord.VoiceClient.warn_dave = False
         super().__init__(
             command_prefix=commands.when_mentioned,
             intents=discord.Intents.default(),
