@@ -1,0 +1,75 @@
+"""Requests and follow-up actions become template values that render into valid built-in graphs."""
+
+from __future__ import annotations
+
+import json
+import random
+
+import pytest
+
+from comfy.params import ParseContext, parse_prompt
+from comfy.profiles import ModelProfile
+from comfy.render import MAX_CANVAS_SIDE, RenderError, SourceImage, kind_for, template_values
+from comfy.workflow import load_builtin_templates
+
+MODEL = ModelProfile(name="tiny", checkpoint="tiny.safetensors", width=512, height=512, steps=8)
+HOSTILE = 'a "quoted" {braces} \\ back\\slash ", "class_type": "Evil'
+
+
+def _request(text: str = "a red fox --ar 3:2 --seed 42 --no blur"):
+    return parse_prompt(text, ParseContext(models=[MODEL], rng=random.Random(1)))[0]
+
+
+def test_a_fresh_prompt_renders_txt2img_with_its_size_seed_and_batch_of_four() -> None:
+    values = template_values(_request(), filename_prefix="comfy-imagine/job_1")
+    graph = load_builtin_templates()["txt2img"].render(values)
+    latent = next(n for n in graph.values() if n["class_type"] == "EmptyLatentImage")["inputs"]
+    sampler = next(n for n in graph.values() if n["class_type"] == "KSampler")["inputs"]
+    assert latent["width"] / latent["height"] == pytest.approx(1.5, rel=0.05)
+    assert latent["batch_size"] == 4
+    assert sampler["seed"] == 42
+
+
+def test_hostile_prompt_text_reaches_the_positive_clip_node_literally() -> None:
+    request = _request(HOSTILE + " --seed 3")
+    graph = load_builtin_templates()["txt2img"].render(template_values(request, filename_prefix="p"))
+    texts = [n["inputs"]["text"] for n in graph.values() if n["class_type"] == "CLIPTextEncode"]
+    assert HOSTILE in texts
+    assert json.loads(json.dumps(graph)) == graph
+    assert len(graph) == len(load_builtin_templates()["txt2img"].graph)
+
+
+@pytest.mark.parametrize(
+    ("action", "kind"),
+    [
+        ("upscale_2x", "upscale"),
+        ("vary_strong", "variation"),
+        ("vary_subtle", "variation"),
+        ("zoom_2", "zoom"),
+        ("pan_left", "pan"),
+    ],
+)
+def test_follow_up_actions_render_their_templates(action: str, kind: str) -> None:
+    assert kind_for(action) == kind
+    source = SourceImage(name="parent_0.png", width=512, height=512)
+    values = template_values(_request(), filename_prefix="p", action=action, source=source)
+    graph = load_builtin_templates()[kind].render(values)
+    loads = [n["inputs"]["image"] for n in graph.values() if n["class_type"] == "LoadImage"]
+    assert loads == ["parent_0.png"]
+    if action == "vary_subtle":
+        assert (
+            values["denoise"]
+            < template_values(_request(), filename_prefix="p", action="vary_strong", source=source)["denoise"]
+        )
+
+
+def test_a_pan_past_the_largest_canvas_is_refused_readably() -> None:
+    source = SourceImage(name="x.png", width=MAX_CANVAS_SIDE, height=512)
+    with pytest.raises(RenderError, match="cannot grow"):
+        template_values(_request(), filename_prefix="p", action="pan_right", source=source)
+
+
+def test_an_image_prompt_uses_img2img_at_the_requested_size() -> None:
+    assert kind_for(None, has_image=True) == "img2img"
+    values = template_values(_request(), filename_prefix="p", source=SourceImage("in.png", 300, 200))
+    assert (values["width"], values["height"]) == (_request().width, _request().height)
