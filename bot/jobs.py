@@ -1,0 +1,284 @@
+"""Job records, their state machine, enqueue limits and the fair (round-robin) dispatch order."""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+_END = object()
+
+
+class JobStatus(StrEnum):
+    """Where a job is in its life; persisted as the value string."""
+
+    QUEUED = "queued"
+    SUBMITTED = "submitted"
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def is_terminal(self) -> bool:
+        """True for completed, failed and cancelled: a terminal job never moves again."""
+        return self in TERMINAL_STATUSES
+
+    @property
+    def is_active(self) -> bool:
+        """True while the job is waiting or on a backend (counts against per-user caps)."""
+        return self in ACTIVE_STATUSES
+
+
+class JobKind(StrEnum):
+    """What a job asks ComfyUI to do; persisted as the value string."""
+
+    IMAGINE = "imagine"
+    UPSCALE = "upscale"
+    VARIATION = "variation"
+    REROLL = "reroll"
+    ZOOM = "zoom"
+    PAN = "pan"
+    IMG2IMG = "img2img"
+
+
+TERMINAL_STATUSES: frozenset[JobStatus] = frozenset(
+    {JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED}
+)
+IN_FLIGHT_STATUSES: frozenset[JobStatus] = frozenset({JobStatus.SUBMITTED, JobStatus.RUNNING})
+ACTIVE_STATUSES: frozenset[JobStatus] = IN_FLIGHT_STATUSES | {JobStatus.QUEUED}
+
+# The one state machine. The SQL trigger in migrations/0001_initial.sql lists the same pairs
+# (a test proves they agree); the store's UPDATEs are guarded by `status IN (sources_of(target))`.
+TRANSITIONS: Mapping[JobStatus, frozenset[JobStatus]] = {
+    JobStatus.QUEUED: frozenset({JobStatus.SUBMITTED, JobStatus.CANCELLED, JobStatus.FAILED}),
+    JobStatus.SUBMITTED: frozenset(
+        {
+            JobStatus.RUNNING,
+            JobStatus.QUEUED,
+            JobStatus.COMPLETED,
+            JobStatus.FAILED,
+            JobStatus.CANCELLED,
+        }
+    ),
+    JobStatus.RUNNING: frozenset(
+        {JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED, JobStatus.QUEUED}
+    ),
+    JobStatus.COMPLETED: frozenset(),
+    JobStatus.FAILED: frozenset(),
+    JobStatus.CANCELLED: frozenset(),
+}
+
+
+def can_transition(current: JobStatus, target: JobStatus) -> bool:
+    """Return whether a job may move from `current` to `target`."""
+    return target in TRANSITIONS[current]
+
+
+def sources_of(target: JobStatus) -> frozenset[JobStatus]:
+    """Return the statuses from which a job may move to `target`."""
+    return frozenset(s for s, targets in TRANSITIONS.items() if target in targets)
+
+
+class JobNotFound(LookupError):
+    """No job with this id (it never existed, or retention purged it)."""
+
+    def __init__(self, job_id: int) -> None:
+        super().__init__(f"job {job_id} does not exist")
+        self.job_id = job_id
+
+
+class InvalidTransition(Exception):
+    """The job's current status does not allow the requested move.
+
+    Raised both for programming errors (completing a queued job) and for lost races (the scheduler
+    marks a job running just after a member cancelled it): `current` tells which.
+    """
+
+    def __init__(self, job_id: int, current: JobStatus, target: JobStatus) -> None:
+        super().__init__(f"job {job_id} cannot go from {current.value} to {target.value}")
+        self.job_id = job_id
+        self.current = current
+        self.target = target
+
+
+class LimitKind(StrEnum):
+    """Which `[limits]` setting refused an enqueue; values are the config keys."""
+
+    PER_USER_ACTIVE = "per_user_active"
+    PER_GUILD_QUEUED = "per_guild_queued"
+    PER_USER_PER_MINUTE = "per_user_per_minute"
+    MAX_JOBS_PER_COMMAND = "max_jobs_per_command"
+
+
+class LimitExceeded(Exception):
+    """An enqueue would break a limit; `str(exc)` is a message fit to show the member."""
+
+    def __init__(self, kind: LimitKind, allowed: int, retry_after_s: float | None, message: str) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.allowed = allowed
+        self.retry_after_s = retry_after_s
+        self.message = message
+
+
+@dataclass(frozen=True, slots=True)
+class EnqueueLimits:
+    """Caps checked atomically by `JobStore.enqueue_many`; None switches one off."""
+
+    per_user_active: int | None = None
+    per_guild_queued: int | None = None
+    per_user_per_minute: int | None = None
+    max_jobs_per_command: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class NewJob:
+    """A job to enqueue. `request_json` is the parsed request as JSON text, opaque to the store."""
+
+    guild_id: int
+    channel_id: int
+    user_id: int
+    kind: JobKind
+    prompt: str
+    request_json: str = "{}"
+    model: str | None = None  # None: any backend can run it
+    parent_job_id: int | None = None
+    parent_index: int | None = None
+    action: str | None = None  # e.g. "vary_strong", "zoom_2", "pan_left"
+    status_message_id: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class OutputFile:
+    """An image a completed job produced, saved by the caller; its index is its list position."""
+
+    path: str
+    width: int
+    height: int
+    bytes: int
+
+
+@dataclass(frozen=True, slots=True)
+class JobOutput:
+    """A stored output row."""
+
+    job_id: int
+    idx: int
+    path: str
+    width: int
+    height: int
+    bytes: int
+    created_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    """One job row. Times are unix seconds (float, UTC); ids are Discord snowflakes."""
+
+    id: int
+    batch_id: int | None
+    guild_id: int
+    channel_id: int
+    user_id: int
+    kind: JobKind
+    action: str | None
+    parent_job_id: int | None
+    parent_index: int | None
+    prompt: str
+    request_json: str
+    model: str | None
+    status: JobStatus
+    backend: str | None
+    prompt_id: str | None
+    progress: float
+    error: str | None
+    status_channel_id: int | None
+    status_message_id: int | None
+    result_channel_id: int | None
+    result_message_id: int | None
+    attempts: int
+    created_at: float
+    queued_at: float
+    submitted_at: float | None
+    started_at: float | None
+    finished_at: float | None
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> Job:
+        """Build a Job from a `SELECT *` row of the jobs table."""
+        values = {name: row[name] for name in cls.__slots__}
+        values["kind"] = JobKind(values["kind"])
+        values["status"] = JobStatus(values["status"])
+        return cls(**values)
+
+
+@dataclass(frozen=True, slots=True)
+class UserSettings:
+    """A member's defaults for new jobs (global per user, like Midjourney's /settings)."""
+
+    user_id: int
+    model: str | None = None
+    aspect: str | None = None
+    style: str | None = None
+    negative: str | None = None
+    updated_at: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class GuildStats:
+    """Jobs of one guild that finished since a moment, and what is waiting or running now."""
+
+    completed: int
+    failed: int
+    cancelled: int
+    waiting: int
+    in_flight: int
+
+
+def round_robin(queues: Iterable[Sequence[T]]) -> list[T]:
+    """Interleave queues: one item from each in turn, dropping a queue once it is empty.
+
+    This is the dispatch order of a set of waiting jobs when nothing new arrives: the queues are
+    users in the order a guild will serve them (each user's jobs FIFO), or guilds in the order the
+    dispatcher will serve them (each guild's own round-robin order).
+    """
+    pending = deque(iter(q) for q in queues if len(q))
+    order: list[T] = []
+    while pending:
+        it = pending.popleft()
+        item = next(it, _END)
+        if item is _END:
+            continue
+        order.append(item)  # type: ignore[arg-type]
+        pending.append(it)
+    return order
+
+
+def overall_position(local_position: int, guild_rank: int, waiting_in_order: Sequence[int]) -> int:
+    """Return a job's 1-based place in the dispatch order across all guilds.
+
+    `local_position` is its place in its guild's order, `guild_rank` its guild's 0-based index in
+    `waiting_in_order`, the waiting counts of every guild with waiting jobs in the order they will
+    next be served. Round robin serves round k as the k-th job of each guild that still has one.
+    """
+    if local_position < 1 or not 0 <= guild_rank < len(waiting_in_order):
+        raise ValueError("position out of range")
+    ahead = local_position - 1
+    for rank, waiting in enumerate(waiting_in_order):
+        if rank == guild_rank:
+            continue
+        ahead += min(waiting, local_position if rank < guild_rank else local_position - 1)
+    return ahead + 1
+
+
+def clamp_progress(progress: float) -> float:
+    """Clamp a progress fraction into [0, 1]; NaN is rejected."""
+    if math.isnan(progress):
+        raise ValueError("progress is NaN")
+    return min(1.0, max(0.0, progress))
