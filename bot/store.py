@@ -79,13 +79,7 @@ class Migration:
 
 def load_migrations() -> list[Migration]:
     """Read `bot/migrations/NNNN_name.sql` (package data), numbered 1, 2, 3... without gaps."""
-    folder: Traversable
-    try:
-        folder = resources.files("bot").joinpath("migrations")
-    except NotADirectoryError:
-        # An editable install made while bot/ had no __init__.py maps it as a namespace package,
-        # which importlib.resources cannot read; the files are beside this module anyway.
-        folder = Path(__file__).with_name("migrations")
+    folder: Traversable = resources.files("bot").joinpath("migrations")
     found: list[Migration] = []
     for entry in folder.iterdir():
         match = _MIGRATION_NAME.match(entry.name)
