@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import json
 import logging
 import math
 import random
@@ -58,6 +59,8 @@ __all__ = [
     "ParseContext",
     "format_request",
     "parse_prompt",
+    "request_from_json",
+    "request_to_json",
     "valid_flags",
     "with_new_seed",
 ]
@@ -681,3 +684,22 @@ def format_request(req: GenerationRequest) -> str:
     if plain.count == 1 and plain.expand() == [prompt]:
         return prompt
     return escape_permutations(prompt)
+
+
+def request_to_json(req: GenerationRequest) -> str:
+    """Serialize a request for storage (the job's `request_json`)."""
+    data = dataclasses.asdict(req)
+    data["explicit"] = sorted(req.explicit)
+    return json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+
+
+def request_from_json(text: str) -> GenerationRequest:
+    """Rebuild a request stored by `request_to_json`; unknown keys (from newer versions) are ignored."""
+    data = json.loads(text)
+    names = {f.name for f in dataclasses.fields(GenerationRequest)}
+    values = {key: value for key, value in data.items() if key in names}
+    values["explicit"] = frozenset(values.get("explicit", ()))
+    values["no"] = tuple(values.get("no", ()))
+    if values.get("aspect") is not None:
+        values["aspect"] = tuple(values["aspect"])
+    return GenerationRequest(**values)

@@ -765,3 +765,18 @@ def test_format_request_round_trips_generated_requests(case: tuple[str, ParseCon
         again = parse_prompt(formatted, ctx)
         assert again == [req], formatted
         assert format_request(again[0]) == formatted
+
+
+@given(st.integers(0, 2**32 - 1), st.text(max_size=40).filter(lambda t: t.strip() and "--" not in t))
+@settings(max_examples=50, deadline=None)
+def test_request_survives_a_trip_through_json_storage(seed: int, text: str) -> None:
+    from comfy.params import request_from_json, request_to_json
+
+    ctx = ParseContext(models=[ModelProfile(name="m", checkpoint="c.safetensors")], rng=random.Random(0))
+    try:
+        requests = parse_prompt(f"{text} --ar 3:2 --no a, b --seed {seed}", ctx)
+    except ParamError:
+        return
+    for request in requests:
+        again = request_from_json(request_to_json(request))
+        assert again == request and again.explicit == request.explicit
