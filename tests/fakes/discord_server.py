@@ -1,0 +1,832 @@
+"""A fake Discord (REST + Gateway on loopback) that an unmodified discord.py 2.7 bot logs into.
+
+    async with FakeDiscord() as fake:               # server on 127.0.0.1:0, discord.py pointed at it
+        task = asyncio.create_task(bot.start(fake.token))
+        await fake.wait_until_ready()               # READY and every GUILD_CREATE sent
+        before = fake.mark()
+        handle = await fake.slash_command("imagine", {"prompt": "a lighthouse"}, user=fake.user)
+        call = await handle.response()              # the recorded interaction callback
+        edit = await fake.wait_for_call(EDIT_ROUTE, since=before)
+        click = await fake.click(handle.original(), "upscale:1:...", user=fake.user)
+        ...
+        await bot.close(); await task               # before leaving the fake
+
+What discord.py 2.7 does (read from its source) and how the fake answers it, as Discord would:
+- Endpoints: REST and interaction webhooks both use `discord.http.Route.BASE`; the gateway is
+  `DiscordWebSocket.DEFAULT_GATEWAY`, then READY's `resume_gateway_url` (here `/resume`) for RESUME.
+  `FakeDiscord.patched()` sets and restores both; `async with FakeDiscord()` does it for you.
+- Transport: discord.py asks for `compress=zstd-stream` when zstandard imports, else `zlib-stream`
+  (chosen by `discord.utils._ActiveDecompressionContext`); the fake serves either, or plain text.
+- Readiness: `on_ready` fires `guild_ready_timeout` (2 s) after the last GUILD_CREATE, but interactions
+  are handled as soon as GUILD_CREATE is parsed. The fake sends READY and all GUILD_CREATEs atomically
+  before any `dispatch`, so await `wait_until_ready()` and dispatch: no 2 s wait, no need for on_ready.
+- Closing: `bot.close()` ends up sending close code 4000 (its poll task wins the close race), so the
+  session stays resumable, as it would on Discord; a new bot IDENTIFYs a new session.
+- After INVALID_SESSION (`invalidate_sessions`) discord.py waits 5 s before it IDENTIFYs again; after
+  RECONNECT or a dropped socket it RESUMEs at once (`request_reconnect`, `drop_connection`).
+- HTTP: JSON is parsed only with `Content-Type: application/json` exactly. A 429 without `Via` is taken
+  for a Cloudflare ban and raised; with `Via` it sleeps `retry_after` and retries. 500/502/504 are
+  retried after 1 s, 3 s, ... (so inject them sparingly). Interaction callbacks carry `?with_response=1`
+  and get `{"interaction": ..., "resource": ...}` back.
+- Interactions: a first response after 3 s is 404 Unknown interaction (10062); a token older than
+  15 min (or `handle.expire()`) is 401 Invalid Webhook Token (50027); the first followup after a deferred
+  response replaces the "is thinking..." message (discord.py's `defer` docs rely on that); ephemeral messages exist only for the interaction
+  webhook (channel routes answer 404 Unknown Message); uploads over `attachment_size_limit` (by boost
+  tier, or `upload_limit`) are 413 Request entity too large (40005).
+- Bodies are validated like Discord does (content length, embeds, components, command definitions) and
+  rejected with 400 Invalid Form Body (50035) and an `errors` tree that discord.py turns into text.
+"""
+
+# Test helpers here take `timeout=` like asyncio.wait_for does; that reads better in tests.
+# ruff: noqa: ASYNC109
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import logging
+import secrets
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from typing import Any
+
+import discord.gateway
+import discord.http
+import yarl
+from aiohttp import web
+
+from tests.fakes.discord_gateway import GatewayServer, GatewaySession, ReceivedFrame
+from tests.fakes.discord_models import (
+    EVERYONE_PERMISSIONS,
+    INTERACTION_APPLICATION_COMMAND,
+    INTERACTION_AUTOCOMPLETE,
+    INTERACTION_MESSAGE_COMPONENT,
+    MANAGE_GUILD,
+    FakeChannel,
+    FakeClock,
+    FakeGuild,
+    FakeMember,
+    FakeRole,
+    FakeUser,
+    FakeWorld,
+    InteractionRecord,
+    RecordedCall,
+    SnowflakeFactory,
+    StoredAttachment,
+    StoredMessage,
+)
+from tests.fakes.discord_rest import (
+    CALLBACK_ROUTE,
+    EDIT_ORIGINAL_ROUTE,
+    EDIT_ROUTE,
+    FOLLOWUP_ROUTE,
+    SEND_ROUTE,
+    FaultRule,
+    RateLimitRule,
+    RestApi,
+    route_matches,
+)
+
+__all__ = [
+    "APPLICATION_ID",
+    "CALLBACK_ROUTE",
+    "EDIT_ORIGINAL_ROUTE",
+    "EDIT_ROUTE",
+    "FOLLOWUP_ROUTE",
+    "SEND_ROUTE",
+    "FakeDiscord",
+    "InteractionHandle",
+]
+
+log = logging.getLogger(__name__)
+
+APPLICATION_ID = 1_180_000_000_000_000_001  # modern applications: the bot user id is the application id
+OWNER_ID = 1_180_000_000_000_000_002
+DEFAULT_TOKEN = "MTE4MDAwMDAwMDAwMDAwMDAwMQ.fake.discord-bot-token"
+
+OPTION_SUB_COMMAND = 1
+OPTION_SUB_COMMAND_GROUP = 2
+OPTION_STRING = 3
+OPTION_INTEGER = 4
+OPTION_BOOLEAN = 5
+OPTION_USER = 6
+OPTION_CHANNEL = 7
+OPTION_ROLE = 8
+OPTION_MENTIONABLE = 9
+OPTION_NUMBER = 10
+OPTION_ATTACHMENT = 11
+
+
+class InteractionHandle:
+    """An interaction the fake dispatched: await the bot's callback, read the messages it produced."""
+
+    def __init__(self, fake: FakeDiscord, record: InteractionRecord) -> None:
+        self._fake = fake
+        self.record = record
+
+    @property
+    def id(self) -> int:
+        """The interaction id."""
+        return self.record.id
+
+    @property
+    def token(self) -> str:
+        """The interaction token (used by the callback and the webhook routes)."""
+        return self.record.token
+
+    @property
+    def payload(self) -> dict[str, Any]:
+        """The INTERACTION_CREATE payload as dispatched."""
+        return self.record.payload
+
+    @property
+    def callback_type(self) -> int | None:
+        """The callback type the bot answered with, None before it answered."""
+        return self.record.callback_type
+
+    async def response(self, timeout: float = 5.0) -> RecordedCall:
+        """The bot's final callback call (check `.ok`: Discord may have rejected it), waiting for it.
+
+        Attempts that discord.py retries by itself (429, 5xx) are skipped."""
+        future = self.record.response
+        assert future is not None
+        try:
+            async with asyncio.timeout(timeout):
+                return await asyncio.shield(future)
+        except TimeoutError:
+            seen = [f"{c.method} {c.path} -> {c.status}" for c in self._fake.calls if self.token in c.path]
+            connected = sum(1 for s in self._fake.gateway.live_sessions() if s.ws is not None)
+            raise TimeoutError(
+                f"the bot did not answer interaction {self.id} within {timeout}s; its calls: {seen or 'none'}; "
+                f"connected gateway sessions: {connected}"
+            ) from None
+
+    def original(self) -> StoredMessage | None:
+        """The message `@original` refers to (the response, the deferred placeholder or the clicked message)."""
+        message_id = self.record.original_message_id
+        return None if message_id is None else self._fake.world.messages.get(message_id)
+
+    def messages(self) -> list[StoredMessage]:
+        """Every message created through this interaction (response and followups), oldest first."""
+        return [self._fake.world.messages[m] for m in self.record.message_ids]
+
+    async def wait_for_messages(self, count: int = 1, timeout: float = 5.0) -> list[StoredMessage]:
+        """Wait until this interaction produced `count` finished (not "thinking...") messages."""
+
+        def finished() -> list[StoredMessage]:
+            return [m for m in self.messages() if not m.loading]
+
+        await self._fake.wait_until(lambda: len(finished()) >= count, timeout=timeout)
+        return finished()
+
+    def expire(self) -> None:
+        """Make the token invalid now: webhook calls answer 401 Invalid Webhook Token (50027)."""
+        self.record.expired = True
+
+
+class FakeDiscord:
+    """The fake Discord: a world (guilds, users, messages), a REST API and a Gateway on one loopback port."""
+
+    def __init__(
+        self,
+        *,
+        token: str = DEFAULT_TOKEN,
+        heartbeat_interval_ms: int = 41_250,
+        premium_tier: int = 0,
+    ) -> None:
+        self.clock = FakeClock()
+        bot = FakeUser(APPLICATION_ID, "ImagineBot", bot=True, discriminator="4242")
+        owner = FakeUser(OWNER_ID, "owner", global_name="Server Owner")
+        self.world = FakeWorld(
+            token=token,
+            clock=self.clock,
+            snowflake=SnowflakeFactory(self.clock),
+            application_id=APPLICATION_ID,
+            bot_user=bot,
+            owner=owner,
+        )
+        self.world.users.update({bot.id: bot, owner.id: owner})
+        self._changed = asyncio.Condition()
+        self.rest = RestApi(self.world, changed=self._changed)
+        self.gateway = GatewayServer(
+            self.world,
+            changed=self._changed,
+            ws_base=lambda: self.ws_base,
+            heartbeat_interval_ms=heartbeat_interval_ms,
+        )
+        self._runner: web.AppRunner | None = None
+        self._exit_stack = contextlib.ExitStack()
+
+        self.guild = self.add_guild("Test Server", premium_tier=premium_tier)
+        self.channel = self.add_channel(self.guild, "general")
+        self.admin_role = self.add_role(self.guild, "Admin", permissions=MANAGE_GUILD)
+        self.user = self.add_user("alice", global_name="Alice")
+        self.add_member(self.guild, self.user)
+        self.admin = self.add_user("bob", global_name="Bob")
+        self.add_member(self.guild, self.admin, roles=[self.admin_role])
+
+    # --- lifecycle ---------------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Listen on 127.0.0.1 on a free port."""
+        app = web.Application(client_max_size=256 * 1024 * 1024)
+        self.rest.register(app)
+        self.gateway.register(app)
+        self._runner = web.AppRunner(app, handle_signals=False)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        host, port = self._runner.addresses[0][:2]
+        self.world.http_base = f"http://{host}:{port}"
+        log.debug("fake discord listening on %s", self.world.http_base)
+
+    async def close(self) -> None:
+        """Close gateway connections (1001) and stop the server."""
+        await self.gateway.close()
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    async def __aenter__(self) -> FakeDiscord:
+        await self.start()
+        self._exit_stack.enter_context(self.patched())
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self._exit_stack.close()
+        await self.close()
+
+    @contextlib.contextmanager
+    def patched(self) -> Iterator[None]:
+        """Point discord.py's REST (and interaction webhooks) and Gateway at this fake; restore on exit."""
+        old_base = discord.http.Route.BASE
+        old_gateway = discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY
+        discord.http.Route.BASE = self.api_base
+        discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(self.ws_base + "/")
+        try:
+            yield
+        finally:
+            discord.http.Route.BASE = old_base
+            discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = old_gateway
+
+    # --- identity --------------------------------------------------------------------------------------
+
+    @property
+    def token(self) -> str:
+        """The bot token the fake accepts."""
+        return self.world.token
+
+    @property
+    def application_id(self) -> int:
+        """The application id (equal to the bot user id)."""
+        return self.world.application_id
+
+    @property
+    def bot_user(self) -> FakeUser:
+        """The bot's user."""
+        return self.world.bot_user
+
+    @property
+    def http_base(self) -> str:
+        """`http://127.0.0.1:PORT`."""
+        if not self.world.http_base:
+            raise RuntimeError("the fake Discord is not started")
+        return self.world.http_base
+
+    @property
+    def api_base(self) -> str:
+        """The value for `discord.http.Route.BASE`."""
+        return self.http_base + "/api/v10"
+
+    @property
+    def ws_base(self) -> str:
+        """`ws://127.0.0.1:PORT` (the gateway is at `/`, RESUME at `/resume`)."""
+        return self.http_base.replace("http://", "ws://", 1)
+
+    # --- building the world ---------------------------------------------------------------------------
+
+    def add_user(self, username: str, *, global_name: str | None = None, bot: bool = False) -> FakeUser:
+        """A new user (not yet a member of any guild)."""
+        user = FakeUser(self.world.snowflake(), username, global_name=global_name, bot=bot)
+        self.world.users[user.id] = user
+        return user
+
+    def add_guild(
+        self,
+        name: str,
+        *,
+        premium_tier: int = 0,
+        features: Iterable[str] = (),
+        locale: str = "en-US",
+        everyone_permissions: int = EVERYONE_PERMISSIONS,
+    ) -> FakeGuild:
+        """A guild owned by `world.owner` with the bot as a member; call before the bot connects,
+        or follow with `announce_guild`."""
+        guild = FakeGuild(
+            id=self.world.snowflake(),
+            name=name,
+            owner_id=self.world.owner.id,
+            premium_tier=premium_tier,
+            features=list(features),
+            locale=locale,
+        )
+        guild.roles[guild.id] = FakeRole(guild.id, "@everyone", permissions=everyone_permissions)
+        self.world.guilds[guild.id] = guild
+        self.add_member(guild, self.world.owner)
+        self.add_member(guild, self.world.bot_user)
+        return guild
+
+    def add_role(self, guild: FakeGuild, name: str, *, permissions: int = 0) -> FakeRole:
+        """A role in `guild` with the given permission bits."""
+        role = FakeRole(self.world.snowflake(), name, permissions=permissions, position=len(guild.roles))
+        guild.roles[role.id] = role
+        return role
+
+    def add_channel(self, guild: FakeGuild, name: str, *, topic: str | None = None) -> FakeChannel:
+        """A text channel in `guild`."""
+        channel = FakeChannel(
+            self.world.snowflake(), guild.id, name, position=len(guild.channels), topic=topic
+        )
+        guild.channels[channel.id] = channel
+        return channel
+
+    def add_member(
+        self, guild: FakeGuild, user: FakeUser, *, roles: Sequence[FakeRole] = (), nick: str | None = None
+    ) -> FakeMember:
+        """Make `user` a member of `guild` with `roles`."""
+        member = FakeMember(user, guild.id, [r.id for r in roles], nick=nick)
+        guild.members[user.id] = member
+        return member
+
+    def set_channel_access(self, channel: FakeChannel, accessible: bool) -> None:
+        """Whether the bot can reach the channel over REST (False: 403 Missing Access, code 50001)."""
+        channel.accessible = accessible
+
+    async def announce_guild(self, guild: FakeGuild) -> None:
+        """Send GUILD_CREATE for a guild added after the bot connected."""
+        payload = guild.gateway_payload(bot_id=self.bot_user.id, all_members=False)
+        await self.dispatch("GUILD_CREATE", payload)
+
+    def upload(self, filename: str, data: bytes, *, channel: FakeChannel | None = None) -> StoredAttachment:
+        """A file a user attached to a slash command option; the bot can download it from the fake CDN."""
+        channel = channel or self.channel
+        return self.world.new_attachment(channel.id, filename, data, ephemeral=True)
+
+    # --- knobs ---------------------------------------------------------------------------------------
+
+    def fail_next(
+        self,
+        route: str,
+        status: int,
+        *,
+        count: int = 1,
+        retry_after: float = 0.05,
+        via: bool = True,
+        code: int | None = None,
+        message: str | None = None,
+        is_global: bool = False,
+    ) -> FaultRule:
+        """Answer the next `count` calls matching `route` ("METHOD /path/{template}" or "METHOD /glob/*")
+        with `status`. A 429 carries `retry_after`, the X-RateLimit headers and, if `via`, the Via header.
+        discord.py retries 429 (with Via) after `retry_after`, and 500/502/504 after 1 s, 3 s, ..."""
+        rule = FaultRule(route, status, count, retry_after, via, code, message, is_global)
+        self.rest.faults.append(rule)
+        return rule
+
+    def rate_limit(self, route: str, *, limit: int, per: float, send_headers: bool = True) -> RateLimitRule:
+        """Limit calls matching `route` to `limit` per `per` seconds per channel (or guild, or token).
+        With `send_headers` discord.py sees X-RateLimit-Remaining and waits by itself; without, it hits 429s."""
+        rule = RateLimitRule(route, limit, per, send_headers)
+        self.rest.rate_limits.append(rule)
+        return rule
+
+    def limit_channel_edits(
+        self, *, limit: int = 5, per: float = 5.0, send_headers: bool = True
+    ) -> RateLimitRule:
+        """Discord's message edit limit: `limit` edits per `per` seconds per channel."""
+        return self.rate_limit(EDIT_ROUTE, limit=limit, per=per, send_headers=send_headers)
+
+    def clear_faults(self) -> None:
+        """Drop every injected failure and rate limit."""
+        self.rest.faults.clear()
+        self.rest.rate_limits.clear()
+
+    @property
+    def upload_limit(self) -> int | None:
+        """A per-file upload limit overriding the guilds' boost tier limits (None: by tier)."""
+        return self.world.upload_limit
+
+    @upload_limit.setter
+    def upload_limit(self, value: int | None) -> None:
+        self.world.upload_limit = value
+
+    def advance_time(self, seconds: float) -> None:
+        """Move the fake's clock: 3 s later the first response is late (10062), 15 min later tokens die."""
+        self.clock.advance(seconds)
+
+    def deny_intents(self, intents: int) -> None:
+        """IDENTIFY asking for any of these intents is closed with 4014 (Disallowed intents)."""
+        self.gateway.disallowed_intents = intents
+
+    # --- recorded calls and stored messages ---------------------------------------------------------
+
+    @property
+    def calls(self) -> list[RecordedCall]:
+        """Every REST call so far, in order."""
+        return self.rest.calls
+
+    @property
+    def unexpected_calls(self) -> list[RecordedCall]:
+        """Calls no route of the fake served (answered 404/405)."""
+        return [c for c in self.rest.calls if c.unexpected]
+
+    def calls_to(self, route: str, *, since: int = 0) -> list[RecordedCall]:
+        """Calls matching "METHOD /path/{template}" or "METHOD /glob/*"."""
+        return [c for c in self.rest.calls[since:] if route_matches(route, c.method, c.route, c.path)]
+
+    def mark(self) -> int:
+        """The index the next call will get; pass it as `since` to only look at later calls."""
+        return len(self.rest.calls)
+
+    async def wait_for_call(
+        self, match: str | Callable[[RecordedCall], bool], *, timeout: float = 5.0, since: int = 0
+    ) -> RecordedCall:
+        """The first call (from `since`) matching a route pattern or predicate, waiting for it if needed."""
+        if isinstance(match, str):
+            pattern = match
+
+            def predicate(call: RecordedCall) -> bool:
+                return route_matches(pattern, call.method, call.route, call.path)
+
+        else:
+            predicate = match
+        return await self.rest.wait_for_call(predicate, timeout=timeout, since=since)
+
+    async def wait_until(self, condition: Callable[[], bool], *, timeout: float = 5.0) -> None:
+        """Wait until `condition()` holds; it is re-checked after every REST call and gateway change."""
+        try:
+            async with asyncio.timeout(timeout), self._changed:
+                await self._changed.wait_for(condition)
+        except TimeoutError:
+            raise TimeoutError(f"condition still false after {timeout}s") from None
+
+    def message(self, message_id: int) -> StoredMessage:
+        """A stored message by id (deleted ones too: check `.deleted`)."""
+        try:
+            return self.world.messages[message_id]
+        except KeyError:
+            raise KeyError(f"the bot never created message {message_id}") from None
+
+    def messages_in(
+        self, channel: FakeChannel | None = None, *, include_deleted: bool = False
+    ) -> list[StoredMessage]:
+        """Messages in a channel (default: the default channel), oldest first."""
+        channel = channel or self.channel
+        found = [
+            m
+            for m in self.world.messages.values()
+            if m.channel_id == channel.id and (include_deleted or not m.deleted)
+        ]
+        return sorted(found, key=lambda m: m.id)
+
+    def latest_message(self, channel: FakeChannel | None = None) -> StoredMessage | None:
+        """The newest message not deleted in a channel (default: the default channel)."""
+        found = self.messages_in(channel)
+        return found[-1] if found else None
+
+    # --- gateway -----------------------------------------------------------------------------------------
+
+    async def wait_until_ready(self, timeout: float = 10.0) -> GatewaySession:
+        """Wait until a bot identified and got READY and every GUILD_CREATE."""
+        try:
+            return await self.gateway.wait_until_ready(timeout)
+        except TimeoutError:
+            raise TimeoutError(
+                f"no bot reached READY within {timeout}s; gateway connections: {self.gateway.connections}, "
+                f"REST calls: {[f'{c.method} {c.path} -> {c.status}' for c in self.calls]}"
+            ) from None
+
+    async def dispatch(self, event: str, data: Any) -> None:
+        """Send any gateway DISPATCH event (e.g. "INTERACTION_CREATE") to the connected bot."""
+        await self.gateway.dispatch(event, data)
+
+    @property
+    def gateway_frames(self) -> list[ReceivedFrame]:
+        """Every payload bots sent to the gateway (IDENTIFY, RESUME, heartbeats, ...)."""
+        return self.gateway.frames
+
+    async def request_reconnect(self) -> None:
+        """Send op 7 RECONNECT; discord.py RESUMEs on READY's resume_gateway_url."""
+        await self.gateway.send_reconnect()
+
+    async def drop_connection(self, code: int = 4000) -> None:
+        """Close the gateway connection(s) abruptly; with a 4000 code discord.py RESUMEs."""
+        await self.gateway.drop_connections(code)
+
+    async def wait_for_resume(self, count: int = 1, timeout: float = 10.0) -> None:
+        """Wait until the bot RESUMEd `count` times."""
+        await self.gateway.wait_for_resume(count, timeout)
+
+    # --- interactions ----------------------------------------------------------------------------------
+
+    async def slash_command(
+        self,
+        name: str,
+        options: Mapping[str, Any] | None = None,
+        *,
+        user: FakeUser | None = None,
+        channel: FakeChannel | None = None,
+        locale: str = "en-US",
+    ) -> InteractionHandle:
+        """Dispatch an APPLICATION_COMMAND interaction, as if `user` ran `/name` with `options`.
+
+        `name` may hold subcommands ("queue list"). Option types come from the synced command when the
+        bot synced it (and unknown or missing required options raise ValueError), else from the values:
+        str, int, float, bool, FakeUser, FakeChannel, FakeRole, StoredAttachment (see `upload`)."""
+        channel = channel or self.channel
+        data = self._command_data(name, options or {}, channel, focused=None)
+        return await self._interact(
+            INTERACTION_APPLICATION_COMMAND, data, user=user, channel=channel, locale=locale
+        )
+
+    async def autocomplete(
+        self,
+        name: str,
+        options: Mapping[str, Any],
+        *,
+        focused: str,
+        user: FakeUser | None = None,
+        channel: FakeChannel | None = None,
+    ) -> InteractionHandle:
+        """Dispatch an APPLICATION_COMMAND_AUTOCOMPLETE interaction; `focused` is the option being typed."""
+        if focused not in options:
+            raise ValueError(f"the focused option {focused!r} must be among the options {list(options)}")
+        channel = channel or self.channel
+        data = self._command_data(name, options, channel, focused=focused)
+        return await self._interact(INTERACTION_AUTOCOMPLETE, data, user=user, channel=channel)
+
+    async def click(
+        self, message: StoredMessage | int, custom_id: str, *, user: FakeUser | None = None
+    ) -> InteractionHandle:
+        """Dispatch a MESSAGE_COMPONENT interaction: `user` presses the button `custom_id` on a stored message."""
+        stored, component = self._component(message, custom_id)
+        if component.get("type") != 2:
+            raise ValueError(
+                f"{custom_id!r} is not a button (component type {component.get('type')}); use select()"
+            )
+        data = {"custom_id": custom_id, "component_type": 2}
+        return await self._interact(INTERACTION_MESSAGE_COMPONENT, data, user=user, message=stored)
+
+    async def select(
+        self,
+        message: StoredMessage | int,
+        custom_id: str,
+        values: Sequence[str],
+        *,
+        user: FakeUser | None = None,
+    ) -> InteractionHandle:
+        """Dispatch a MESSAGE_COMPONENT interaction: `user` picks `values` in the select menu `custom_id`."""
+        stored, component = self._component(message, custom_id)
+        kind = component.get("type")
+        if kind not in (3, 5, 6, 7, 8):
+            raise ValueError(f"{custom_id!r} is not a select menu (component type {kind})")
+        if kind == 3:
+            allowed = {o.get("value") for o in component.get("options", [])}
+            unknown = [v for v in values if v not in allowed]
+            if unknown:
+                raise ValueError(f"{unknown} are not options of {custom_id!r}; it offers {sorted(allowed)}")
+        data = {"custom_id": custom_id, "component_type": kind, "values": list(values)}
+        return await self._interact(INTERACTION_MESSAGE_COMPONENT, data, user=user, message=stored)
+
+    def _component(
+        self, message: StoredMessage | int, custom_id: str
+    ) -> tuple[StoredMessage, dict[str, Any]]:
+        stored = self.message(message if isinstance(message, int) else message.id)
+        if stored.deleted:
+            raise ValueError(f"message {stored.id} was deleted; nobody can use its components")
+        component = stored.find_component(custom_id)
+        if component is None:
+            raise ValueError(
+                f"message {stored.id} has no component {custom_id!r}; it has {stored.custom_ids()}"
+            )
+        if component.get("disabled"):
+            raise ValueError(f"{custom_id!r} on message {stored.id} is disabled; a user cannot use it")
+        return stored, component
+
+    async def _interact(
+        self,
+        kind: int,
+        data: dict[str, Any],
+        *,
+        user: FakeUser | None,
+        channel: FakeChannel | None = None,
+        message: StoredMessage | None = None,
+        locale: str = "en-US",
+    ) -> InteractionHandle:
+        world = self.world
+        user = user or self.user
+        if message is not None:
+            found = world.channel(message.channel_id)
+            if found is None:
+                raise ValueError(f"message {message.id} is in unknown channel {message.channel_id}")
+            channel = found
+        assert channel is not None
+        guild = world.guilds[channel.guild_id]
+        member = guild.members.get(user.id)
+        if member is None:
+            raise ValueError(f"{user.username} is not a member of {guild.name}; call add_member first")
+        permissions = guild.permissions_of(user.id)
+        interaction_id = world.snowflake()
+        raw_token = f"interaction:{interaction_id}:{secrets.token_hex(48)}".encode()
+        token = base64.urlsafe_b64encode(raw_token).decode().rstrip("=")
+        payload: dict[str, Any] = {
+            "id": str(interaction_id),
+            "application_id": str(world.application_id),
+            "type": kind,
+            "data": data,
+            "guild_id": str(guild.id),
+            "guild": {"id": str(guild.id), "locale": guild.locale, "features": list(guild.features)},
+            "channel_id": str(channel.id),
+            "channel": channel.payload() | {"permissions": str(permissions)},
+            "member": member.payload(permissions=permissions),
+            "token": token,
+            "version": 1,
+            "app_permissions": str(guild.permissions_of(world.bot_user.id)),
+            "locale": locale,
+            "guild_locale": guild.locale,
+            "entitlements": [],
+            "entitlement_sku_ids": [],
+            "authorizing_integration_owners": {"0": str(guild.id)},
+            "context": 0,
+            "attachment_size_limit": world.upload_limit_for(guild.id),
+        }
+        if message is not None:
+            payload["message"] = message.payload()
+        record = InteractionRecord(
+            id=interaction_id,
+            token=token,
+            type=kind,
+            payload=payload,
+            created_at=self.clock.monotonic(),
+            guild_id=guild.id,
+            channel_id=channel.id,
+            user=user,
+            source_message_id=message.id if message is not None else None,
+            response=asyncio.get_running_loop().create_future(),
+        )
+        world.interactions[interaction_id] = record
+        world.interactions_by_token[token] = record
+        await self.dispatch("INTERACTION_CREATE", payload)
+        return InteractionHandle(self, record)
+
+    def expire_interaction(self, interaction: InteractionHandle | str) -> None:
+        """Expire an interaction token now (webhook calls then answer 401, code 50027)."""
+        token = interaction if isinstance(interaction, str) else interaction.token
+        self.world.interactions_by_token[token].expired = True
+
+    # --- building command data ---------------------------------------------------------------------
+
+    def synced_command(self, name: str, guild: FakeGuild | None = None) -> dict[str, Any] | None:
+        """The slash command `name` as the bot last synced it (the guild's own first, then global)."""
+        if guild is not None:
+            found = self.world.guild_commands.get(guild.id, {}).get((name, 1))
+            if found is not None:
+                return found
+        return self.world.global_commands.get((name, 1))
+
+    def _command_data(
+        self, name: str, options: Mapping[str, Any], channel: FakeChannel, *, focused: str | None
+    ) -> dict[str, Any]:
+        parts = name.strip().lstrip("/").split()
+        if not 1 <= len(parts) <= 3:
+            raise ValueError(f"{name!r} is not a command name (at most a group and a subcommand)")
+        guild = self.world.guilds[channel.guild_id]
+        command = self.synced_command(parts[0], guild)
+        definitions: list[dict[str, Any]] | None = command.get("options", []) if command else None
+        resolved: dict[str, dict[str, Any]] = {}
+        wrappers: list[dict[str, Any]] = []
+        for depth, part in enumerate(parts[1:]):
+            kind = OPTION_SUB_COMMAND if depth == len(parts) - 2 else OPTION_SUB_COMMAND_GROUP
+            if definitions is not None:
+                match = next((o for o in definitions if o["name"] == part and o.get("type") == kind), None)
+                if match is None:
+                    raise ValueError(f"/{' '.join(parts[: depth + 1])} has no subcommand {part!r}")
+                definitions = match.get("options", [])
+            wrappers.append({"name": part, "type": kind})
+        leaf = self._options(parts, options, definitions, guild, resolved, focused)
+        for wrapper in reversed(wrappers):
+            wrapper["options"] = leaf
+            leaf = [wrapper]
+        data: dict[str, Any] = {
+            "id": command["id"] if command else str(self.world.snowflake()),
+            "name": parts[0],
+            "type": 1,
+            "options": leaf,
+        }
+        if command is not None and "guild_id" in command:
+            data["guild_id"] = command["guild_id"]
+        if resolved:
+            data["resolved"] = resolved
+        return data
+
+    def _options(
+        self,
+        parts: list[str],
+        values: Mapping[str, Any],
+        definitions: list[dict[str, Any]] | None,
+        guild: FakeGuild,
+        resolved: dict[str, dict[str, Any]],
+        focused: str | None,
+    ) -> list[dict[str, Any]]:
+        label = "/" + " ".join(parts)
+        by_name = {o["name"]: o for o in definitions or []}
+        if definitions is not None:
+            unknown = [n for n in values if n not in by_name]
+            if unknown:
+                raise ValueError(f"{label} has no option {unknown}; it has {sorted(by_name)}")
+            missing = [n for n, o in by_name.items() if o.get("required") and n not in values]
+            if missing and focused is None:
+                raise ValueError(f"{label} needs the required option(s) {missing}")
+        result = []
+        for option_name, value in values.items():
+            definition = by_name.get(option_name, {})
+            kind = definition.get("type") or _infer_option_type(value)
+            if option_name == focused:
+                result.append({"name": option_name, "type": kind, "value": str(value), "focused": True})
+                continue
+            if focused is None:
+                _check_option(label, option_name, definition, value)
+            result.append(
+                {"name": option_name, "type": kind, "value": self._option_value(kind, value, guild, resolved)}
+            )
+        return result
+
+    def _option_value(
+        self, kind: int, value: Any, guild: FakeGuild, resolved: dict[str, dict[str, Any]]
+    ) -> Any:
+        if kind in (OPTION_USER, OPTION_MENTIONABLE) and isinstance(value, FakeUser | FakeMember):
+            user = value if isinstance(value, FakeUser) else value.user
+            resolved.setdefault("users", {})[str(user.id)] = user.payload()
+            member = guild.members.get(user.id)
+            if member is not None:
+                permissions = guild.permissions_of(user.id)
+                payload = member.payload(permissions=permissions, with_user=False)
+                resolved.setdefault("members", {})[str(user.id)] = payload
+            return str(user.id)
+        if kind in (OPTION_ROLE, OPTION_MENTIONABLE) and isinstance(value, FakeRole):
+            resolved.setdefault("roles", {})[str(value.id)] = value.payload()
+            return str(value.id)
+        if kind == OPTION_CHANNEL and isinstance(value, FakeChannel):
+            permissions = str(guild.permissions_of(self.bot_user.id))
+            entry = {"id": str(value.id), "name": value.name, "type": value.type, "permissions": permissions}
+            resolved.setdefault("channels", {})[str(value.id)] = entry | {"parent_id": None}
+            return str(value.id)
+        if kind == OPTION_ATTACHMENT and isinstance(value, StoredAttachment):
+            resolved.setdefault("attachments", {})[str(value.id)] = value.payload()
+            return str(value.id)
+        if kind == OPTION_STRING:
+            return str(value)
+        if kind == OPTION_INTEGER:
+            return int(value)
+        if kind == OPTION_NUMBER:
+            return float(value)
+        if kind == OPTION_BOOLEAN:
+            return bool(value)
+        raise ValueError(f"cannot send {value!r} as an option of type {kind}")
+
+
+def _infer_option_type(value: Any) -> int:
+    if isinstance(value, bool):
+        return OPTION_BOOLEAN
+    if isinstance(value, int):
+        return OPTION_INTEGER
+    if isinstance(value, float):
+        return OPTION_NUMBER
+    if isinstance(value, FakeUser | FakeMember):
+        return OPTION_USER
+    if isinstance(value, FakeChannel):
+        return OPTION_CHANNEL
+    if isinstance(value, FakeRole):
+        return OPTION_ROLE
+    if isinstance(value, StoredAttachment):
+        return OPTION_ATTACHMENT
+    return OPTION_STRING
+
+
+def _check_option(label: str, name: str, definition: Mapping[str, Any], value: Any) -> None:
+    """What the Discord client enforces before it sends a command: choices, lengths, ranges."""
+    choices = definition.get("choices")
+    if choices and value not in [c["value"] for c in choices]:
+        raise ValueError(
+            f"{label} {name}={value!r} is not one of its choices {[c['value'] for c in choices]}"
+        )
+    if isinstance(value, str):
+        if "min_length" in definition and len(value) < definition["min_length"]:
+            raise ValueError(f"{label} {name} must be at least {definition['min_length']} characters")
+        if "max_length" in definition and len(value) > definition["max_length"]:
+            raise ValueError(f"{label} {name} must be at most {definition['max_length']} characters")
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        if definition.get("min_value") is not None and value < definition["min_value"]:
+            raise ValueError(f"{label} {name} must be at least {definition['min_value']}")
+        if definition.get("max_value") is not None and value > definition["max_value"]:
+            raise ValueError(f"{label} {name} must be at most {definition['max_value']}")

@@ -1,0 +1,537 @@
+"""An unmodified discord.py bot against the fake Discord: login, slash commands, uploads, buttons, faults."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import io
+import re
+import zlib
+from collections.abc import AsyncIterator
+
+import discord
+import pytest
+from discord import app_commands
+from discord.ext import commands
+
+from tests.fakes.discord_models import (
+    CALLBACK_AUTOCOMPLETE_RESULT,
+    CALLBACK_CHANNEL_MESSAGE,
+    CALLBACK_DEFERRED_CHANNEL_MESSAGE,
+    CALLBACK_UPDATE_MESSAGE,
+    FILESIZE_LIMIT_BY_TIER,
+    commands_errors,
+    components_errors,
+)
+from tests.fakes.discord_server import CALLBACK_ROUTE, EDIT_ROUTE, FOLLOWUP_ROUTE, SEND_ROUTE, FakeDiscord
+
+PNG_BYTES = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4
+
+
+class CounterButton(discord.ui.DynamicItem[discord.ui.Button], template=r"counter:(?P<count>\d+)"):
+    """A persistent button whose custom_id carries its state, so it works after a restart."""
+
+    def __init__(self, count: int) -> None:
+        button = discord.ui.Button(
+            label=f"Clicked {count} times", style=discord.ButtonStyle.primary, custom_id=f"counter:{count}"
+        )
+        super().__init__(button)
+        self.count = count
+
+    @classmethod
+    async def from_custom_id(
+        cls, interaction: discord.Interaction, item: discord.ui.Button, match: re.Match[str]
+    ) -> CounterButton:
+        return cls(int(match["count"]))
+
+    async def callback(self, interaction: discord.Interaction) -> None:
+        view = discord.ui.View(timeout=None)
+        view.add_item(CounterButton(self.count + 1))
+        await interaction.response.edit_message(view=view)
+
+
+class ZlibDecompressionContext:
+    """discord.py's zlib-stream reader, which it only defines when zstandard is missing."""
+
+    COMPRESSION_TYPE = "zlib-stream"
+
+    def __init__(self) -> None:
+        self.buffer = bytearray()
+        self.context = zlib.decompressobj()
+
+    def decompress(self, data: bytes, /) -> str | None:
+        self.buffer.extend(data)
+        if len(data) < 4 or data[-4:] != b"\x00\x00\xff\xff":
+            return None
+        message = self.context.decompress(self.buffer)
+        self.buffer = bytearray()
+        return message.decode()
+
+
+def make_bot(held: asyncio.Queue[discord.Interaction] | None = None) -> commands.Bot:
+    """A plain commands.Bot with the commands the tests drive."""
+    bot = commands.Bot(command_prefix="!", intents=discord.Intents.default())
+    bot.add_dynamic_items(CounterButton)
+    inbox: asyncio.Queue[discord.Interaction] = held if held is not None else asyncio.Queue()
+
+    @bot.tree.command(name="hello", description="Say hello")
+    async def hello(interaction: discord.Interaction) -> None:
+        await interaction.response.send_message(f"Hello, {interaction.user.display_name}!")
+
+    @bot.tree.command(name="render", description="Think, then post an image")
+    @app_commands.describe(size="bytes of image data")
+    async def render(interaction: discord.Interaction, size: app_commands.Range[int, 1, 4096] = 64) -> None:
+        await interaction.response.defer(thinking=True)
+        image = discord.File(io.BytesIO(PNG_BYTES[:size]), filename="grid.png")
+        await interaction.followup.send("Here is your grid", file=image)
+
+    @bot.tree.command(name="panel", description="Post a counter button")
+    async def panel(interaction: discord.Interaction) -> None:
+        view = discord.ui.View(timeout=None)
+        view.add_item(CounterButton(0))
+        await interaction.response.send_message("Counter", view=view)
+
+    @bot.tree.command(name="style", description="Choose a style from a menu")
+    async def style(interaction: discord.Interaction) -> None:
+        menu: discord.ui.Select[discord.ui.View] = discord.ui.Select(
+            custom_id="style", options=[discord.SelectOption(label=s) for s in ("photo", "anime", "oil")]
+        )
+
+        async def chosen(choice: discord.Interaction) -> None:
+            await choice.response.edit_message(content=f"Style: {menu.values[0]}", view=None)
+
+        menu.callback = chosen
+        view = discord.ui.View()
+        view.add_item(menu)
+        await interaction.response.send_message("Pick a style", view=view)
+
+    @bot.tree.command(name="whoami", description="Am I an admin?")
+    async def whoami(interaction: discord.Interaction) -> None:
+        role = "admin" if interaction.permissions.manage_guild else "member"
+        await interaction.response.send_message(f"{role}, limit {interaction.filesize_limit}", ephemeral=True)
+
+    @bot.tree.command(name="hold", description="Hand the interaction to the test without answering")
+    async def hold(interaction: discord.Interaction) -> None:
+        inbox.put_nowait(interaction)
+
+    @bot.tree.command(name="measure", description="Download an attached image")
+    async def measure(interaction: discord.Interaction, image: discord.Attachment) -> None:
+        data = await image.read()
+        await interaction.response.send_message(f"{image.filename}: {len(data)} bytes, {image.content_type}")
+
+    @bot.tree.command(name="pick", description="Pick a sampler")
+    async def pick(interaction: discord.Interaction, sampler: str) -> None:
+        await interaction.response.send_message(sampler)
+
+    @pick.autocomplete("sampler")
+    async def pick_sampler(interaction: discord.Interaction, current: str) -> list[app_commands.Choice[str]]:
+        names = ["euler", "euler_ancestral", "dpmpp_2m", "ddim"]
+        return [app_commands.Choice(name=n, value=n) for n in names if n.startswith(current)]
+
+    return bot
+
+
+@contextlib.asynccontextmanager
+async def running(fake: FakeDiscord, bot: commands.Bot) -> AsyncIterator[commands.Bot]:
+    """Log the bot in, wait until the fake sent READY and every GUILD_CREATE, close it cleanly after."""
+    task = asyncio.create_task(bot.start(fake.token))
+    ready = asyncio.create_task(fake.wait_until_ready())
+    try:
+        done, _ = await asyncio.wait({task, ready}, return_when=asyncio.FIRST_COMPLETED)
+        if task in done:
+            task.result()
+            raise AssertionError("the bot stopped before it was ready")
+        await ready
+        yield bot
+    finally:
+        ready.cancel()
+        await bot.close()
+        await asyncio.wait_for(task, timeout=10)
+
+
+@pytest.fixture
+async def fake() -> AsyncIterator[FakeDiscord]:
+    async with FakeDiscord() as server:
+        yield server
+
+
+@pytest.mark.parametrize("transport", ["zstd-stream", "zlib-stream"])
+async def test_slash_command_reply_is_recorded_over_either_transport(
+    fake: FakeDiscord, transport: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if transport == "zlib-stream":
+        monkeypatch.setattr(discord.utils, "_ActiveDecompressionContext", ZlibDecompressionContext)
+    async with running(fake, make_bot()):
+        handle = await fake.slash_command("hello", user=fake.user)
+        call = await handle.response()
+
+    assert fake.gateway.connections[0].compress == transport
+    assert call.callback_type == CALLBACK_CHANNEL_MESSAGE
+    assert call.payload["data"]["content"] == "Hello, Alice!"
+    assert call.query == {"with_response": "1"}
+    assert handle.original() is not None and handle.original().content == "Hello, Alice!"
+    assert [c.path for c in fake.calls[:2]] == ["/users/@me", "/oauth2/applications/@me"]
+    assert fake.calls[0].headers["Authorization"] == f"Bot {fake.token}"
+    assert fake.unexpected_calls == []
+
+
+async def test_deferred_followup_uploads_file_and_replaces_thinking_message(fake: FakeDiscord) -> None:
+    async with running(fake, make_bot()):
+        handle = await fake.slash_command("render", {"size": 300})
+        defer = await handle.response()
+        (message,) = await handle.wait_for_messages(1)
+
+    assert defer.callback_type == CALLBACK_DEFERRED_CHANNEL_MESSAGE
+    assert defer.response["interaction"]["response_message_loading"] is True
+    upload = fake.calls_to(FOLLOWUP_ROUTE)[0]
+    assert upload.payload["content"] == "Here is your grid"
+    assert upload.payload["attachments"] == [{"id": 0, "filename": "grid.png"}]
+    assert [(f.field, f.filename, f.data) for f in upload.files] == [
+        ("files[0]", "grid.png", PNG_BYTES[:300])
+    ]
+    assert message.id == handle.original().id and not message.loading
+    assert [(a.filename, a.size) for a in message.attachments] == [("grid.png", 300)]
+
+
+async def test_button_survives_restart_through_dynamic_item(fake: FakeDiscord) -> None:
+    async with running(fake, make_bot()):
+        await (await fake.slash_command("panel")).response()
+    panel = fake.latest_message()
+    assert panel is not None and panel.custom_ids() == ["counter:0"]
+
+    async with running(fake, make_bot()):
+        click = await fake.click(panel, "counter:0", user=fake.admin)
+        call = await click.response()
+
+    assert call.callback_type == CALLBACK_UPDATE_MESSAGE
+    assert fake.message(panel.id).custom_ids() == ["counter:1"]
+    assert fake.message(panel.id).edit_count == 1
+    assert [f.op for f in fake.gateway_frames].count(2) == 2  # two bots, two IDENTIFYs
+
+
+async def test_clicking_a_missing_button_is_a_test_error(fake: FakeDiscord) -> None:
+    async with running(fake, make_bot()):
+        await (await fake.slash_command("panel")).response()
+        panel = fake.latest_message()
+        assert panel is not None
+        with pytest.raises(ValueError, match=r"no component 'counter:9'.*counter:0"):
+            await fake.click(panel, "counter:9")
+
+
+async def test_rate_limit_with_via_header_is_retried_by_discord_py(fake: FakeDiscord) -> None:
+    async with running(fake, make_bot()) as bot:
+        fake.fail_next(SEND_ROUTE, 429, retry_after=0.05)
+        channel = bot.get_channel(fake.channel.id)
+        assert isinstance(channel, discord.TextChannel)
+        sent = await channel.send("progress 10%")
+
+    limited, accepted = fake.calls_to(SEND_ROUTE)
+    assert limited.status == 429 and accepted.status == 200
+    assert limited.response["retry_after"] == 0.05
+    assert limited.response_headers["Via"] and limited.response_headers["X-RateLimit-Remaining"] == "0"
+    assert fake.message(sent.id).content == "progress 10%"
+
+
+async def test_rate_limit_without_via_header_raises(fake: FakeDiscord) -> None:
+    async with running(fake, make_bot()) as bot:
+        fake.fail_next(SEND_ROUTE, 429, via=False)
+        channel = bot.get_channel(fake.channel.id)
+        assert isinstance(channel, discord.TextChannel)
+        with pytest.raises(discord.HTTPException) as raised:
+            await channel.send("progress 10%")
+
+    assert raised.value.status == 429
+    assert len(fake.calls_to(SEND_ROUTE)) == 1
+
+
+async def test_interaction_callback_429_is_retried(fake: FakeDiscord) -> None:
+    async with running(fake, make_bot()):
+        fake.fail_next(CALLBACK_ROUTE, 429, retry_after=0.02)
+        call = await (await fake.slash_command("hello")).response()
+
+    assert [c.status for c in fake.calls_to(CALLBACK_ROUTE)] == [429, 200]
+    assert call.status == 200
+
+
+@pytest.mark.parametrize("send_headers", [False, True])
+async def test_channel_edit_rate_limit(fake: FakeDiscord, send_headers: bool) -> None:
+    async with running(fake, make_bot()) as bot:
+        channel = bot.get_channel(fake.channel.id)
+        assert isinstance(channel, discord.TextChannel)
+        message = await channel.send("step 0")
+        fake.limit_channel_edits(limit=2, per=0.2, send_headers=send_headers)
+        for step in range(1, 4):
+            message = await message.edit(content=f"step {step}")
+
+    statuses = [c.status for c in fake.calls_to(EDIT_ROUTE)]
+    if send_headers:  # discord.py read X-RateLimit-Remaining: 0 and waited by itself
+        assert statuses == [200, 200, 200]
+    else:
+        assert statuses == [200, 200, 429, 200]
+        limited = fake.calls_to(EDIT_ROUTE)[2]
+        assert 0 < limited.response["retry_after"] <= 0.2
+        assert limited.response_headers["Via"]
+    assert fake.message(message.id).content == "step 3"
+
+
+async def test_expired_token_makes_followup_raise_invalid_webhook_token(fake: FakeDiscord) -> None:
+    held: asyncio.Queue[discord.Interaction] = asyncio.Queue()
+    async with running(fake, make_bot(held)):
+        handle = await fake.slash_command("hold")
+        interaction = await asyncio.wait_for(held.get(), timeout=5)
+        await interaction.response.defer()
+        handle.expire()
+        with pytest.raises(discord.HTTPException) as raised:
+            await interaction.followup.send("too late")
+
+    assert (raised.value.status, raised.value.code) == (401, 50027)
+
+
+async def test_token_dies_fifteen_minutes_after_the_interaction(fake: FakeDiscord) -> None:
+    held: asyncio.Queue[discord.Interaction] = asyncio.Queue()
+    async with running(fake, make_bot(held)):
+        await fake.slash_command("hold")
+        interaction = await asyncio.wait_for(held.get(), timeout=5)
+        await interaction.response.send_message("Queued, position 1")
+        await interaction.edit_original_response(content="Queued, position 0")
+        assert (await interaction.original_response()).content == "Queued, position 0"
+        fake.advance_time(15 * 60 + 1)
+        with pytest.raises(discord.HTTPException) as raised:
+            await interaction.edit_original_response(content="Running")
+
+    assert raised.value.code == 50027
+
+
+async def test_late_first_response_is_unknown_interaction(fake: FakeDiscord) -> None:
+    held: asyncio.Queue[discord.Interaction] = asyncio.Queue()
+    async with running(fake, make_bot(held)):
+        await fake.slash_command("hold")
+        interaction = await asyncio.wait_for(held.get(), timeout=5)
+        fake.advance_time(3.5)
+        with pytest.raises(discord.NotFound) as raised:
+            await interaction.response.send_message("Queued")
+
+    assert raised.value.code == 10062
+
+
+async def test_upload_over_the_limit_is_rejected_with_413(fake: FakeDiscord) -> None:
+    fake.upload_limit = 200
+    async with running(fake, make_bot()):
+        held_limit = await (await fake.slash_command("whoami")).response()
+        handle = await fake.slash_command("render", {"size": 300})
+        await handle.response()
+        failed = await fake.wait_for_call(FOLLOWUP_ROUTE)
+
+    assert held_limit.payload["data"]["content"] == "member, limit 200"
+    assert (failed.status, failed.response["code"]) == (413, 40005)
+    assert handle.original() is not None and handle.original().loading
+
+
+async def test_boost_tier_sets_filesize_limit_and_admin_role_grants_manage_guild() -> None:
+    async with FakeDiscord(premium_tier=2) as fake, running(fake, make_bot()) as bot:
+        admin = await (await fake.slash_command("whoami", user=fake.admin)).response()
+        member = await (await fake.slash_command("whoami", user=fake.user)).response()
+        guild = bot.get_guild(fake.guild.id)
+
+    limit = FILESIZE_LIMIT_BY_TIER[2]
+    assert admin.payload["data"]["content"] == f"admin, limit {limit}"
+    assert member.payload["data"]["content"] == f"member, limit {limit}"
+    assert admin.payload["data"]["flags"] == 64
+    assert guild is not None and guild.filesize_limit == limit
+
+
+async def test_deleted_message_cannot_be_edited(fake: FakeDiscord) -> None:
+    async with running(fake, make_bot()) as bot:
+        channel = bot.get_channel(fake.channel.id)
+        assert isinstance(channel, discord.TextChannel)
+        message = await channel.send("Queued")
+        await message.delete()
+        with pytest.raises(discord.NotFound) as raised:
+            await message.edit(content="Running")
+
+    assert raised.value.code == 10008
+    assert fake.message(message.id).deleted
+
+
+async def test_invalid_message_is_rejected_with_form_errors(fake: FakeDiscord) -> None:
+    async with running(fake, make_bot()) as bot:
+        channel = bot.get_channel(fake.channel.id)
+        assert isinstance(channel, discord.TextChannel)
+        with pytest.raises(discord.HTTPException) as raised:
+            await channel.send("x" * 2001)
+
+    assert (raised.value.status, raised.value.code) == (400, 50035)
+    assert "content" in raised.value.text and "2000 or fewer" in raised.value.text
+
+
+async def test_unexpected_route_is_recorded_and_answers_404(fake: FakeDiscord) -> None:
+    async with running(fake, make_bot()) as bot:
+        route = discord.http.Route("GET", "/guilds/{guild_id}/bans", guild_id=fake.guild.id)
+        with pytest.raises(discord.NotFound):
+            await bot.http.request(route)
+
+    (unexpected,) = fake.unexpected_calls
+    assert unexpected.path == f"/guilds/{fake.guild.id}/bans"
+
+
+async def test_synced_commands_are_stored_and_shape_injected_options(fake: FakeDiscord) -> None:
+    async with running(fake, make_bot()) as bot:
+        synced = await bot.tree.sync()
+        fetched = await bot.tree.fetch_commands()
+        with pytest.raises(ValueError, match="has no option"):
+            await fake.slash_command("render", {"colour": "red"})
+        with pytest.raises(ValueError, match="at most 4096"):
+            await fake.slash_command("render", {"size": 5000})
+        call = await (await fake.slash_command("pick", {"sampler": "ddim"})).response()
+
+    render = fake.synced_command("render")
+    assert render is not None and render["options"][0]["type"] == 4
+    assert {c.name for c in synced} == {c.name for c in fetched} >= {"hello", "render", "panel", "pick"}
+    assert call.payload["data"]["content"] == "ddim"
+
+
+async def test_autocomplete_answers_with_choices(fake: FakeDiscord) -> None:
+    async with running(fake, make_bot()):
+        handle = await fake.autocomplete("pick", {"sampler": "eul"}, focused="sampler")
+        call = await handle.response()
+
+    assert call.callback_type == CALLBACK_AUTOCOMPLETE_RESULT
+    assert [c["value"] for c in call.payload["data"]["choices"]] == ["euler", "euler_ancestral"]
+
+
+async def test_dropped_connection_resumes_and_replays_missed_events(fake: FakeDiscord) -> None:
+    async with running(fake, make_bot()):
+        await fake.drop_connection(code=4000)
+        handle = await fake.slash_command("hello")  # sent now or replayed on RESUME
+        call = await handle.response()
+        await fake.wait_for_resume()
+
+    ops = [f.op for f in fake.gateway_frames]
+    assert ops.count(2) == 1 and ops.count(6) == 1  # one IDENTIFY, one RESUME
+    assert fake.gateway.connections[1].path == "/resume"
+    assert call.payload["data"]["content"] == "Hello, Alice!"
+    assert len(fake.calls_to(CALLBACK_ROUTE)) == 1
+
+
+async def test_wrong_token_fails_login(fake: FakeDiscord) -> None:
+    bot = make_bot()
+    with pytest.raises(discord.LoginFailure):
+        await bot.login("not-the-token")
+    await bot.close()
+
+    assert fake.calls[0].status == 401
+
+
+async def test_disallowed_privileged_intent_closes_gateway_with_4014(fake: FakeDiscord) -> None:
+    fake.deny_intents(discord.Intents(members=True).value)
+    bot = commands.Bot(command_prefix="!", intents=discord.Intents(guilds=True, members=True))
+    try:
+        with pytest.raises(discord.PrivilegedIntentsRequired):
+            await asyncio.wait_for(bot.start(fake.token), timeout=10)
+    finally:
+        await bot.close()  # discord.py raises on 4014 without closing its HTTP session
+
+    assert fake.gateway.live_sessions() == []
+
+
+async def test_attachment_option_resolves_and_downloads_from_the_fake_cdn(fake: FakeDiscord) -> None:
+    image = fake.upload("input.png", PNG_BYTES)
+    async with running(fake, make_bot()):
+        call = await (await fake.slash_command("measure", {"image": image})).response()
+
+    assert call.payload["data"]["content"] == f"input.png: {len(PNG_BYTES)} bytes, image/png"
+    assert fake.calls_to("GET /attachments/*")[0].params["attachment_id"] == str(image.id)
+
+
+def test_components_over_discord_limits_are_reported_like_discord() -> None:
+    buttons = [{"type": 2, "style": 1, "custom_id": f"b{i}", "label": "go"} for i in range(6)]
+    duplicate = [{"type": 2, "style": 1, "custom_id": "same"}, {"type": 2, "style": 1, "custom_id": "same"}]
+    long_id = [{"type": 2, "style": 1, "custom_id": "x" * 101}]
+    rows = [{"type": 1, "components": c} for c in (buttons, duplicate, long_id)]
+
+    found = components_errors(rows, v2=False)["components"]
+
+    assert found["0"]["components"]["_errors"][0]["code"] == "BASE_TYPE_BAD_LENGTH"
+    assert (
+        found["1"]["components"]["1"]["custom_id"]["_errors"][0]["code"] == "COMPONENT_CUSTOM_ID_DUPLICATED"
+    )
+    assert found["2"]["components"]["0"]["custom_id"]["_errors"][0]["code"] == "BASE_TYPE_BAD_LENGTH"
+    assert components_errors([{"type": 1, "components": buttons[:5]}], v2=False) == {}
+
+
+def test_command_sync_rejects_what_discord_rejects() -> None:
+    good = {"name": "imagine", "description": "Make an image", "options": []}
+    long_description = {"name": "status", "description": "x" * 101}
+    capitalised = {"name": "Queue", "description": "Show the queue"}
+    optional_first = {
+        "name": "cancel",
+        "description": "Cancel a job",
+        "options": [
+            {"type": 3, "name": "reason", "description": "why", "required": False},
+            {"type": 3, "name": "job", "description": "which", "required": True},
+        ],
+    }
+
+    found = commands_errors([good, long_description, capitalised, optional_first, dict(good)])
+
+    assert set(found) == {"1", "2", "3", "4"}
+    assert "description" in found["1"] and "name" in found["2"]
+    assert "required" in found["3"]["options"]["1"]
+    assert found["4"]["name"]["_errors"][0]["code"] == "APPLICATION_COMMANDS_DUPLICATE_NAME"
+
+
+async def test_select_menu_choice_reaches_the_view_of_the_message(fake: FakeDiscord) -> None:
+    async with running(fake, make_bot()):
+        await (await fake.slash_command("style")).response()
+        menu = fake.latest_message()
+        assert menu is not None
+        with pytest.raises(ValueError, match="not options"):
+            await fake.select(menu, "style", ["watercolour"])
+        call = await (await fake.select(menu, "style", ["anime"])).response()
+
+    assert call.callback_type == CALLBACK_UPDATE_MESSAGE
+    assert (fake.message(menu.id).content, fake.message(menu.id).components) == ("Style: anime", [])
+
+
+async def test_rejected_callback_is_handed_back_without_waiting(fake: FakeDiscord) -> None:
+    fake.fail_next(CALLBACK_ROUTE, 400, code=50035, message="Invalid Form Body")
+    async with running(fake, make_bot()):
+        call = await (await fake.slash_command("hello")).response(timeout=2)
+
+    assert (call.ok, call.status) == (False, 400)
+
+
+async def test_fetches_return_the_fake_world(fake: FakeDiscord) -> None:
+    async with running(fake, make_bot()) as bot:
+        channel = await bot.fetch_channel(fake.channel.id)
+        guild = await bot.fetch_guild(fake.guild.id)
+        admin = await guild.fetch_member(fake.admin.id)
+        assert isinstance(channel, discord.TextChannel)
+        sent = await channel.send("hello")
+        fetched = await channel.fetch_message(sent.id)
+
+    assert (channel.name, guild.name, guild.premium_tier) == ("general", "Test Server", 0)
+    assert [r.name for r in admin.roles if not r.is_default()] == ["Admin"]
+    assert fetched.content == "hello" and fetched.author.id == fake.application_id
+    assert fake.unexpected_calls == []
+
+
+async def test_bad_gateway_page_is_retried_by_discord_py(fake: FakeDiscord) -> None:
+    async with running(fake, make_bot()) as bot:
+        fake.fail_next(SEND_ROUTE, 502)
+        channel = bot.get_channel(fake.channel.id)
+        assert isinstance(channel, discord.TextChannel)
+        await channel.send("after one retry")  # discord.py sleeps 1 s before retrying a 5xx
+
+    failed, sent = fake.calls_to(SEND_ROUTE)
+    assert (failed.status, failed.response_headers["Content-Type"]) == (502, "text/html")
+    assert sent.ok
+
+
+async def test_leaving_the_fake_restores_discord_py_endpoints() -> None:
+    base, gateway = discord.http.Route.BASE, discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY
+    async with FakeDiscord() as fake:
+        assert discord.http.Route.BASE == f"{fake.http_base}/api/v10"
+        assert str(discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY) == f"{fake.ws_base}/"
+
+    assert (discord.http.Route.BASE, discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY) == (base, gateway)
