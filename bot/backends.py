@@ -1,0 +1,112 @@
+"""The ComfyUI backends the scheduler feeds: their clients, health, capabilities and load."""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from comfy.client import ComfyClient
+from comfy.models import ComfyError, SystemStats
+from comfy.profiles import BackendConfig, ModelProfile
+from comfy.workflow import samplers_and_schedulers
+
+log = logging.getLogger(__name__)
+
+# Namespace of the ComfyUI client ids: stable per database and backend, so prompts posted before a
+# restart are routed to the restarted bot's socket (ComfyUI sends a prompt's events only to its client id).
+_CLIENT_ID_NAMESPACE = uuid.UUID("6b0c5a1e-2f7e-4a4e-9a57-0c4f1d2b9e11")
+
+
+def stable_client_id(database: str, backend_name: str) -> str:
+    """The WebSocket client id for one backend of one bot installation."""
+    return uuid.uuid5(_CLIENT_ID_NAMESPACE, f"{database}|{backend_name}").hex
+
+
+@dataclass(eq=False)
+class Backend:
+    """One ComfyUI server as the scheduler sees it."""
+
+    config: BackendConfig
+    client: ComfyClient
+    prefetch: int = 1
+    up: bool = False
+    down_since: float | None = None
+    last_error: str | None = None
+    stats: SystemStats | None = None
+    checkpoints: frozenset[str] | None = None  # None: not known (yet)
+    samplers: tuple[str, ...] | None = None
+    schedulers: tuple[str, ...] | None = None
+    jobs: set[int] = field(default_factory=set)
+
+    @property
+    def name(self) -> str:
+        """The configured name."""
+        return self.config.name
+
+    @property
+    def capacity(self) -> int:
+        """Jobs in flight at once: the ones running plus the ones waiting in ComfyUI's own queue."""
+        return self.config.max_running + self.prefetch
+
+    @property
+    def free_slots(self) -> int:
+        """How many more jobs this backend takes now."""
+        return max(0, self.capacity - len(self.jobs)) if self.up else 0
+
+    @property
+    def load(self) -> float:
+        """Share of the capacity in use, for picking the least busy backend."""
+        return len(self.jobs) / self.capacity
+
+    @property
+    def version(self) -> str | None:
+        """ComfyUI's version as its /system_stats reports it."""
+        return self.stats.system.comfyui_version if self.stats else None
+
+    def runnable_models(self, models: Sequence[ModelProfile]) -> list[str] | None:
+        """Model names whose checkpoint this backend has; None when its checkpoints are not known."""
+        if self.checkpoints is None:
+            return None
+        return [m.name for m in models if m.checkpoint in self.checkpoints]
+
+    async def refresh(self, clock: Callable[[], float] = time.monotonic) -> bool:
+        """Check health (and capabilities when they are unknown or the backend just came back).
+
+        Returns True when the up/down state changed.
+        """
+        was_up = self.up
+        try:
+            self.stats = await self.client.system_stats()
+            if not was_up or self.checkpoints is None:
+                await self._read_capabilities()
+            await self.client.connect()
+        except (ComfyError, OSError, TimeoutError) as exc:
+            self.last_error = str(exc)
+            if was_up or self.down_since is None:
+                self.down_since = clock()
+                log.warning("backend %s (%s) is down: %s", self.name, self.config.base_url, exc)
+            self.up = False
+            return was_up
+        self.up = True
+        self.down_since = None
+        self.last_error = None
+        if not was_up:
+            log.info("backend %s (%s) is up: ComfyUI %s", self.name, self.config.base_url, self.version)
+        return not was_up
+
+    async def _read_capabilities(self) -> None:
+        info = await self.client.object_info("CheckpointLoaderSimple")
+        spec = info.get("CheckpointLoaderSimple", {}).get("input", {}).get("required", {}).get("ckpt_name")
+        names = spec[0] if isinstance(spec, list) and spec and isinstance(spec[0], list) else None
+        if names is None and isinstance(spec, list) and len(spec) > 1 and isinstance(spec[1], dict):
+            names = spec[1].get("options")
+        self.checkpoints = frozenset(str(n) for n in names) if isinstance(names, list) else None
+        try:
+            sampler_info = await self.client.object_info("KSampler")
+            samplers, schedulers = samplers_and_schedulers(sampler_info)
+            self.samplers, self.schedulers = tuple(samplers), tuple(schedulers)
+        except (ComfyError, ValueError) as exc:
+            log.debug("backend %s: sampler lists unknown: %s", self.name, exc)

@@ -1,0 +1,343 @@
+"""The scheduler against fake ComfyUI servers and a real SQLite store: dispatch, prefetch, cancel, restart."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import pytest
+
+from bot.backends import Backend, stable_client_id
+from bot.events import Cancelled, Completed, EventBus, Failed, JobEvent, Progress, Started
+from bot.jobs import JobKind, JobStatus, NewJob
+from bot.outputs import OutputStore
+from bot.scheduler import Scheduler, SchedulerSettings
+from bot.store import JobStore
+from comfy.client import ComfyClient
+from comfy.params import ParseContext, parse_prompt, request_to_json
+from comfy.profiles import BackendConfig, ModelProfile
+from comfy.workflow import TemplateRegistry, load_builtin_templates
+from tests.fakes.comfy_server import FakeComfyUI
+
+MODEL = ModelProfile(
+    name="tiny", checkpoint="random_sd15_tiny.safetensors", width=64, height=64, steps=4, cfg=7.0
+)
+TIMEOUT = 10.0
+
+
+def new_job(guild: int = 1, user: int = 100, text: str = "a lighthouse at dusk", **extra: object) -> NewJob:
+    request = parse_prompt(text, ParseContext(models=[MODEL], rng=random.Random(guild * 1000 + user)))[0]
+    return NewJob(
+        guild_id=guild,
+        channel_id=guild * 10,
+        user_id=user,
+        kind=JobKind.IMAGINE,
+        prompt=text,
+        request_json=request_to_json(request),
+        model=MODEL.name,
+        **extra,  # type: ignore[arg-type]
+    )
+
+
+class Harness:
+    """A scheduler wired to fakes; `restart()` builds a new one on the same database and servers."""
+
+    def __init__(self, tmp_path: Path, fakes: Sequence[FakeComfyUI], **settings: float) -> None:
+        self.tmp_path = tmp_path
+        self.fakes = fakes
+        self.settings = SchedulerSettings(
+            models=[MODEL],
+            health_interval_s=settings.pop("health_interval_s", 0.05),
+            backend_grace_s=settings.pop("backend_grace_s", 5.0),
+            job_timeout_s=settings.pop("job_timeout_s", 30.0),
+            max_attempts=int(settings.pop("max_attempts", 3)),
+        )
+        self.prefetch = int(settings.pop("prefetch", 1))
+        self.bus = EventBus()
+        self.sub = self.bus.subscribe()
+        self.events: list[JobEvent] = []
+        self._new_event = asyncio.Event()
+        self._collector = asyncio.create_task(self._collect())
+        self.store: JobStore
+        self.scheduler: Scheduler
+
+    async def _collect(self) -> None:
+        while True:
+            self.events.append(await self.sub.get())
+            self._new_event.set()
+
+    async def event(self, kind: type[JobEvent], job_id: int) -> JobEvent:
+        """The first event of `kind` for `job_id` (waiting for it); fails if the job ended otherwise."""
+        async with asyncio.timeout(TIMEOUT):
+            while True:
+                for event in self.events:
+                    if event.job_id != job_id:
+                        continue
+                    if isinstance(event, kind):
+                        return event
+                    if event.terminal:
+                        raise AssertionError(f"job {job_id} ended with {event!r}, not {kind.__name__}")
+                self._new_event.clear()
+                await self._new_event.wait()
+
+    async def open(self, start: bool = True) -> Harness:
+        db = str(self.tmp_path / "jobs.db")
+        self.store = await JobStore.open(db)
+        backends = []
+        for index, fake in enumerate(self.fakes):
+            config = BackendConfig(name=f"gpu{index}", url=fake.url, timeout_s=5)
+            client = ComfyClient(config, client_id=stable_client_id(db, config.name))
+            backends.append(Backend(config=config, client=client, prefetch=self.prefetch))
+        self.scheduler = Scheduler(
+            store=self.store,
+            backends=backends,
+            templates=TemplateRegistry(load_builtin_templates()),
+            outputs=OutputStore(self.tmp_path / "out"),
+            bus=self.bus,
+            settings=self.settings,
+        )
+        if start:
+            await self.scheduler.start()
+        return self
+
+    async def close(self) -> None:
+        await self.scheduler.stop(grace_s=1.0)
+        await self.store.close()
+
+    async def restart(self) -> None:
+        await self.close()
+        await self.open()
+
+    async def status(self, job_id: int) -> JobStatus:
+        job = await self.store.get(job_id)
+        assert job is not None
+        return job.status
+
+
+@asynccontextmanager
+async def harness(
+    tmp_path: Path, count: int = 1, start: bool = True, **settings: float
+) -> AsyncIterator[Harness]:
+    fakes = [FakeComfyUI(step_time=0.002) for _ in range(count)]
+    for fake in fakes:
+        await fake.start()
+    h = Harness(tmp_path, fakes, **settings)
+    await h.open(start=start)
+    try:
+        yield h
+    finally:
+        await h.close()
+        h._collector.cancel()
+        for fake in fakes:
+            await fake.close()
+
+
+async def test_a_job_runs_to_completion_with_progress_and_saved_images(tmp_path: Path) -> None:
+    async with harness(tmp_path) as h:
+        (job,) = await h.scheduler.submit([new_job()])
+        started = await h.event(Started, job.id)
+        assert started.backend == "gpu0"
+        progress = await h.event(Progress, job.id)
+        assert progress.total == 4
+        done = await h.event(Completed, job.id)
+        files = [Path(p) for p in (*done.paths, done.grid_path or "missing")]
+        assert len(done.paths) == 4 and all(p.is_file() for p in files)
+        assert await h.status(job.id) is JobStatus.COMPLETED
+        assert len(await h.store.outputs(job.id)) == 4
+        (body,) = h.fakes[0].received_bodies
+        assert body["client_id"] == h.scheduler.backends[0].client.client_id
+
+
+async def test_prefetch_keeps_one_prompt_waiting_in_comfyui_under_backlog(tmp_path: Path) -> None:
+    async with harness(tmp_path) as h:
+        fake = h.fakes[0]
+        fake.pause()
+        jobs = await h.scheduler.submit([new_job(user=u) for u in range(100, 105)])
+        await fake.wait_paused()
+        await fake.wait_until(lambda: len(fake.pending_ids) == 1)
+        assert [await h.status(j.id) for j in jobs].count(JobStatus.QUEUED) == 3
+        # Each time a prompt ends, the next one is already waiting in ComfyUI's queue.
+        fake.resume()
+        for job in jobs:
+            await h.event(Completed, job.id)
+        assert len(fake.executed_prompt_ids) == 5
+        assert fake.history_count() == 5
+
+
+async def test_six_jobs_from_two_guilds_start_alternately_by_guild(tmp_path: Path) -> None:
+    async with harness(tmp_path, start=False) as h:
+        jobs = await h.store.enqueue_many([new_job(guild=1, user=1)] * 3 + [new_job(guild=2, user=2)] * 3)
+        by_prompt: dict[str, int] = {}
+        await h.scheduler.start()
+        for job in jobs:
+            await h.event(Completed, job.id)
+        for job in jobs:
+            stored = await h.store.get(job.id)
+            assert stored is not None and stored.prompt_id
+            by_prompt[stored.prompt_id] = stored.guild_id
+        order = [by_prompt[p] for p in h.fakes[0].executed_prompt_ids]
+        assert order == [1, 2, 1, 2, 1, 2]
+
+
+async def test_cancel_of_a_waiting_job_removes_it_from_the_queue(tmp_path: Path) -> None:
+    async with harness(tmp_path) as h:
+        h.fakes[0].pause()
+        _, second, third = await h.scheduler.submit([new_job(user=u) for u in (1, 2, 3)])
+        await h.fakes[0].wait_paused()
+        assert await h.scheduler.cancel(third.id) is JobStatus.QUEUED
+        await h.event(Cancelled, third.id)
+        assert await h.status(third.id) is JobStatus.CANCELLED
+        h.fakes[0].resume()
+        await h.event(Completed, second.id)
+        assert len(h.fakes[0].received_prompts) == 2
+
+
+async def test_cancel_of_a_prompt_pending_in_comfyui_deletes_it_there(tmp_path: Path) -> None:
+    async with harness(tmp_path) as h:
+        fake = h.fakes[0]
+        fake.pause()
+        first, second = await h.scheduler.submit([new_job(user=1), new_job(user=2)])
+        await fake.wait_until(lambda: len(fake.pending_ids) == 1)
+        stored = await h.store.get(second.id)
+        assert stored is not None and stored.status is JobStatus.SUBMITTED
+        await h.scheduler.cancel(second.id)
+        await h.event(Cancelled, second.id)
+        assert fake.deleted_prompt_ids == [stored.prompt_id]
+        fake.resume()
+        await h.event(Completed, first.id)
+        assert stored.prompt_id not in fake.executed_prompt_ids
+        assert fake.global_interrupts == 0
+
+
+async def test_cancel_of_a_running_job_interrupts_only_that_prompt(tmp_path: Path) -> None:
+    async with harness(tmp_path) as h:
+        fake = h.fakes[0]
+        fake.pause()
+        (job,) = await h.scheduler.submit([new_job()])
+        await h.event(Started, job.id)
+        await fake.wait_paused()
+        stored = await h.store.get(job.id)
+        assert stored is not None
+        await h.scheduler.cancel(job.id)
+        fake.resume()
+        await h.event(Cancelled, job.id)
+        assert await h.status(job.id) is JobStatus.CANCELLED
+        assert stored.prompt_id in fake.interrupt_requests
+        assert fake.global_interrupts == 0
+
+
+async def test_a_node_error_fails_the_job_with_a_short_reason(tmp_path: Path) -> None:
+    async with harness(tmp_path) as h:
+        h.fakes[0].fail_node = "KSampler"
+        (job,) = await h.scheduler.submit([new_job()])
+        failed = await h.event(Failed, job.id)
+        assert "RuntimeError" in failed.reason and "tensor([[" not in failed.reason
+        assert len(failed.reason) < 300
+        assert await h.status(job.id) is JobStatus.FAILED
+
+
+async def test_a_job_over_its_timeout_fails_and_is_interrupted_by_id(tmp_path: Path) -> None:
+    async with harness(tmp_path, job_timeout_s=0.5) as h:
+        fake = h.fakes[0]
+        fake.pause()
+        (job,) = await h.scheduler.submit([new_job()])
+        failed = await h.event(Failed, job.id)
+        assert "longer than" in failed.reason
+        stored = await h.store.get(job.id)
+        assert stored is not None and stored.prompt_id in fake.interrupt_requests
+        assert fake.global_interrupts == 0
+        fake.resume()
+
+
+async def test_restart_reattaches_a_running_job_without_generating_it_again(tmp_path: Path) -> None:
+    async with harness(tmp_path) as h:
+        fake = h.fakes[0]
+        fake.pause()
+        (job,) = await h.scheduler.submit([new_job()])
+        await fake.wait_paused()
+        await h.close()  # the bot goes away mid-run; ComfyUI keeps the prompt
+        await h.open()
+        fake.resume()
+        await h.event(Completed, job.id)
+        assert len(fake.received_prompts) == 1
+        assert fake.history_count() == 1
+
+
+async def test_restart_completes_a_job_that_finished_while_the_bot_was_down(tmp_path: Path) -> None:
+    async with harness(tmp_path) as h:
+        fake = h.fakes[0]
+        fake.pause()
+        (job,) = await h.scheduler.submit([new_job()])
+        await fake.wait_paused()
+        stored = await h.store.get(job.id)
+        assert stored is not None and stored.prompt_id
+        await h.close()
+        fake.resume()
+        await fake.wait_finished(stored.prompt_id)
+        await h.open()
+        done = await h.event(Completed, job.id)
+        assert len(done.paths) == 4
+        assert len(fake.received_prompts) == 1
+
+
+async def test_restart_requeues_a_job_the_server_lost(tmp_path: Path) -> None:
+    async with harness(tmp_path) as h:
+        fake = h.fakes[0]
+        fake.pause()
+        (job,) = await h.scheduler.submit([new_job()])
+        await fake.wait_paused()
+        await h.close()
+        fake.reset()  # ComfyUI restarted too: its queue and history are gone
+        fake.resume()
+        await h.open()
+        await h.event(Completed, job.id)
+        stored = await h.store.get(job.id)
+        assert stored is not None and stored.attempts == 1
+        assert len(fake.received_prompts) == 2
+
+
+async def test_a_backend_that_dies_mid_job_hands_the_job_to_another(tmp_path: Path) -> None:
+    async with harness(tmp_path, count=2, backend_grace_s=0.3, prefetch=0) as h:
+        dying, healthy = h.fakes
+        dying.pause()
+        healthy.pause()
+        first, second = await h.scheduler.submit([new_job(user=1), new_job(user=2)])
+        await dying.wait_paused()
+        await healthy.wait_paused()
+        placed = {j.id: (await h.store.get(j.id)).backend for j in (first, second)}  # type: ignore[union-attr]
+        job_on_dying = first if placed[first.id] == "gpu0" else second
+        healthy.resume()
+        await dying.stop()
+        dying.reset()
+        await h.event(Completed, job_on_dying.id)
+        stored = await h.store.get(job_on_dying.id)
+        assert stored is not None and stored.backend == "gpu1" and stored.attempts == 1
+
+
+async def test_an_upscale_uploads_the_parent_image_and_makes_one_image(tmp_path: Path) -> None:
+    async with harness(tmp_path) as h:
+        (parent,) = await h.scheduler.submit([new_job()])
+        await h.event(Completed, parent.id)
+        child_spec = new_job(user=200, parent_job_id=parent.id, parent_index=2, action="upscale_2x")
+        (child,) = await h.scheduler.submit([child_spec])
+        done = await h.event(Completed, child.id)
+        assert len(done.paths) == 1 and done.grid_path is None
+        assert h.fakes[0].file(f"imagine_{parent.id}_2.png", type="input") is not None
+
+
+@pytest.mark.parametrize("count", [2, 4])
+async def test_jobs_spread_over_every_backend(tmp_path: Path, count: int) -> None:
+    async with harness(tmp_path, count=count) as h:
+        for fake in h.fakes:
+            fake.pause()
+        jobs = await h.scheduler.submit([new_job(user=u) for u in range(count)])
+        for fake in h.fakes:
+            await fake.wait_paused()
+        for fake in h.fakes:
+            fake.resume()
+        for job in jobs:
+            await h.event(Completed, job.id)
+        assert all(len(fake.executed_prompt_ids) == 1 for fake in h.fakes)
