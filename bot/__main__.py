@@ -10,11 +10,13 @@ import asyncio
 import logging
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import TypeVar
 
 from bot.config import TOKEN_ENV, Config, ConfigError, load_config
 
 log = logging.getLogger("comfy_imagine")
+T = TypeVar("T")
 
 EXIT_OK, EXIT_RUNTIME, EXIT_USAGE = 0, 1, 2
 COMMANDS = ("run", "check", "sync-commands")
@@ -117,6 +119,17 @@ def _configure_logging(level: str) -> None:
         logging.getLogger("discord.http").setLevel(logging.WARNING)
 
 
+def _build_services(config: Config, factory: Callable[[Config], T]) -> T | None:
+    """Build the services; a template that cannot be loaded is a config error (printed, None returned)."""
+    from comfy.workflow import TemplateError
+
+    try:
+        return factory(config)
+    except TemplateError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return None
+
+
 def _missing_token(config: Config) -> bool:
     if config.token:
         return False
@@ -142,11 +155,15 @@ async def _sync_commands(config: Config, guild_ids: list[int] | None) -> int:
     import discord
 
     from bot.imagine_bot import ImagineBot
+    from bot.services import Services
 
     if _missing_token(config):
         return EXIT_USAGE
     targets = guild_ids or config.discord.guild_ids
-    bot = ImagineBot(config=config)
+    services = _build_services(config, Services)
+    if services is None:
+        return EXIT_USAGE
+    bot = ImagineBot(config=config, services=services, start_services=False)
     try:
         async with bot:
             await bot.login(config.token or "")
@@ -182,8 +199,12 @@ async def _run_bot(config: Config) -> int:
     import discord
 
     from bot.imagine_bot import ImagineBot
+    from bot.services import Services
 
-    bot = ImagineBot(config=config)
+    services = _build_services(config, Services)
+    if services is None:
+        return EXIT_USAGE
+    bot = ImagineBot(config=config, services=services)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, lambda: asyncio.ensure_future(bot.close()))

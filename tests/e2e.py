@@ -1,0 +1,145 @@
+"""End-to-end harness: the real ImagineBot (unmodified discord.py) against the fake Discord and fake ComfyUI.
+
+async with running_bot(tmp_path) as e2e:
+    handle = await e2e.discord.slash_command("imagine", {"prompt": "a fox --seed 1"})
+    ...
+    await e2e.restart()  # a new bot process on the same database and servers
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bot.config import Config, load_config
+from bot.imagine_bot import ImagineBot
+from bot.services import Services
+from tests.fakes.comfy_server import FakeComfyUI
+from tests.fakes.discord_server import FakeDiscord
+
+E2E_CONFIG = """
+[discord]
+token = "{token}"
+admin_role_ids = []
+
+[storage]
+database = "data/e2e.db"
+output_dir = "data/outputs"
+
+{backends}
+
+[[models]]
+name = "tiny"
+checkpoint = "random_sd15_tiny.safetensors"
+width = 64
+height = 64
+steps = 4
+cfg = 7.0
+negative = "blurry"
+
+[[models]]
+name = "other"
+checkpoint = "v1-5-pruned-emaonly.safetensors"
+width = 64
+height = 64
+steps = 2
+
+[[styles]]
+name = "cinematic"
+prefix = "cinematic still,"
+suffix = ", film grain"
+negative = "cartoon"
+
+[progress]
+edit_interval_s = 0.2
+
+[scheduler]
+health_interval_s = 0.1
+backend_grace_s = 2.0
+"""
+
+
+def write_e2e_config(folder: Path, token: str, backend_urls: list[str], extra: str = "") -> Path:
+    """Write the end-to-end config (tiny 64x64 models, fast progress edits) and return its path."""
+    backends = "\n".join(
+        f'[[backends]]\nname = "gpu{index}"\nurl = "{url}"\n' for index, url in enumerate(backend_urls)
+    )
+    path = folder / "config.toml"
+    path.write_text(E2E_CONFIG.format(token=token, backends=backends) + extra, encoding="utf-8")
+    return path
+
+
+@dataclass
+class E2E:
+    """A running bot with its fakes; `restart()` replaces the bot with a new one (same database)."""
+
+    config: Config
+    discord: FakeDiscord
+    comfy: list[FakeComfyUI]
+    bot: ImagineBot
+    task: asyncio.Task[None]
+    extensions: tuple[str, ...] | None = None
+    history: list[ImagineBot] = field(default_factory=list)
+
+    @property
+    def services(self) -> Services:
+        """The running bot's services (store, scheduler, bus)."""
+        return self.bot.services
+
+    async def stop(self) -> None:
+        """Close the bot cleanly and wait for its task."""
+        await self.bot.close()
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.wait_for(self.task, timeout=10)
+
+    async def restart(self) -> None:
+        """Stop this bot and start a new one on the same config, database and fakes."""
+        await self.stop()
+        self.history.append(self.bot)
+        self.bot, self.task = await _start_bot(self.config, self.discord, self.extensions)
+
+
+async def _start_bot(
+    config: Config, discord_fake: FakeDiscord, extensions: tuple[str, ...] | None
+) -> tuple[ImagineBot, asyncio.Task[None]]:
+    kwargs = {} if extensions is None else {"extensions": extensions}
+    bot = ImagineBot(config=config, services=Services(config), **kwargs)
+    task = asyncio.create_task(bot.start(discord_fake.token), name="e2e-bot")
+    ready = asyncio.create_task(discord_fake.wait_until_ready(timeout=15))
+    done, _ = await asyncio.wait({task, ready}, return_when=asyncio.FIRST_COMPLETED)
+    if task in done:
+        ready.cancel()
+        task.result()  # raises the bot's start-up error
+        raise RuntimeError("the bot stopped during start-up")
+    await ready
+    # setup_hook (services, extensions) has run once the gateway session is up.
+    return bot, task
+
+
+@asynccontextmanager
+async def running_bot(
+    tmp_path: Path,
+    *,
+    comfy_count: int = 1,
+    config_extra: str = "",
+    extensions: tuple[str, ...] | None = None,
+    step_time: float = 0.002,
+) -> AsyncIterator[E2E]:
+    """Start the fakes and the real bot; stop everything afterwards, even when the test fails."""
+    fakes = [FakeComfyUI(step_time=step_time) for _ in range(comfy_count)]
+    async with contextlib.AsyncExitStack() as stack:
+        for fake in fakes:
+            await stack.enter_async_context(fake)
+        discord_fake = await stack.enter_async_context(FakeDiscord())
+        path = write_e2e_config(tmp_path, discord_fake.token, [f.url for f in fakes], config_extra)
+        config = load_config(path, env={})
+        bot, task = await _start_bot(config, discord_fake, extensions)
+        e2e = E2E(config, discord_fake, fakes, bot, task, extensions)
+        try:
+            yield e2e
+        finally:
+            await e2e.stop()
