@@ -1,0 +1,195 @@
+"""Benchmark: does the GPU ever wait on the bot? Busy ratio and idle gap per backend under a backlog.
+
+    python -m bench.gpu_busy                       # fake ComfyUI servers, 1, 2 and 4 backends
+    python -m bench.gpu_busy --real http://127.0.0.1:8188 --checkpoint random_sd15_tiny.safetensors
+
+50 jobs wait in the queue (over 5 guilds) before the scheduler starts. For each backend, ComfyUI's own
+`/history` timestamps give each prompt's execution span (execution_start -> execution_success): the busy
+ratio is the sum of spans over the backend's whole span, and the idle gap is the time between one prompt's
+success and the next prompt's start. Prints a table and writes JSON to bench/results/gpu_busy.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import itertools
+import json
+import logging
+import random
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from bot.backends import Backend, stable_client_id
+from bot.events import Completed, EventBus, Failed
+from bot.jobs import JobKind, NewJob
+from bot.outputs import OutputStore
+from bot.scheduler import Scheduler, SchedulerSettings
+from bot.store import JobStore
+from comfy.client import ComfyClient
+from comfy.params import ParseContext, parse_prompt, request_to_json
+from comfy.profiles import BackendConfig, ModelProfile
+from comfy.workflow import TemplateRegistry, load_builtin_templates
+from tests.fakes.comfy_server import FakeComfyUI
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def _jobs(count: int, model: ModelProfile) -> list[NewJob]:
+    rng = random.Random(1)
+    jobs = []
+    for index in range(count):
+        request = parse_prompt(f"benchmark prompt {index}", ParseContext(models=[model], rng=rng))[0]
+        jobs.append(
+            NewJob(
+                guild_id=index % 5,
+                channel_id=1,
+                user_id=index % 7,
+                kind=JobKind.IMAGINE,
+                prompt=request.text,
+                request_json=request_to_json(request),
+                model=model.name,
+            )
+        )
+    return jobs
+
+
+def _percentile(values: list[float], q: float) -> float:
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))
+    return ordered[index]
+
+
+async def _spans(client: ComfyClient, prompt_ids: list[str]) -> list[tuple[float, float]]:
+    spans = []
+    for prompt_id in prompt_ids:
+        entry = await client.history(prompt_id)
+        if entry is None or entry.status is None:
+            continue
+        start = entry.status.message("execution_start")
+        end = entry.status.message("execution_success")
+        if start and end:
+            spans.append((start["timestamp"] / 1000, end["timestamp"] / 1000))
+    return sorted(spans)
+
+
+async def run(urls: list[str], model: ModelProfile, jobs: int, prefetch: int) -> dict[str, Any]:
+    """Queue `jobs` jobs, run them over the backends at `urls`, and measure each backend."""
+    with tempfile.TemporaryDirectory() as folder:
+        store = await JobStore.open(f"{folder}/bench.db")
+        bus = EventBus()
+        inbox = bus.subscribe()
+        backends = [
+            Backend(
+                config=(config := BackendConfig(name=f"gpu{i}", url=url, timeout_s=60)),
+                client=ComfyClient(config, client_id=stable_client_id(folder, config.name)),
+                prefetch=prefetch,
+            )
+            for i, url in enumerate(urls)
+        ]
+        scheduler = Scheduler(
+            store=store,
+            backends=backends,
+            templates=TemplateRegistry(load_builtin_templates()),
+            outputs=OutputStore(Path(folder) / "out"),
+            bus=bus,
+            settings=SchedulerSettings(models=[model], job_timeout_s=3600),
+        )
+        created = await store.enqueue_many(_jobs(jobs, model))
+        begin = time.perf_counter()
+        await scheduler.start()
+        remaining = {job.id for job in created}
+        while remaining:
+            event = await inbox.get()
+            if isinstance(event, Completed | Failed):
+                remaining.discard(event.job_id)
+                if isinstance(event, Failed):
+                    raise RuntimeError(f"job {event.job_id} failed: {event.reason}")
+        wall = time.perf_counter() - begin
+        per_backend = []
+        for backend in backends:
+            prompt_ids = [
+                job.prompt_id
+                for job in [await store.get(j.id) for j in created]
+                if job is not None and job.backend == backend.name and job.prompt_id
+            ]
+            spans = await _spans(backend.client, prompt_ids)
+            gaps = [(b[0] - a[1]) * 1000 for a, b in itertools.pairwise(spans)]
+            busy = sum(end - start for start, end in spans)
+            span = spans[-1][1] - spans[0][0] if spans else 0.0
+            per_backend.append(
+                {
+                    "backend": backend.name,
+                    "jobs": len(spans),
+                    "busy_ratio": busy / span if span else 0.0,
+                    "gap_ms_p50": statistics.median(gaps) if gaps else 0.0,
+                    "gap_ms_p99": _percentile(gaps, 0.99),
+                    "gap_ms_max": max(gaps, default=0.0),
+                }
+            )
+        await scheduler.stop()
+        await store.close()
+        return {"backends": len(urls), "jobs": jobs, "wall_s": wall, "per_backend": per_backend}
+
+
+async def _fake_runs(counts: list[int], jobs: int, step_time: float, steps: int) -> list[dict[str, Any]]:
+    model = ModelProfile(
+        name="tiny", checkpoint="random_sd15_tiny.safetensors", width=64, height=64, steps=steps
+    )
+    results = []
+    for count in counts:
+        fakes = [FakeComfyUI(step_time=step_time) for _ in range(count)]
+        for fake in fakes:
+            await fake.start()
+        try:
+            results.append(await run([f.url for f in fakes], model, jobs, prefetch=1))
+        finally:
+            for fake in fakes:
+                await fake.close()
+    return results
+
+
+def _table(results: list[dict[str, Any]]) -> str:
+    base = results[0]["jobs"] / results[0]["wall_s"]
+    lines = ["backends | jobs/s | vs 1 | backend | busy ratio | gap p50 ms | gap p99 ms | gap max ms"]
+    for result in results:
+        rate = result["jobs"] / result["wall_s"]
+        for row in result["per_backend"]:
+            lines.append(
+                f"{result['backends']:>8} | {rate:6.2f} | {rate / base:4.2f} | {row['backend']:>7} | "
+                f"{row['busy_ratio']:10.4f} | {row['gap_ms_p50']:10.1f} | {row['gap_ms_p99']:10.1f} | "
+                f"{row['gap_ms_max']:10.1f}"
+            )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    """Command-line entry point."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--jobs", type=int, default=50)
+    parser.add_argument("--backends", default="1,2,4", help="comma list of backend counts (fake runs)")
+    parser.add_argument("--step-time", type=float, default=0.05, help="fake seconds per sampler step")
+    parser.add_argument("--steps", type=int, default=4)
+    parser.add_argument("--real", help="URL of a real ComfyUI instead of fakes")
+    parser.add_argument("--checkpoint", default="random_sd15_tiny.safetensors")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    if args.real:
+        model = ModelProfile(name="real", checkpoint=args.checkpoint, width=64, height=64, steps=args.steps)
+        results = [asyncio.run(run([args.real], model, args.jobs, prefetch=1))]
+    else:
+        counts = [int(c) for c in args.backends.split(",")]
+        results = asyncio.run(_fake_runs(counts, args.jobs, args.step_time, args.steps))
+    print(_table(results))
+    RESULTS.mkdir(exist_ok=True)
+    name = "gpu_busy_real.json" if args.real else "gpu_busy.json"
+    (RESULTS / name).write_text(json.dumps(results, indent=2), encoding="utf-8")
+
+
+if __name__ == "__main__":
+    main()
