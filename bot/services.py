@@ -6,6 +6,7 @@ scheduler, `close()` stops them. The Bot subclass calls both from its own lifecy
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Callable
@@ -16,12 +17,15 @@ from bot.backends import Backend, stable_client_id
 from bot.config import Config
 from bot.events import EventBus
 from bot.outputs import OutputStore
+from bot.retention import apply_retention
 from bot.scheduler import Scheduler, SchedulerSettings
 from bot.store import JobStore
 from comfy.client import ComfyClient
 from comfy.workflow import TemplateRegistry
 
 log = logging.getLogger(__name__)
+
+RETENTION_INTERVAL_S = 3600.0
 
 
 class ServicesNotStarted(RuntimeError):
@@ -42,6 +46,7 @@ class Services:
         self._store: JobStore | None = None
         self._scheduler: Scheduler | None = None
         self._session: aiohttp.ClientSession | None = None
+        self._retention: asyncio.Task[None] | None = None
 
     @property
     def store(self) -> JobStore:
@@ -96,10 +101,30 @@ class Services:
             ),
         )
         await self._scheduler.start()
+        self._retention = asyncio.create_task(self._retention_loop(), name="retention")
         log.info("services started: %d backend(s), database %s", len(backends), database)
+
+    async def _retention_loop(self) -> None:
+        storage = self.config.storage
+        while True:
+            try:
+                await apply_retention(
+                    self.store,
+                    self.outputs,
+                    retention_days=storage.retention_days,
+                    max_total_mb=storage.max_total_mb,
+                    now=self.clock,
+                )
+            except Exception:
+                log.exception("retention failed (storage.retention_days / storage.max_total_mb)")
+            await asyncio.sleep(RETENTION_INTERVAL_S)
 
     async def close(self) -> None:
         """Stop the scheduler (jobs in flight are handed to the next start) and close the database."""
+        if self._retention is not None:
+            self._retention.cancel()
+            await asyncio.gather(self._retention, return_exceptions=True)
+            self._retention = None
         if self._scheduler is not None:
             await self._scheduler.stop()
             self._scheduler = None

@@ -998,6 +998,15 @@ class JobStore:
             log.info("purged %d finished jobs (%d output files)", len(deleted), len(paths))
         return [str(row["path"]) for row in paths]
 
+    async def finished_output_bytes(self) -> list[tuple[float, int]]:
+        """(finished_at, output bytes) of every finished job with outputs, oldest first (for a size cap)."""
+        rows = await self._fetch(
+            "SELECT j.finished_at AS finished_at, SUM(o.bytes) AS size FROM jobs AS j "
+            f"JOIN job_outputs AS o ON o.job_id = j.id WHERE j.status IN {_TERMINAL_SQL} "
+            "GROUP BY j.id ORDER BY j.finished_at, j.id"
+        )
+        return [(float(row["finished_at"] or 0.0), int(row["size"] or 0)) for row in rows]
+
     async def total_output_bytes(self) -> int:
         """Return the summed size of all stored outputs."""
         rows = await self._fetch("SELECT COALESCE(SUM(bytes), 0) FROM job_outputs")
