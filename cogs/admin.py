@@ -1,17 +1,110 @@
-"""Placeholder for the admin extension (filled in by the Discord issue)."""
+"""The admin and member commands /queue, /cancel and /status: parse, call AdminService, render.
+
+Every answer is ephemeral: /queue lists other members' prompts and /status is a diagnostic, so neither
+belongs in the channel; refusals are seen only by whoever asked.
+"""
 
 from __future__ import annotations
 
+import logging
+
+import discord
+from discord import app_commands
 from discord.ext import commands
 
+from bot.admin_service import AdminError, AdminService, parse_job_ref
 from bot.imagine_bot import ImagineBot
+from cogs._admin_views import NO_MENTIONS, QueuePageButton, queue_embed, queue_view, refuse, status_embed
+from cogs._permissions import is_admin
+
+log = logging.getLogger(__name__)
+
+_GUILD_ONLY = "This command works in a server, not in direct messages."
 
 
 class AdminCog(commands.Cog):
-    """Slash commands of the admin extension."""
+    """/queue, /cancel and /status."""
 
     def __init__(self, bot: ImagineBot) -> None:
         self.bot = bot
+        self.service = AdminService(bot.services)
+
+    async def cog_load(self) -> None:
+        """Register the /queue page buttons, so pages turn after a restart too."""
+        self.bot.add_dynamic_items(QueuePageButton)
+
+    async def cog_unload(self) -> None:
+        """Stop handling the /queue page buttons."""
+        self.bot.remove_dynamic_items(QueuePageButton)
+
+    def _is_admin(self, user: discord.abc.User) -> bool:
+        return is_admin(user, self.bot.config.discord.admin_role_ids)
+
+    @app_commands.command(name="queue", description="Show waiting and running jobs (admins: everyone's)")
+    @app_commands.guild_only()
+    async def queue(self, interaction: discord.Interaction[ImagineBot]) -> None:
+        """Admins see the server's queue, members their own jobs; pages turn with ◀ ▶."""
+        if interaction.guild_id is None:
+            await refuse(interaction, _GUILD_ONLY)
+            return
+        page = await self.service.queue_page(
+            interaction.guild_id,
+            viewer_id=interaction.user.id,
+            admin=self._is_admin(interaction.user),
+            page=0,
+        )
+        guild_name = interaction.guild.name if interaction.guild else None
+        await interaction.response.send_message(
+            embed=queue_embed(page, guild_name),
+            view=queue_view(page, interaction.user.id),
+            ephemeral=True,
+            allowed_mentions=NO_MENTIONS,
+        )
+
+    @app_commands.command(name="cancel", description="Cancel a waiting or running job")
+    @app_commands.describe(job="The job to cancel: pick it from the list, or type its number like #42")
+    @app_commands.guild_only()
+    async def cancel(self, interaction: discord.Interaction[ImagineBot], job: str) -> None:
+        """Admins may cancel any job of the server, members only their own."""
+        if interaction.guild_id is None:
+            await refuse(interaction, _GUILD_ONLY)
+            return
+        try:
+            job_id = parse_job_ref(job)
+            confirmation = await self.service.cancel(
+                job_id,
+                guild_id=interaction.guild_id,
+                actor_id=interaction.user.id,
+                admin=self._is_admin(interaction.user),
+            )
+        except AdminError as exc:
+            await refuse(interaction, str(exc))
+            return
+        await interaction.response.send_message(confirmation, ephemeral=True, allowed_mentions=NO_MENTIONS)
+
+    @cancel.autocomplete("job")
+    async def _cancel_choices(
+        self, interaction: discord.Interaction[ImagineBot], current: str
+    ) -> list[app_commands.Choice[str]]:
+        if interaction.guild_id is None:
+            return []
+        owner = None if self._is_admin(interaction.user) else interaction.user.id
+        choices = await self.service.cancel_choices(interaction.guild_id, owner, current)
+        return [app_commands.Choice(name=label, value=str(job_id)) for label, job_id in choices]
+
+    @app_commands.command(name="status", description="Image servers, this server's queue and today's jobs")
+    @app_commands.guild_only()
+    async def status(self, interaction: discord.Interaction[ImagineBot]) -> None:
+        """Anyone may look; admins also see why a backend is down."""
+        if interaction.guild_id is None:
+            await refuse(interaction, _GUILD_ONLY)
+            return
+        report = await self.service.status(interaction.guild_id)
+        await interaction.response.send_message(
+            embed=status_embed(report, admin=self._is_admin(interaction.user)),
+            ephemeral=True,
+            allowed_mentions=NO_MENTIONS,
+        )
 
 
 async def setup(bot: ImagineBot) -> None:

@@ -1,17 +1,46 @@
-"""Placeholder for the settings extension (filled in by the Discord issue)."""
+"""/settings: a member's defaults for /imagine (model, aspect, style, negative prompt) on an ephemeral panel."""
 
 from __future__ import annotations
 
+import logging
+
+import discord
+from discord import app_commands
 from discord.ext import commands
 
+from bot.admin_service import AdminService
 from bot.imagine_bot import ImagineBot
+from cogs._admin_views import NO_MENTIONS
+from cogs._settings_views import SettingsButton, SettingsSelect, settings_embed, settings_view
+
+log = logging.getLogger(__name__)
 
 
 class SettingsCog(commands.Cog):
-    """Slash commands of the settings extension."""
+    """/settings."""
 
     def __init__(self, bot: ImagineBot) -> None:
         self.bot = bot
+        self.service = AdminService(bot.services)
+
+    async def cog_load(self) -> None:
+        """Register the panel's components, so panels keep working after a restart."""
+        self.bot.add_dynamic_items(SettingsSelect, SettingsButton)
+
+    async def cog_unload(self) -> None:
+        """Stop handling the panel's components."""
+        self.bot.remove_dynamic_items(SettingsSelect, SettingsButton)
+
+    @app_commands.command(name="settings", description="Your defaults for /imagine: model, aspect, style")
+    async def settings(self, interaction: discord.Interaction[ImagineBot]) -> None:
+        """Show the member's panel; only they see it and only they can use it."""
+        current = await self.service.get_settings(interaction.user.id)
+        await interaction.response.send_message(
+            embed=settings_embed(current, self.service),
+            view=settings_view(current, self.service),
+            ephemeral=True,
+            allowed_mentions=NO_MENTIONS,
+        )
 
 
 async def setup(bot: ImagineBot) -> None:

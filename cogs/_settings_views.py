@@ -1,0 +1,218 @@
+"""The /settings panel: selects for model, aspect and style, a negative-prompt modal and Reset.
+
+Every component is a DynamicItem whose custom_id carries the owner's user id (`settings:<user>:<what>`),
+so the panel keeps working after a restart and refuses anyone else who presses it.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from typing import Final
+
+import discord
+
+from bot.admin_service import NEGATIVE_MAX_CHARS, AdminError, AdminService
+from bot.imagine_bot import ImagineBot
+from bot.jobs import UserSettings
+from cogs._admin_views import clip, refuse
+
+log = logging.getLogger(__name__)
+
+DEFAULT_VALUE: Final = "__default__"  # the select option that clears a setting
+_MAX_OPTIONS: Final = 25
+_NOT_YOURS = "This settings panel belongs to someone else. Run /settings to open your own."
+_FOOTER = (
+    "Applied to your later /imagine prompts unless the prompt says otherwise (--model, --ar, --style, --no). "
+    "Your settings follow you to every server."
+)
+
+
+def _service(interaction: discord.Interaction[ImagineBot]) -> AdminService:
+    return AdminService(interaction.client.services)
+
+
+def settings_embed(
+    settings: UserSettings, service: AdminService, *, note: str | None = None
+) -> discord.Embed:
+    """The panel's text: the member's current defaults."""
+    default_model = service.model_names[0]
+    if settings.model is None:
+        model = f"{default_model} (server default)"
+    elif settings.model in service.model_names:
+        model = settings.model
+    else:
+        model = f"{settings.model} (no longer on this bot; {default_model} is used)"
+    escape = discord.utils.escape_markdown
+    embed = discord.Embed(
+        title="Your /imagine defaults", description=note or None, colour=discord.Colour.blurple()
+    )
+    embed.add_field(name="Model", value=escape(model), inline=True)
+    embed.add_field(name="Aspect ratio", value=settings.aspect or "the model's own", inline=True)
+    embed.add_field(name="Style", value=escape(settings.style) if settings.style else "none", inline=True)
+    negative = escape(clip(settings.negative, 1000)) if settings.negative else "none"
+    embed.add_field(name="Negative prompt", value=negative, inline=False)
+    embed.set_footer(text=_FOOTER)
+    return embed
+
+
+def _options(default_label: str, names: list[str], current: str | None) -> list[discord.SelectOption]:
+    options = [discord.SelectOption(label=default_label, value=DEFAULT_VALUE, default=current is None)]
+    for name in names[: _MAX_OPTIONS - 1]:
+        options.append(discord.SelectOption(label=name, value=name, default=name == current))
+    return options
+
+
+def settings_view(settings: UserSettings, service: AdminService) -> discord.ui.View:
+    """The panel's components, bound to the member whose settings they are."""
+    user_id = settings.user_id
+    view = discord.ui.View(timeout=None)
+    default_model = service.model_names[0]
+    selects = [
+        (
+            "model",
+            "Model",
+            _options(f"Server default ({default_model})", service.model_names, settings.model),
+        ),
+        (
+            "aspect",
+            "Aspect ratio",
+            _options("The model's own shape", service.aspect_choices, settings.aspect),
+        ),
+    ]
+    if service.style_names:
+        selects.append(("style", "Style", _options("No style", service.style_names, settings.style)))
+    for row, (what, placeholder, options) in enumerate(selects):
+        select: discord.ui.Select[discord.ui.View] = discord.ui.Select(
+            custom_id=f"settings:{user_id}:{what}", placeholder=placeholder, options=options, row=row
+        )
+        view.add_item(SettingsSelect(select, user_id, what))
+    buttons = len(selects)
+    negative = discord.ui.Button(
+        label="Negative prompt…",
+        style=discord.ButtonStyle.secondary,
+        custom_id=f"settings:{user_id}:negative",
+        row=buttons,
+    )
+    reset = discord.ui.Button(
+        label="Reset", style=discord.ButtonStyle.danger, custom_id=f"settings:{user_id}:reset", row=buttons
+    )
+    view.add_item(SettingsButton(negative, user_id, "negative"))
+    view.add_item(SettingsButton(reset, user_id, "reset"))
+    return view
+
+
+async def show_panel(
+    interaction: discord.Interaction[ImagineBot], settings: UserSettings, *, note: str | None = None
+) -> None:
+    """Redraw the panel the member is using (the message their component or modal came from)."""
+    service = _service(interaction)
+    await interaction.response.edit_message(
+        embed=settings_embed(settings, service, note=note), view=settings_view(settings, service)
+    )
+
+
+class SettingsSelect(discord.ui.DynamicItem[discord.ui.Select], template=r"settings:(?P<user>[0-9]{1,20}):(?P<what>model|aspect|style)"):  # fmt: skip
+    """A select of the /settings panel: model, aspect ratio or style."""
+
+    def __init__(self, select: discord.ui.Select[discord.ui.View], user_id: int, what: str) -> None:
+        super().__init__(select)
+        self.user_id = user_id
+        self.what = what
+
+    @classmethod
+    async def from_custom_id(
+        cls,
+        interaction: discord.Interaction[ImagineBot],
+        item: discord.ui.Select[discord.ui.View],
+        match: re.Match[str],
+    ) -> SettingsSelect:
+        """Wrap the select of the pressed panel (its options came with the message)."""
+        return cls(item, int(match["user"]), match["what"])
+
+    async def callback(self, interaction: discord.Interaction[ImagineBot]) -> None:
+        """Save the chosen value and redraw the panel."""
+        if interaction.user.id != self.user_id:
+            await refuse(interaction, _NOT_YOURS)
+            return
+        values = self.item.values
+        value = None if not values or values[0] == DEFAULT_VALUE else values[0]
+        try:
+            settings = await _service(interaction).update_settings(self.user_id, **{self.what: value})
+        except AdminError as exc:
+            await refuse(interaction, str(exc))
+            return
+        await show_panel(interaction, settings)
+
+
+class SettingsButton(discord.ui.DynamicItem[discord.ui.Button], template=r"settings:(?P<user>[0-9]{1,20}):(?P<what>negative|reset)"):  # fmt: skip
+    """A button of the /settings panel: open the negative prompt modal, or reset everything."""
+
+    def __init__(self, button: discord.ui.Button[discord.ui.View], user_id: int, what: str) -> None:
+        super().__init__(button)
+        self.user_id = user_id
+        self.what = what
+
+    @classmethod
+    async def from_custom_id(
+        cls,
+        interaction: discord.Interaction[ImagineBot],
+        item: discord.ui.Button[discord.ui.View],
+        match: re.Match[str],
+    ) -> SettingsButton:
+        """Wrap the button of the pressed panel."""
+        return cls(item, int(match["user"]), match["what"])
+
+    async def callback(self, interaction: discord.Interaction[ImagineBot]) -> None:
+        """Open the modal, or forget every default."""
+        if interaction.user.id != self.user_id:
+            await refuse(interaction, _NOT_YOURS)
+            return
+        service = _service(interaction)
+        if self.what == "negative":
+            current = await service.get_settings(self.user_id)
+            await interaction.response.send_modal(NegativeModal(self.user_id, current.negative))
+            return
+        had_any = await service.clear_settings(self.user_id)
+        note = "Your defaults are reset." if had_any else "You had no defaults saved."
+        await show_panel(interaction, UserSettings(user_id=self.user_id), note=note)
+
+
+class NegativeModal(discord.ui.Modal):
+    """Asks for the negative prompt; an empty answer clears it."""
+
+    def __init__(self, user_id: int, current: str | None) -> None:
+        super().__init__(title="Negative prompt", custom_id=f"settings-negative:{user_id}", timeout=900)
+        self.user_id = user_id
+        self.text: discord.ui.TextInput[NegativeModal] = discord.ui.TextInput(
+            style=discord.TextStyle.paragraph,
+            placeholder="e.g. blurry, text, watermark",
+            default=current,
+            required=False,
+            max_length=NEGATIVE_MAX_CHARS,
+            custom_id="negative",
+        )
+        self.add_item(
+            discord.ui.Label(
+                text="What to leave out of your images",
+                description="Added to the negative prompt of your /imagine jobs. Leave empty for none.",
+                component=self.text,
+            )
+        )
+
+    async def on_submit(self, interaction: discord.Interaction[ImagineBot]) -> None:  # type: ignore[override]
+        """Save the negative prompt and redraw the panel it was opened from."""
+        if interaction.user.id != self.user_id:
+            await refuse(interaction, _NOT_YOURS)
+            return
+        try:
+            settings = await _service(interaction).update_settings(self.user_id, negative=self.text.value)
+        except AdminError as exc:
+            await refuse(interaction, str(exc))
+            return
+        if interaction.message is None:
+            await interaction.response.send_message(
+                embed=settings_embed(settings, _service(interaction)), ephemeral=True
+            )
+            return
+        await show_panel(interaction, settings)
