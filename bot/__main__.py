@@ -1,4 +1,4 @@
-"""The `comfy-imagine` command line: run the bot, check the config, sync slash commands.
+"""The `comfy-imagine` command line: run the bot, check the config, sync slash commands, generate images.
 
 Exit codes: 0 ok, 1 runtime or backend error, 2 usage or config error. Logging is configured here, once.
 """
@@ -19,7 +19,8 @@ log = logging.getLogger("comfy_imagine")
 T = TypeVar("T")
 
 EXIT_OK, EXIT_RUNTIME, EXIT_USAGE = 0, 1, 2
-COMMANDS = ("run", "check", "sync-commands")
+COMMANDS = ("run", "check", "sync-commands", "generate")
+EXIT_INTERRUPTED = 130
 DEFAULT_CONFIG = "config.toml"
 
 
@@ -69,6 +70,10 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         help="guild id (repeatable); default: discord.guild_ids, else global",
     )
+    generate = add("generate", "generate images from a prompt on the first reachable backend (no Discord)")
+    generate.add_argument("prompt", metavar="PROMPT", help='e.g. "a red fox --ar 3:2 --seed 42 --no blur"')
+    generate.add_argument("--out", required=True, metavar="DIR", help="folder for the images and the grid")
+    generate.add_argument("--model", metavar="NAME", help="model to use unless the prompt says --model")
     return parser
 
 
@@ -92,6 +97,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(_check(config))
         if args.command == "sync-commands":
             return asyncio.run(_sync_commands(config, args.guild))
+        if args.command == "generate":
+            return _generate(config, args)
         return _run(config)
     except KeyboardInterrupt:
         return EXIT_OK
@@ -148,6 +155,17 @@ async def _check(config: Config) -> int:
     for line in report.lines():
         print(line)
     return report.exit_code
+
+
+def _generate(config: Config, args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from bot.generate import generate_command
+
+    try:
+        return asyncio.run(generate_command(config, args.prompt, Path(args.out), model=args.model))
+    except KeyboardInterrupt:  # Ctrl-C before the command could take over the signal
+        return EXIT_INTERRUPTED
 
 
 async def _sync_commands(config: Config, guild_ids: list[int] | None) -> int:
