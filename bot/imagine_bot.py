@@ -20,9 +20,9 @@ DEFAULT_EXTENSIONS: tuple[str, ...] = ("cogs.imagine", "cogs.admin", "cogs.setti
 class ImagineBot(commands.Bot):
     """The comfy-imagine bot. No privileged intents: slash commands and buttons only.
 
-    `setup_hook` starts the services (opens the database, starts the scheduler, which re-attaches to jobs
-    left in flight) unless `start_services` is False (as for `sync-commands`), then loads the extensions;
-    each cog registers its persistent buttons (`add_dynamic_items`) when it loads.
+    `setup_hook` loads the extensions (each cog registers its persistent buttons with `add_dynamic_items`
+    and subscribes to job events when it loads), then starts the services (opens the database, starts the
+    scheduler, which re-attaches to jobs left in flight) unless `start_services` is False (`sync-commands`).
     """
 
     def __init__(
@@ -48,12 +48,17 @@ class ImagineBot(commands.Bot):
         self.start_services = start_services
 
     async def setup_hook(self) -> None:
-        """Start the services, then load the extensions. Commands are synced by `sync-commands`."""
-        if self.start_services:
-            await self.services.start()
+        """Load the extensions, then start the services. Commands are synced by `sync-commands`.
+
+        Extensions subscribe to job events as they load, so they see the results of jobs that the
+        scheduler re-attaches (or finds finished) while it starts.
+        """
         for name in self.initial_extensions:
             await self.load_extension(name)
         log.info("loaded %d extension(s)", len(self.initial_extensions))
+        if self.start_services:
+            await self.services.start()
+            self.dispatch("services_started")
 
     async def close(self) -> None:
         """Unload the extensions (their event loops stop), log out, then stop the services."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -30,6 +31,11 @@ from comfy.render import RenderError, SourceImage, kind_for, template_values
 from comfy.workflow import TemplateError, TemplateRegistry
 
 log = logging.getLogger(__name__)
+
+# An image prompt (img2img) travels in the job's request_json under this key: {"file", "width", "height"},
+# `file` relative to the output folder (under IMAGE_PROMPT_DIR), uploaded to ComfyUI when the job runs.
+IMAGE_PROMPT_KEY = "image_prompt"
+IMAGE_PROMPT_DIR = "image_prompts"
 
 
 @dataclass(frozen=True, slots=True)
@@ -368,6 +374,8 @@ class Scheduler:
         source = None
         if job.parent_job_id is not None:
             source = await self._upload_parent(backend, job)
+        elif (image_prompt := _image_prompt(job.request_json)) is not None:
+            source = await self._upload_image_prompt(backend, image_prompt)
         kind = kind_for(job.action, has_image=source is not None)
         template = self.templates.for_model(model, kind)
         values = template_values(
@@ -387,6 +395,23 @@ class Scheduler:
             raise RenderError("the image this job starts from was deleted from the bot's disk") from None
         uploaded = await backend.client.upload_image(data, f"imagine_{job.parent_job_id}_{index}.png")
         return SourceImage(uploaded.load_image_name, match.width, match.height)
+
+    async def _upload_image_prompt(self, backend: Backend, image_prompt: dict[str, object]) -> SourceImage:
+        file = str(image_prompt.get("file", ""))
+        path = (self.outputs.root / file).resolve()
+        if not file or self.outputs.root.resolve() not in path.parents:
+            raise RenderError("the attached image of this job is missing")
+        try:
+            data = await asyncio.to_thread(_read_file, str(path))
+        except OSError:
+            raise RenderError("the attached image was deleted from the bot's disk") from None
+        uploaded = await backend.client.upload_image(data, f"imagine_prompt_{path.name}")
+        width, height = image_prompt.get("width"), image_prompt.get("height")
+        return SourceImage(
+            uploaded.load_image_name,
+            width if isinstance(width, int) else 0,
+            height if isinstance(height, int) else 0,
+        )
 
     # ------------------------------------------------------------------ endings
 
@@ -465,6 +490,14 @@ class Scheduler:
 
     def _backend(self, name: str | None) -> Backend | None:
         return next((b for b in self.backends if b.name == name), None)
+
+
+def _image_prompt(request_json: str) -> dict[str, object] | None:
+    try:
+        value = json.loads(request_json).get(IMAGE_PROMPT_KEY)
+    except (ValueError, AttributeError):
+        return None
+    return value if isinstance(value, dict) else None
 
 
 def _read_file(path: str) -> bytes:

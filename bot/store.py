@@ -998,6 +998,18 @@ class JobStore:
             log.info("purged %d finished jobs (%d output files)", len(deleted), len(paths))
         return [str(row["path"]) for row in paths]
 
+    async def completed_without_result_message(self, since: float) -> list[Job]:
+        """Completed jobs with a status message but no recorded result message, finished since `since`.
+
+        These are results the bot never got to show (it stopped between saving and posting them).
+        """
+        rows = await self._fetch(
+            "SELECT * FROM jobs WHERE status = 'completed' AND result_message_id IS NULL "
+            "AND status_message_id IS NOT NULL AND finished_at >= ? ORDER BY id",
+            (since,),
+        )
+        return [Job.from_row(row) for row in rows]
+
     async def finished_output_bytes(self) -> list[tuple[float, int]]:
         """(finished_at, output bytes) of every finished job with outputs, oldest first (for a size cap)."""
         rows = await self._fetch(

@@ -1,17 +1,150 @@
-"""Placeholder for the imagine extension (filled in by the Discord issue)."""
+"""/imagine: check and queue a prompt, show its status message; the presenter and buttons do the rest."""
 
 from __future__ import annotations
 
+import logging
+from typing import Any
+
+import discord
+from discord import app_commands
 from discord.ext import commands
 
 from bot.imagine_bot import ImagineBot
+from bot.imagine_service import MAX_IMAGE_PROMPT_BYTES, ImagineService, QueuedJob, UserError
+from cogs._buttons import BUTTON_CLASSES
+from cogs._context import COG_NAME, ImagineContext
+from cogs._errors import on_app_command_error
+from cogs._presenter import Presenter
+from cogs._render import StatusState
+
+log = logging.getLogger(__name__)
 
 
-class ImagineCog(commands.Cog):
-    """Slash commands of the imagine extension."""
+class ImagineCog(commands.Cog, name=COG_NAME):
+    """The /imagine command, its live status messages and the buttons under its results."""
 
     def __init__(self, bot: ImagineBot) -> None:
         self.bot = bot
+        self.service = ImagineService(bot.services)
+        self.presenter = Presenter(bot, self.service, interval=bot.config.progress.edit_interval_s)
+        self.context = ImagineContext(self.service, self.presenter, tuple(bot.config.discord.admin_role_ids))
+        self._previous_error_handler: Any = None
+
+    async def cog_load(self) -> None:
+        """Register the persistent buttons, start following jobs, install the error handler."""
+        self.bot.add_dynamic_items(*BUTTON_CLASSES)
+        self.presenter.start()
+        self._previous_error_handler = self.bot.tree.on_error
+        self.bot.tree.on_error = on_app_command_error  # type: ignore[method-assign]
+
+    @commands.Cog.listener()
+    async def on_services_started(self) -> None:
+        """Once the database is open: post the results the last run finished but never showed."""
+        await self.presenter.catch_up()
+
+    async def cog_unload(self) -> None:
+        """Undo cog_load."""
+        self.bot.tree.on_error = self._previous_error_handler  # type: ignore[method-assign]
+        self.bot.remove_dynamic_items(*BUTTON_CLASSES)
+        await self.presenter.stop()
+
+    @app_commands.command(name="imagine", description="Make four images from a text prompt")
+    @app_commands.describe(
+        prompt="What to draw, then parameters such as --ar 16:9 --seed 7 --no text",
+        image="An image to start from; --iw (0 to 3) sets how much it counts",
+        model="The model to draw with",
+    )
+    @app_commands.guild_only()
+    async def imagine(
+        self,
+        interaction: discord.Interaction[ImagineBot],
+        prompt: app_commands.Range[str, 1, 6000],
+        image: discord.Attachment | None = None,
+        model: str | None = None,
+    ) -> None:
+        """Queue the prompt's jobs and answer with one status message per job."""
+        if interaction.guild_id is None or interaction.channel_id is None:
+            raise UserError("/imagine only works in a server channel, not in direct messages.")
+        self.presenter.note_upload_limit(interaction.guild_id, interaction.filesize_limit)
+        jobs = await self.service.prepare(
+            prompt,
+            guild_id=interaction.guild_id,
+            channel_id=interaction.channel_id,
+            user_id=interaction.user.id,
+            has_image=image is not None,
+            model=model,
+            parent_channel_id=getattr(interaction.channel, "parent_id", None),
+        )
+        if image is None:
+            queued = await self.service.submit(jobs)
+        else:
+            _check_attachment(image)
+            # Downloading can take longer than Discord's 3 s deadline: show "thinking" meanwhile.
+            await interaction.response.defer(thinking=True)
+            try:
+                data = await _download(image)
+                image_prompt = await self.service.save_image_prompt(data)
+                queued = await self.service.submit(self.service.with_image(jobs, image_prompt))
+            except BaseException:
+                # The error goes to the member alone; the public "thinking" message must not stay.
+                try:
+                    await interaction.delete_original_response()
+                except discord.HTTPException as exc:
+                    log.debug("cannot delete the thinking message: %s", exc)
+                raise
+        await self._announce(interaction, queued)
+
+    @imagine.autocomplete("model")
+    async def _model_choices(
+        self, interaction: discord.Interaction[ImagineBot], current: str
+    ) -> list[app_commands.Choice[str]]:
+        wanted = current.strip().lower()
+        names = [n for n in self.service.model_names() if wanted in n.lower()]
+        return [app_commands.Choice(name=n, value=n) for n in names[:25]]
+
+    async def _announce(self, interaction: discord.Interaction[ImagineBot], queued: list[QueuedJob]) -> None:
+        """One status message per job: the first is the interaction's response, the others followups."""
+        assert interaction.channel_id is not None
+        for item in queued:
+            state = StatusState(position=item.position)
+            parts = self.presenter.status_message(item.job, state)
+            message_id: int | None = None
+            try:
+                if not interaction.response.is_done():
+                    callback = await interaction.response.send_message(**parts)
+                    message_id = callback.message_id
+                else:
+                    message = await interaction.followup.send(**parts, wait=True)
+                    message_id = message.id
+            except discord.HTTPException as exc:
+                log.warning(
+                    "cannot answer /imagine for job %s (%s); posting in the channel", item.job.id, exc
+                )
+                message_id = await self.presenter.post_status(item)
+                if message_id is not None:
+                    continue  # post_status recorded it
+            await self.presenter.track(item.job, interaction.channel_id, message_id, state)
+
+
+def _check_attachment(image: discord.Attachment) -> None:
+    if image.size > MAX_IMAGE_PROMPT_BYTES:
+        raise UserError(
+            f"The attached image is {image.size / 1_048_576:.1f} MB; at most "
+            f"{MAX_IMAGE_PROMPT_BYTES // 1_048_576} MB are allowed."
+        )
+    content_type = (image.content_type or "").split(";")[0].strip().lower()
+    if content_type and not content_type.startswith("image/"):
+        raise UserError(
+            f"`{image.filename[:60]}` is not an image ({content_type}); attach a PNG, JPEG or WebP."
+        )
+
+
+async def _download(image: discord.Attachment) -> bytes:
+    try:
+        return await image.read()
+    except (discord.HTTPException, discord.ClientException) as exc:
+        log.warning("cannot download attachment %s: %s", image.id, exc)
+        raise UserError("The attached image could not be downloaded from Discord; try again.") from None
 
 
 async def setup(bot: ImagineBot) -> None:

@@ -1,0 +1,454 @@
+"""Shows jobs as they move: edits each status message with throttled progress, then turns it into the result.
+
+One task reads the event bus and hands each event to its job's tracker; each tracker edits its own message
+in its own task, so a slow edit never holds up another message. A tracker keeps only the newest state:
+progress waits until `edit_interval_s` has passed since the message's last edit, while state changes
+(queued position, started, finished) are edited as soon as the previous edit is done. Edits go through the
+channel message with the bot token, never the interaction webhook, whose token dies after 15 minutes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import io
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import discord
+
+from bot.events import (
+    Cancelled,
+    Completed,
+    Failed,
+    JobEvent,
+    Progress,
+    Queued,
+    Started,
+    Subscription,
+    Waiting,
+)
+from bot.imagine_service import ImagineService, QueuedJob
+from bot.jobs import Job
+from cogs._buttons import cancel_view, grid_view, upscale_view
+from cogs._render import (
+    NO_MENTIONS,
+    StatusState,
+    cancelled_embed,
+    failed_embed,
+    headline,
+    result_filename,
+    status_embed,
+    status_text,
+)
+from comfy.images import ImageError, fit_to_limit
+
+if TYPE_CHECKING:
+    from bot.imagine_bot import ImagineBot
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+ATTACH_WAIT_S = 30.0  # how long a new job's events wait for the command to post its status message
+FIT_ATTEMPTS = 4  # re-encodings tried when Discord still finds an upload too large
+MAX_REMEMBERED = 512
+DEFAULT_UPLOAD_LIMIT = discord.utils.DEFAULT_FILE_SIZE_LIMIT_BYTES
+
+
+@dataclass(frozen=True, slots=True)
+class MessageRef:
+    """A message in a channel."""
+
+    channel_id: int
+    message_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class _Attached:
+    """A status message the command posted (None: it could not post one), and the state it shows."""
+
+    ref: MessageRef | None
+    shown: StatusState | None
+
+
+class _TooLarge(Exception):
+    """An image that stays over the upload limit after every re-encoding."""
+
+
+class _Tracker:
+    """The newest known state of one job, and the task that shows it."""
+
+    def __init__(self, job_id: int) -> None:
+        self.job_id = job_id
+        self.state = StatusState()
+        self.terminal: JobEvent | None = None
+        self.dirty = asyncio.Event()
+        self.urgent = asyncio.Event()
+        self.task: asyncio.Task[None] | None = None
+
+    def apply(self, event: JobEvent) -> None:
+        """Fold an event into the state; everything but progress asks for an edit at once."""
+        state = self.state
+        if isinstance(event, Progress):
+            self.state = replace(
+                state,
+                position=None,
+                waiting=None,
+                started=True,
+                fraction=event.fraction,
+                step=event.step,
+                total=event.total,
+                eta_s=event.eta_s,
+                preview=event.preview if event.preview is not None else state.preview,
+                preview_mime=event.preview_mime if event.preview is not None else state.preview_mime,
+            )
+        else:
+            if isinstance(event, Queued):
+                # A job back in the queue (its backend failed) starts over.
+                self.state = StatusState(
+                    position=event.position, waiting=None if state.started else state.waiting
+                )
+            elif isinstance(event, Waiting):
+                self.state = replace(state, waiting=event.reason) if not state.started else state
+            elif isinstance(event, Started):
+                self.state = StatusState(started=True)
+            elif event.terminal:
+                self.terminal = event
+            self.urgent.set()
+        self.dirty.set()
+
+
+def _shown_key(state: StatusState) -> tuple[str, bytes | None]:
+    return status_text(state), state.preview
+
+
+class Presenter:
+    """Keeps every job's Discord message in step with the job."""
+
+    def __init__(self, bot: ImagineBot, service: ImagineService, *, interval: float) -> None:
+        self.bot = bot
+        self.service = service
+        self.interval = interval
+        self._subscription: Subscription | None = None
+        self._pump_task: asyncio.Task[None] | None = None
+        self._trackers: dict[int, _Tracker] = {}
+        self._waiters: dict[int, asyncio.Future[_Attached]] = {}
+        self._attached: OrderedDict[int, _Attached] = OrderedDict()
+        self._upload_limits: dict[int, int] = {}
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def start(self) -> None:
+        """Subscribe to job events and start showing them."""
+        self._subscription = self.bot.services.bus.subscribe()
+        self._pump_task = asyncio.create_task(self._pump(self._subscription), name="imagine-presenter")
+
+    async def stop(self) -> None:
+        """Stop reading events and cancel the edits in progress."""
+        if self._subscription is not None:
+            self._subscription.close()
+            self._subscription = None
+        tasks = [t.task for t in self._trackers.values() if t.task is not None]
+        if self._pump_task is not None:
+            tasks.append(self._pump_task)
+            self._pump_task = None
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._trackers.clear()
+        for waiter in self._waiters.values():
+            waiter.cancel()
+        self._waiters.clear()
+
+    # ------------------------------------------------------------------ what commands and buttons call
+
+    def note_upload_limit(self, guild_id: int, limit: int | None) -> None:
+        """Remember a guild's upload limit as an interaction reported it (`attachment_size_limit`)."""
+        if limit:
+            self._upload_limits[guild_id] = limit
+
+    def status_message(self, job: Job, state: StatusState) -> dict[str, Any]:
+        """The keyword arguments of a first status message (no attachments)."""
+        return {
+            "content": headline(job),
+            "embed": status_embed(replace(state, preview=None)),
+            "view": cancel_view(job.id),
+            "allowed_mentions": NO_MENTIONS,
+        }
+
+    async def track(self, job: Job, channel_id: int, message_id: int | None, shown: StatusState) -> None:
+        """Record the status message a command posted for a job (None: it could not post one)."""
+        ref = None
+        if message_id is not None:
+            await self.service.record_status_message(job.id, channel_id, message_id)
+            ref = MessageRef(channel_id, message_id)
+        attached = _Attached(ref, shown)
+        waiter = self._waiters.pop(job.id, None)
+        if waiter is not None and not waiter.done():
+            waiter.set_result(attached)
+            return
+        self._attached[job.id] = attached
+        while len(self._attached) > MAX_REMEMBERED:
+            self._attached.popitem(last=False)
+
+    async def post_status(self, queued: QueuedJob, *, reply_to: discord.Message | None = None) -> int | None:
+        """Post a job's status message in its channel (in reply to `reply_to`); None if the bot cannot."""
+        job = queued.job
+        state = StatusState(position=queued.position)
+        channel = self.bot.get_partial_messageable(job.channel_id, guild_id=job.guild_id)
+        reference = reply_to.to_reference(fail_if_not_exists=False) if reply_to is not None else None
+        try:
+            if reference is not None:
+                message = await channel.send(**self.status_message(job, state), reference=reference)
+            else:
+                message = await channel.send(**self.status_message(job, state))
+        except discord.HTTPException as exc:
+            log.warning("cannot post the status of job %s in channel %s: %s", job.id, job.channel_id, exc)
+            return None
+        await self.track(job, job.channel_id, message.id, state)
+        return message.id
+
+    async def post_status_followup(self, queued: QueuedJob, interaction: discord.Interaction[Any]) -> None:
+        """Post a job's status message as an interaction followup (when the bot cannot post in the channel)."""
+        job = queued.job
+        state = StatusState(position=queued.position)
+        message_id = None
+        try:
+            message = await interaction.followup.send(**self.status_message(job, state), wait=True)
+            message_id = message.id
+        except discord.HTTPException as exc:
+            log.warning("cannot post the status of job %s as a followup: %s", job.id, exc)
+        await self.track(job, job.channel_id, message_id, state)
+
+    async def catch_up(self) -> int:
+        """Show finished jobs whose results were never posted (the bot stopped in between); returns how many."""
+        events = await self.service.unshown_results()
+        fresh = [event for event in events if event.job_id not in self._trackers]
+        for event in fresh:
+            self._route(event)
+        if fresh:
+            log.info("posting %d result(s) the bot had not shown before it stopped", len(fresh))
+        return len(fresh)
+
+    async def wait_shown(self, job_id: int) -> None:
+        """Wait until the bot is done showing a finished job (its result message is recorded)."""
+        tracker = self._trackers.get(job_id)
+        if tracker is not None and tracker.task is not None:
+            await asyncio.shield(tracker.task)
+
+    # ------------------------------------------------------------------ events
+
+    async def _pump(self, subscription: Subscription) -> None:
+        while True:
+            event = await subscription.get()
+            try:
+                self._route(event)
+            except Exception:
+                log.exception("cannot show event %r", event)
+
+    def _route(self, event: JobEvent) -> None:
+        tracker = self._trackers.get(event.job_id)
+        if tracker is None:
+            tracker = self._trackers[event.job_id] = _Tracker(event.job_id)
+            tracker.task = asyncio.create_task(self._follow(tracker), name=f"imagine-job-{event.job_id}")
+        tracker.apply(event)
+
+    async def _follow(self, tracker: _Tracker) -> None:
+        try:
+            job = await self.service.get_job(tracker.job_id)
+            if job is None or (job.status.is_terminal and tracker.terminal is None):
+                return  # an event about a job already shown, or deleted
+            attached = await self._status_of(job)
+            ref = attached.ref
+            shown = _shown_key(attached.shown) if attached.shown is not None else None
+            last_edit: float | None = None
+            loop = asyncio.get_running_loop()
+            while True:
+                await tracker.dirty.wait()
+                if not tracker.urgent.is_set() and last_edit is not None:
+                    delay = last_edit + self.interval - loop.time()
+                    if delay > 0:
+                        with contextlib.suppress(TimeoutError):
+                            async with asyncio.timeout(delay):
+                                await tracker.urgent.wait()
+                tracker.dirty.clear()
+                tracker.urgent.clear()
+                if tracker.terminal is not None:
+                    await self._finish(job, ref, tracker.terminal)
+                    return
+                state = tracker.state
+                if ref is None or _shown_key(state) == shown:
+                    continue
+                ref = await self._edit_status(job, ref, state)
+                shown = _shown_key(state)
+                last_edit = loop.time()
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("showing job %s failed", tracker.job_id)
+        finally:
+            if self._trackers.get(tracker.job_id) is tracker:
+                del self._trackers[tracker.job_id]
+
+    async def _status_of(self, job: Job) -> _Attached:
+        """The job's status message: from the database, from the command that just posted it, or none."""
+        attached = self._attached.pop(job.id, None)
+        if job.status_message_id is not None and job.status_channel_id is not None:
+            ref = MessageRef(job.status_channel_id, job.status_message_id)
+            return _Attached(ref, attached.shown if attached is not None and attached.ref == ref else None)
+        if attached is not None:
+            return attached
+        waiter = self._waiters[job.id] = asyncio.get_running_loop().create_future()
+        timeout = max(0.0, ATTACH_WAIT_S - (time.time() - job.created_at))
+        try:
+            async with asyncio.timeout(timeout):
+                return await waiter
+        except TimeoutError:
+            log.info("job %s has no status message; its result will be posted as a new message", job.id)
+            return _Attached(None, None)
+        finally:
+            if self._waiters.get(job.id) is waiter:
+                del self._waiters[job.id]
+
+    # ------------------------------------------------------------------ editing
+
+    def _message(self, ref: MessageRef, guild_id: int) -> discord.PartialMessage:
+        channel = self.bot.get_partial_messageable(ref.channel_id, guild_id=guild_id)
+        return channel.get_partial_message(ref.message_id)
+
+    async def _edit_status(self, job: Job, ref: MessageRef, state: StatusState) -> MessageRef | None:
+        """Edit the status message; None once it is gone (deleted), so no more edits are tried."""
+        files = [] if state.preview is None else [discord.File(io.BytesIO(state.preview), state.preview_name)]
+        try:
+            await self._message(ref, job.guild_id).edit(
+                content=headline(job),
+                embeds=[status_embed(state)],
+                attachments=files,
+                view=cancel_view(job.id),
+                allowed_mentions=NO_MENTIONS,
+            )
+        except discord.NotFound:
+            log.info("the status message of job %s was deleted", job.id)
+            return None
+        except discord.HTTPException as exc:
+            log.warning("cannot edit the status message of job %s: %s", job.id, exc)
+        return ref
+
+    async def _finish(self, job: Job, ref: MessageRef | None, event: JobEvent) -> None:
+        job = await self.service.get_job(job.id) or job
+        if isinstance(event, Completed):
+            await self._deliver_result(job, ref, event)
+        elif isinstance(event, Failed):
+            await self._deliver(job, ref, embeds=[failed_embed(event.reason)], view=None, notify_if_gone=True)
+        elif isinstance(event, Cancelled):
+            await self._deliver(job, ref, embeds=[cancelled_embed()], view=None, notify_if_gone=False)
+
+    async def _deliver_result(self, job: Job, ref: MessageRef | None, event: Completed) -> None:
+        path = event.grid_path or (event.paths[0] if event.paths else None)
+        count = len(event.paths)
+        try:
+            if path is None:
+                raise OSError("no image")
+            data = await asyncio.to_thread(Path(path).read_bytes)
+        except OSError as exc:
+            log.warning("job %s finished but its image cannot be read: %s", job.id, exc)
+            reason = "The images were made but can no longer be read from the bot's disk."
+            await self._deliver(job, ref, embeds=[failed_embed(reason)], view=None, notify_if_gone=True)
+            return
+        view = grid_view(job.id, count) if count > 1 else upscale_view(job.id)
+        try:
+            await self._deliver(job, ref, embeds=[], view=view, notify_if_gone=True, image=(data, count))
+        except _TooLarge:
+            reason = "The picture was made but is too large to upload in this server."
+            await self._deliver(job, ref, embeds=[failed_embed(reason)], view=None, notify_if_gone=True)
+
+    async def _deliver(
+        self,
+        job: Job,
+        ref: MessageRef | None,
+        *,
+        embeds: list[discord.Embed],
+        view: discord.ui.View | None,
+        notify_if_gone: bool,
+        image: tuple[bytes, int] | None = None,
+    ) -> None:
+        """Edit the status message into the final one; post a new message mentioning the member if it is gone."""
+        content = headline(job)
+        delivered: MessageRef | None = None
+        if ref is not None:
+            message = self._message(ref, job.guild_id)
+
+            async def edit(files: list[discord.File]) -> None:
+                await message.edit(
+                    content=content, embeds=embeds, attachments=files, view=view, allowed_mentions=NO_MENTIONS
+                )
+
+            try:
+                await self._with_image(job, image, edit)
+                delivered = ref
+            except discord.NotFound:
+                log.info("the status message of job %s was deleted; posting the result anew", job.id)
+            except discord.HTTPException as exc:
+                log.warning("cannot edit job %s into its result: %s; posting it anew", job.id, exc)
+        if delivered is None and notify_if_gone:
+            channel = self.bot.get_partial_messageable(job.channel_id, guild_id=job.guild_id)
+            extra: dict[str, Any] = {} if view is None else {"view": view}
+
+            async def send(files: list[discord.File]) -> MessageRef:
+                posted = await channel.send(
+                    content=content,
+                    embeds=embeds,
+                    files=files,
+                    allowed_mentions=discord.AllowedMentions(users=[discord.Object(job.user_id)]),
+                    **extra,
+                )
+                return MessageRef(posted.channel.id, posted.id)
+
+            try:
+                delivered = await self._with_image(job, image, send)
+            except discord.HTTPException as exc:
+                log.warning("cannot post the result of job %s in channel %s: %s", job.id, job.channel_id, exc)
+        if delivered is not None and image is not None:
+            await self.service.record_result_message(job.id, delivered.channel_id, delivered.message_id)
+
+    async def _with_image(
+        self,
+        job: Job,
+        image: tuple[bytes, int] | None,
+        send: Callable[[list[discord.File]], Awaitable[T]],
+    ) -> T:
+        """Send with the result image, re-encoded to fit the upload limit (smaller again if Discord says 413)."""
+        if image is None:
+            return await send([])
+        data, count = image
+        limit = self._upload_limit(job.guild_id)
+        for _ in range(FIT_ATTEMPTS):
+            try:
+                encoded = await asyncio.to_thread(fit_to_limit, data, limit)
+            except ImageError as exc:
+                log.warning("job %s: %s", job.id, exc)
+                break
+            file = discord.File(io.BytesIO(encoded.data), result_filename(job, count, encoded.extension))
+            try:
+                return await send([file])
+            except discord.HTTPException as exc:
+                if exc.status != 413 and exc.code != 40005:
+                    raise
+                limit = max(1, int(len(encoded.data) * 0.7))
+                log.info(
+                    "job %s: %d bytes are over the upload limit; trying %d", job.id, len(encoded.data), limit
+                )
+        raise _TooLarge(f"job {job.id}: the image does not fit the upload limit")
+
+    def _upload_limit(self, guild_id: int) -> int:
+        known = self._upload_limits.get(guild_id)
+        if known:
+            return known
+        guild = self.bot.get_guild(guild_id)
+        return guild.filesize_limit if guild is not None else DEFAULT_UPLOAD_LIMIT

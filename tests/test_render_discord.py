@@ -1,0 +1,185 @@
+"""How jobs look in Discord: progress bar, ETA, status lines, headlines, button custom_ids and layouts."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from bot.jobs import Job, JobKind, JobStatus
+from cogs._buttons import (
+    BUTTON_CLASSES,
+    CancelButton,
+    FollowUpButton,
+    InfoButton,
+    cancel_view,
+    custom_id,
+    grid_view,
+    upscale_view,
+)
+from cogs._render import StatusState, format_eta, headline, progress_bar, status_text, what_it_is
+
+BIGGEST_JOB_ID = 2**63 - 1  # SQLite's largest rowid
+
+
+def job(**changes: object) -> Job:
+    values: dict[str, object] = {
+        "id": 12,
+        "batch_id": 12,
+        "guild_id": 1,
+        "channel_id": 2,
+        "user_id": 3,
+        "kind": JobKind.IMAGINE,
+        "action": None,
+        "parent_job_id": None,
+        "parent_index": None,
+        "prompt": "a fox",
+        "request_json": "{}",
+        "model": "tiny",
+        "status": JobStatus.QUEUED,
+        "backend": None,
+        "prompt_id": None,
+        "progress": 0.0,
+        "error": None,
+        "status_channel_id": None,
+        "status_message_id": None,
+        "result_channel_id": None,
+        "result_message_id": None,
+        "attempts": 0,
+        "created_at": 0.0,
+        "queued_at": 0.0,
+        "submitted_at": None,
+        "started_at": None,
+        "finished_at": None,
+    }
+    values.update(changes)
+    return Job(**values)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("fraction", "expected"),
+    [
+        (0.0, "`░░░░░░░░░░░░░░░░░░░░` 0%"),
+        (0.5, "`██████████░░░░░░░░░░` 50%"),
+        (0.333, "`██████░░░░░░░░░░░░░░` 33%"),
+        (0.999, "`███████████████████░` 99%"),
+        (1.0, "`████████████████████` 100%"),
+        (1.7, "`████████████████████` 100%"),
+        (-1.0, "`░░░░░░░░░░░░░░░░░░░░` 0%"),
+        (float("nan"), "`░░░░░░░░░░░░░░░░░░░░` 0%"),
+    ],
+)
+def test_progress_bar_shows_blocks_and_a_floored_percentage(fraction: float, expected: str) -> None:
+    assert progress_bar(fraction) == expected
+
+
+@pytest.mark.parametrize(
+    ("seconds", "expected"),
+    [
+        (None, None),
+        (-3.0, None),
+        (float("nan"), None),
+        (0.4, "under 1 s"),
+        (42.4, "42 s"),
+        (59.6, "1 min"),
+        (120, "2 min"),
+        (185, "3 min 5 s"),
+        (4800, "1 h 20 min"),
+        (7200, "2 h"),
+    ],
+)
+def test_eta_reads_like_a_person_would_say_it(seconds: float | None, expected: str | None) -> None:
+    assert format_eta(seconds) == expected
+
+
+def test_status_text_for_each_stage() -> None:
+    assert status_text(StatusState(position=3)) == "⏳ Queued, position 3 in this server"
+    assert status_text(StatusState()) == "⏳ Queued"
+    waiting = StatusState(position=1, waiting="No image server is reachable right now.")
+    assert (
+        status_text(waiting)
+        == "⏳ Queued, position 1 in this server\nNo image server is reachable right now."
+    )
+    assert status_text(StatusState(started=True)) == "🎨 Starting…"
+    running = StatusState(started=True, fraction=0.25, step=5, total=20, eta_s=12.2)
+    assert status_text(running) == "`█████░░░░░░░░░░░░░░░` 25%\nStep 5/20 · about 12 s left"
+    no_eta = StatusState(started=True, fraction=1.0, step=20, total=20, eta_s=0.0)
+    assert status_text(no_eta).endswith("\nStep 20/20")
+
+
+def test_headline_escapes_markdown_and_mentions_in_the_prompt() -> None:
+    request = '{"text": "x"}'
+    line = headline(job(prompt="**bold** @everyone <@42>", request_json=request))
+    assert line == "**\\*\\*bold\\*\\* @\u200beveryone <@42>** - <@3>"  # unparsable request: the raw prompt
+
+
+def test_headline_names_the_follow_up() -> None:
+    assert what_it_is(job()) is None
+    assert what_it_is(job(kind=JobKind.IMG2IMG)) == "Image prompt"
+    assert (
+        what_it_is(job(kind=JobKind.UPSCALE, action="upscale_2x", parent_index=1))
+        == "Upscale (2x) of image 2"
+    )
+    assert what_it_is(job(kind=JobKind.VARIATION, action="vary_subtle", parent_index=0)) == (
+        "Variations (Subtle) of image 1"
+    )
+    assert what_it_is(job(kind=JobKind.PAN, action="pan_left", parent_index=0)) == "Pan Left"
+    assert what_it_is(job(kind=JobKind.REROLL, action="vary_strong")) == "Reroll"
+
+
+async def test_every_custom_id_fits_discord_and_matches_exactly_one_button_class() -> None:
+    views = [grid_view(BIGGEST_JOB_ID), upscale_view(BIGGEST_JOB_ID), cancel_view(BIGGEST_JOB_ID)]
+    ids = [item.custom_id for view in views for item in view.children]  # type: ignore[attr-defined]
+    assert len(ids) == 9 + 10 + 1 and len(set(ids)) == len(ids)
+    for value in ids:
+        assert len(value) <= 100
+        matching = [c for c in BUTTON_CLASSES if c.__discord_ui_compiled_template__.fullmatch(value)]
+        assert len(matching) == 1, value
+    assert max(len(i) for i in ids) == len(f"ci:vary_strong:{BIGGEST_JOB_ID}:4")
+
+
+def test_custom_ids_carry_action_job_and_image_number() -> None:
+    assert custom_id("upscale_2x", 7, 2) == "ci:upscale_2x:7:2"
+    assert custom_id("reroll", 7) == "ci:reroll:7"
+    match = FollowUpButton.__discord_ui_compiled_template__.fullmatch("ci:zoom_1.5:99")
+    assert match is not None and (match["action"], match["job"], match["index"]) == ("zoom_1.5", "99", None)
+    assert CancelButton.__discord_ui_compiled_template__.fullmatch("ci:cancel:5")
+    assert InfoButton.__discord_ui_compiled_template__.fullmatch("ci:info:5")
+    for foreign in ("ci:delete:5", "ci:upscale_2x:5:0", "ci:upscale_2x:x", "queue:1:2:next", "ci:cancel:5:1"):
+        assert not any(c.__discord_ui_compiled_template__.fullmatch(foreign) for c in BUTTON_CLASSES), foreign
+    with pytest.raises(ValueError, match="longer than 100"):
+        custom_id("x" * 96, 1)
+
+
+async def test_grid_and_upscale_layouts() -> None:
+    def layout(view: object) -> list[tuple[int | None, str]]:
+        return [
+            (item.item.row, item.item.label or str(item.item.emoji))  # type: ignore[attr-defined]
+            for item in view.children  # type: ignore[attr-defined]
+        ]
+
+    assert layout(grid_view(1)) == [
+        (0, "U1"),
+        (0, "U2"),
+        (0, "U3"),
+        (0, "U4"),
+        (0, "🔄"),
+        (1, "V1"),
+        (1, "V2"),
+        (1, "V3"),
+        (1, "V4"),
+    ]
+    assert [label for _, label in layout(upscale_view(1))] == [
+        "Vary (Strong)",
+        "Vary (Subtle)",
+        "Upscale 2x",
+        "Zoom Out 1.5x",
+        "Zoom Out 2x",
+        "Info",
+        "⬅️",
+        "➡️",
+        "⬆️",
+        "⬇️",
+    ]
+    assert {row for row, _ in layout(upscale_view(1))} == {0, 1, 2}
+    assert re.fullmatch(r"ci:cancel:\d+", cancel_view(1).children[0].custom_id)  # type: ignore[attr-defined]
