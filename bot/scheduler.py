@@ -13,6 +13,7 @@ import contextlib
 import json
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -31,6 +32,8 @@ from comfy.render import RenderError, SourceImage, kind_for, template_values
 from comfy.workflow import TemplateError, TemplateRegistry
 
 log = logging.getLogger(__name__)
+
+POSTED_AT_KEPT = 4096
 
 # An image prompt (img2img) travels in the job's request_json under this key: {"file", "width", "height"},
 # `file` relative to the output folder (under IMAGE_PROMPT_DIR), uploaded to ComfyUI when the job runs.
@@ -79,7 +82,9 @@ class Scheduler:
         self._positions: dict[int, dict[int, int]] = {}
         self._loops: list[asyncio.Task[None]] = []
         self._models = {m.name.lower(): m for m in settings.models}
-        self.submitted_at: dict[str, float] = {}  # prompt id -> monotonic time it was posted (benchmarks)
+        # prompt id -> wall-clock time it was posted to ComfyUI, the newest few thousand (for benchmarks,
+        # which compare it with ComfyUI's own execution timestamps).
+        self.posted_at: OrderedDict[str, float] = OrderedDict()
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -223,7 +228,9 @@ class Scheduler:
                 watch = backend.client.watch(job.prompt_id)
                 try:
                     await backend.client.queue_prompt(graph, job.prompt_id)
-                    self.submitted_at[job.prompt_id] = self._clock()
+                    self.posted_at[job.prompt_id] = time.time()
+                    if len(self.posted_at) > POSTED_AT_KEPT:
+                        self.posted_at.popitem(last=False)
                     await self._follow(backend, job, watch, ProgressTracker.from_graph(graph))
                 finally:
                     watch.close()
