@@ -16,3 +16,20 @@ async def test_the_bot_logs_in_starts_its_services_and_restarts(tmp_path: Path) 
         await e2e.restart()
         assert e2e.services.started
         assert not e2e.history[0].services.started
+
+
+async def test_sync_commands_registers_every_slash_command(tmp_path: Path) -> None:
+    from bot.__main__ import _sync_commands
+    from bot.config import load_config
+    from tests.e2e import write_e2e_config
+    from tests.fakes.discord_server import FakeDiscord
+
+    async with FakeDiscord() as fake:
+        config = load_config(write_e2e_config(tmp_path, fake.token, ["http://127.0.0.1:9"]), env={})
+        assert await _sync_commands(config, [fake.guild.id]) == 0
+        names = {"imagine", "queue", "cancel", "status", "settings"}
+        assert all(fake.synced_command(name, fake.guild) for name in names)
+        imagine = fake.synced_command("imagine", fake.guild)
+        assert imagine is not None
+        assert [o["name"] for o in imagine["options"]][:1] == ["prompt"]
+    assert not (tmp_path / "data" / "e2e.db").exists()  # syncing does not start the services
