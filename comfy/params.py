@@ -4,7 +4,7 @@ How each parameter maps onto ComfyUI (this table is copied into the README):
 
 | parameter | allowed | what it does |
 |---|---|---|
-| `--ar W:H`, `--aspect W:H` | whole numbers, from 1:4 to 4:1 (`[params] max_aspect`) | keeps the model's pixel area (width x height) in the new shape; both sides are rounded to multiples of 64 (of 8 when the model's smaller side is under 512) and are never below 64 |
+| `--ar W:H`, `--aspect W:H` | whole numbers, from 1:4 to 4:1 (`[params] max_aspect`) | keeps the model's pixel area (width x height) in the new shape; both sides are multiples of 64 (of 8 when the model's smaller side is under 512), rounded towards the exact ratio, and never below 64 (the other side then follows the ratio) |
 | `--seed N` | 0 to 4294967295 | the sampler seed; without it a random seed is chosen and recorded on the job |
 | `--no a, b` | a comma list | added to the negative prompt, after the model's and the style's negative |
 | `--chaos N`, `--c N` | 0 to 100, default 0 | variety across the four grid images: cfg x (1 - 0.4 x chaos/100), so chaos 100 samples at 60 % of the cfg (looser, more varied compositions); `variation_strength` = chaos/100 is also handed to templates that bind it |
@@ -337,17 +337,33 @@ def _aspect(given: _Given, limits: ParamLimits) -> tuple[int, int]:
 
 
 def _size(profile: ModelProfile, aspect: tuple[int, int] | None) -> tuple[int, int]:
-    """The model's pixel area reshaped to `aspect`, both sides rounded to the model's size unit."""
+    """The model's pixel area reshaped to `aspect`, both sides multiples of the model's size unit.
+
+    Of the roundings around the exact shape, the one closest to the asked ratio wins (then the one
+    closest to the model's area), so `--ar 3:2` gives a 3:2 image wherever the unit allows one. A side
+    that would fall under 64 pixels is raised to 64 and the other side follows the ratio.
+    """
     if aspect is None:
         return profile.width, profile.height
     unit = 64 if min(profile.width, profile.height) >= 512 else 8
     area = profile.width * profile.height
     ratio = aspect[0] / aspect[1]
+    exact_w, exact_h = math.sqrt(area * ratio), math.sqrt(area / ratio)
+    if min(exact_w, exact_h) < MIN_SIDE:
+        if exact_w < exact_h:
+            exact_w, exact_h = MIN_SIDE, MIN_SIDE / ratio
+        else:
+            exact_w, exact_h = MIN_SIDE * ratio, MIN_SIDE
 
-    def side(exact: float) -> int:
-        return min(MAX_SIDE, max(MIN_SIDE, unit * math.floor(exact / unit + 0.5)))
+    def around(exact: float) -> set[int]:
+        low = max(MIN_SIDE, unit * math.floor(exact / unit))
+        return {min(MAX_SIDE, low), min(MAX_SIDE, low + unit)}
 
-    return side(math.sqrt(area * ratio)), side(math.sqrt(area / ratio))
+    def error(size: tuple[int, int]) -> tuple[float, float]:
+        w, h = size
+        return abs(math.log(w / h / ratio)) + 0.25 * abs(math.log(w * h / (exact_w * exact_h))), -w * h
+
+    return min(((w, h) for w in around(exact_w) for h in around(exact_h)), key=error)
 
 
 def _pick(names: Sequence[str], given: _Given, what: str, plural: str) -> str:

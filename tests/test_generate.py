@@ -106,18 +106,18 @@ async def test_fox_prompt_writes_four_images_of_its_shape_and_a_grid(fake, make_
     result = await within(generate(make_config(fake.url), FOX, out))
 
     [job] = result.jobs
-    assert (job.request.width, job.request.height) == (640, 448)  # 3:2 at 512x512's area, 64 px steps
+    assert (job.request.width, job.request.height) == (576, 384)  # exactly 3:2, near 512x512's area
     assert [p.name for p in job.images] == [f"a-red-fox_42_{i}.png" for i in range(1, 5)]
     for path in job.images:
         with Image.open(path) as image:
-            assert image.size == (640, 448)
+            assert image.size == (576, 384)
     assert job.grid == out / "a-red-fox_42_grid.png"
     with Image.open(job.grid) as grid:
-        assert grid.size == (1280, 896)
+        assert grid.size == (1152, 768)
     assert result.paths == (*job.images, job.grid)
     [graph] = fake.received_prompts
     assert node_of(graph, "KSampler")["inputs"]["seed"] == 42
-    assert node_of(graph, "EmptyLatentImage")["inputs"] == {"width": 640, "height": 448, "batch_size": 4}
+    assert node_of(graph, "EmptyLatentImage")["inputs"] == {"width": 576, "height": 384, "batch_size": 4}
     assert node_of(graph, "CLIPTextEncode", "Positive")["inputs"]["text"] == "a red fox"
     assert node_of(graph, "CLIPTextEncode", "Negative")["inputs"]["text"] == "lowres, blur"
 

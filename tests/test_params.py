@@ -192,7 +192,8 @@ def test_description_after_a_parameter_is_refused_with_a_hint() -> None:
         ("sdxl-base", "9:16", (768, 1344)),
         ("sdxl-base", "1:1", (1024, 1024)),
         ("sdxl-base", "4:1", (2048, 512)),
-        ("sd15", "2:3", (448, 640)),
+        ("sd15", "2:3", (384, 576)),  # exactly 2:3 rather than 448x640 (1:1.43)
+        ("sd15", "3:2", (576, 384)),
         ("sd15", "16:9", (704, 384)),
         ("small", "1:1", (312, 312)),  # a base under 512 rounds to multiples of 8
         ("small", "2:3", (256, 384)),
@@ -208,7 +209,9 @@ def test_aspect_ratio_keeps_the_model_area_and_rounds_the_sides(
 def test_aspect_sides_never_go_below_64() -> None:
     tiny = ModelProfile(name="tiny", checkpoint="t.safetensors", width=64, height=64)
     req = one("a cat --ar 1:4", models=(tiny,))
-    assert (req.width, req.height) == (64, 128)
+    assert (req.width, req.height) == (64, 256)  # the short side stays 64 and the long one keeps 1:4
+    req = one("a cat --ar 3:2", models=(tiny,))
+    assert (req.width, req.height) == (96, 64)
 
 
 def test_aspect_is_stored_reduced_and_the_alias_works() -> None:
