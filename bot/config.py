@@ -77,6 +77,9 @@ class ProgressConfig(_Section):
 
     edit_interval_s: float = Field(default=2.0, ge=0.2, le=60.0)
     previews: bool = True
+    channel_edits_per_5s: int = Field(
+        default=5, ge=1, le=50, description="message edits per 5 s in one channel (Discord allows 5)"
+    )
 
 
 class SchedulerConfig(_Section):

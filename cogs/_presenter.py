@@ -36,6 +36,7 @@ from bot.events import (
 from bot.imagine_service import ImagineService, QueuedJob
 from bot.jobs import Job
 from cogs._buttons import cancel_view, grid_view, upscale_view
+from cogs._edit_budget import EditBudget
 from cogs._render import (
     NO_MENTIONS,
     StatusState,
@@ -52,6 +53,9 @@ if TYPE_CHECKING:
     from bot.imagine_bot import ImagineBot
 
 log = logging.getLogger(__name__)
+
+# Discord's window for message edits in one channel (with a little margin for clock skew).
+CHANNEL_EDIT_WINDOW_S = 5.1
 
 T = TypeVar("T")
 
@@ -131,10 +135,13 @@ def _shown_key(state: StatusState) -> tuple[str, bytes | None]:
 class Presenter:
     """Keeps every job's Discord message in step with the job."""
 
-    def __init__(self, bot: ImagineBot, service: ImagineService, *, interval: float) -> None:
+    def __init__(
+        self, bot: ImagineBot, service: ImagineService, *, interval: float, channel_edits_per_5s: int = 5
+    ) -> None:
         self.bot = bot
         self.service = service
         self.interval = interval
+        self.edits = EditBudget(channel_edits_per_5s, CHANNEL_EDIT_WINDOW_S)
         self._subscription: Subscription | None = None
         self._pump_task: asyncio.Task[None] | None = None
         self._trackers: dict[int, _Tracker] = {}
@@ -326,6 +333,7 @@ class Presenter:
         """Edit the status message; None once it is gone (deleted), so no more edits are tried."""
         files = [] if state.preview is None else [discord.File(io.BytesIO(state.preview), state.preview_name)]
         try:
+            await self.edits.acquire(ref.channel_id)
             await self._message(ref, job.guild_id).edit(
                 content=headline(job),
                 embeds=[status_embed(state)],
@@ -385,6 +393,7 @@ class Presenter:
             message = self._message(ref, job.guild_id)
 
             async def edit(files: list[discord.File]) -> None:
+                await self.edits.acquire(ref.channel_id)
                 await message.edit(
                     content=content, embeds=embeds, attachments=files, view=view, allowed_mentions=NO_MENTIONS
                 )

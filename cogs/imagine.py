@@ -26,7 +26,12 @@ class ImagineCog(commands.Cog, name=COG_NAME):
     def __init__(self, bot: ImagineBot) -> None:
         self.bot = bot
         self.service = ImagineService(bot.services)
-        self.presenter = Presenter(bot, self.service, interval=bot.config.progress.edit_interval_s)
+        self.presenter = Presenter(
+            bot,
+            self.service,
+            interval=bot.config.progress.edit_interval_s,
+            channel_edits_per_5s=bot.config.progress.channel_edits_per_5s,
+        )
         self.context = ImagineContext(self.service, self.presenter, tuple(bot.config.discord.admin_role_ids))
         self._previous_error_handler: Any = None
 

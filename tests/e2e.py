@@ -56,6 +56,8 @@ negative = "cartoon"
 
 [progress]
 edit_interval_s = 0.2
+# The tests run many jobs in one channel quickly; the fake Discord enforces no edit limit unless asked.
+channel_edits_per_5s = 50
 
 [scheduler]
 health_interval_s = 0.1
