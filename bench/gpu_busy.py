@@ -164,7 +164,9 @@ async def _fake_runs(counts: list[int], jobs: int, step_time: float, steps: int)
 
 def _table(results: list[dict[str, Any]]) -> str:
     base = results[0]["jobs"] / results[0]["wall_s"]
-    lines = ["backends | jobs/s | vs 1 | backend | busy ratio | gap p50 ms | gap p99 ms | gap max ms | posted late"]
+    lines = [
+        "backends | jobs/s | vs 1 | backend | busy ratio | gap p50 ms | gap p99 ms | gap max ms | posted late"
+    ]
     for result in results:
         rate = result["jobs"] / result["wall_s"]
         for row in result["per_backend"]:
