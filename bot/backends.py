@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 import uuid
@@ -40,6 +41,7 @@ class Backend:
     samplers: tuple[str, ...] | None = None
     schedulers: tuple[str, ...] | None = None
     jobs: set[int] = field(default_factory=set)
+    _up_event: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
 
     @property
     def name(self) -> str:
@@ -72,6 +74,10 @@ class Backend:
             return None
         return [m.name for m in models if m.checkpoint in self.checkpoints]
 
+    async def wait_up(self) -> None:
+        """Wait until a health check finds the backend up (at once if it is)."""
+        await self._up_event.wait()
+
     async def refresh(self, clock: Callable[[], float] = time.monotonic) -> bool:
         """Check health (and capabilities when they are unknown or the backend just came back).
 
@@ -89,8 +95,10 @@ class Backend:
                 self.down_since = clock()
                 log.warning("backend %s (%s) is down: %s", self.name, self.config.base_url, exc)
             self.up = False
+            self._up_event.clear()
             return was_up
         self.up = True
+        self._up_event.set()
         self.down_since = None
         self.last_error = None
         if not was_up:

@@ -265,14 +265,10 @@ class Scheduler:
             )
             return
         backend.jobs.add(job.id)
-        deadline = self._clock() + self.settings.backend_grace_s
-        while not backend.up:
-            if self._clock() >= deadline:
-                await self._retry_or_fail(job, f"backend {backend.name} did not come back")
-                return
-            await asyncio.sleep(min(1.0, self.settings.health_interval_s))
-            await backend.refresh(self._clock)
         try:
+            # The health loop notices the backend coming back, or abandons this task (and so re-queues
+            # the job) once the backend has been down for backend_grace_s.
+            await backend.wait_up()
             async with asyncio.timeout(self.settings.job_timeout_s):
                 watch = await backend.client.reattach(job.prompt_id)
                 try:

@@ -341,3 +341,22 @@ async def test_jobs_spread_over_every_backend(tmp_path: Path, count: int) -> Non
         for job in jobs:
             await h.event(Completed, job.id)
         assert all(len(fake.executed_prompt_ids) == 1 for fake in h.fakes)
+
+
+async def test_a_job_whose_backend_is_down_at_restart_goes_to_another_after_the_grace(tmp_path: Path) -> None:
+    async with harness(tmp_path, count=2, backend_grace_s=0.3, prefetch=0) as h:
+        first_server, second_server = h.fakes
+        second_server.pause()
+        first_server.pause()
+        (job,) = await h.scheduler.submit([new_job()])
+        await first_server.wait_paused()
+        stored = await h.store.get(job.id)
+        assert stored is not None and stored.backend == "gpu0"
+        await h.close()
+        await first_server.stop()  # gone while the bot restarts, and it does not come back
+        first_server.reset()
+        second_server.resume()
+        await h.open()
+        await h.event(Completed, job.id)
+        stored = await h.store.get(job.id)
+        assert stored is not None and stored.backend == "gpu1" and stored.attempts == 1
