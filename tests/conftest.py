@@ -1,11 +1,13 @@
-"""Shared fixtures: config files written into tmp_path."""
+"""Shared fixtures: config files written into tmp_path, and a fake ComfyUI server."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
+
+from tests.fakes.comfy_server import FakeComfyUI
 
 MINIMAL_CONFIG = """
 [discord]
@@ -42,3 +44,10 @@ def write_config(tmp_path: Path) -> Callable[..., Path]:
         return path
 
     return write
+
+
+@pytest.fixture
+async def fake() -> AsyncIterator[FakeComfyUI]:
+    """A fake ComfyUI on loopback (test files about Discord override `fake` with a fake Discord)."""
+    async with FakeComfyUI() as server:
+        yield server

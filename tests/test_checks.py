@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -11,7 +11,6 @@ from aiohttp import web
 
 from bot.checks import run_checks
 from bot.config import Config, load_config
-from tests.fakes.comfy_server import FakeComfyUI
 
 TXT2IMG = Path(__file__).resolve().parent.parent / "comfy" / "templates" / "txt2img.json"
 
@@ -32,12 +31,6 @@ height = 64
 {model_extra}
 {extra}
 """
-
-
-@pytest.fixture
-async def fake() -> AsyncIterator[FakeComfyUI]:
-    async with FakeComfyUI() as server:
-        yield server
 
 
 @pytest.fixture

@@ -2,43 +2,20 @@
 
 from __future__ import annotations
 
-import asyncio
-import os
-import sys
-from pathlib import Path
-
 from aiohttp import web
 
-ROOT = Path(__file__).resolve().parent.parent
-
-
-async def _cli(*args: str, env_extra: dict[str, str] | None = None) -> tuple[int, str, str]:
-    env = {k: v for k, v in os.environ.items() if k != "DISCORD_TOKEN"}
-    env.update(env_extra or {})
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "bot",
-        *args,
-        cwd=ROOT,
-        env=env,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    out, err = await asyncio.wait_for(proc.communicate(), timeout=30)
-    assert proc.returncode is not None
-    return proc.returncode, out.decode(), err.decode()
+from tests.cli import run_cli
 
 
 async def test_help_lists_the_commands() -> None:
-    code, out, _ = await _cli("--help")
+    code, out, _ = await run_cli("--help")
     assert code == 0
     for command in ("run", "check", "sync-commands"):
         assert command in out
 
 
 async def test_check_on_the_example_config_explains_what_is_missing() -> None:
-    code, out, err = await _cli("check", "--config", "config.example.toml")
+    code, out, err = await run_cli("check", "--config", "config.example.toml")
     assert code == 2
     assert "discord.token is not set" in out
     assert "DISCORD_TOKEN" in out
@@ -47,7 +24,7 @@ async def test_check_on_the_example_config_explains_what_is_missing() -> None:
 
 async def test_check_reports_an_unreachable_backend_with_exit_1(write_config, unused_tcp_port: int) -> None:
     path = write_config(url=f"http://127.0.0.1:{unused_tcp_port}")
-    code, out, err = await _cli("check", "--config", str(path), env_extra={"DISCORD_TOKEN": "t.o.k"})
+    code, out, err = await run_cli("check", "--config", str(path), env_extra={"DISCORD_TOKEN": "t.o.k"})
     assert code == 1
     assert f"http://127.0.0.1:{unused_tcp_port}" in out and "unreachable" in out
     assert "Traceback" not in out + err
@@ -67,7 +44,7 @@ async def test_check_passes_against_a_live_backend(write_config) -> None:
     port = runner.addresses[0][1]
     try:
         path = write_config(url=f"http://127.0.0.1:{port}")
-        code, out, _ = await _cli("check", "--config", str(path), env_extra={"DISCORD_TOKEN": "t.o.k"})
+        code, out, _ = await run_cli("check", "--config", str(path), env_extra={"DISCORD_TOKEN": "t.o.k"})
     finally:
         await runner.cleanup()
     assert code == 0, out
@@ -77,7 +54,7 @@ async def test_check_passes_against_a_live_backend(write_config) -> None:
 
 async def test_misspelled_key_names_the_key_and_exits_2(write_config) -> None:
     path = write_config(extra="\n[limits]\nper_user_actve = 3\n")
-    code, out, err = await _cli("check", "--config", str(path))
+    code, out, err = await run_cli("check", "--config", str(path))
     assert code == 2
     assert "limits.per_user_actve: unknown key; did you mean 'per_user_active'?" in err
     assert "Traceback" not in out + err
@@ -85,12 +62,12 @@ async def test_misspelled_key_names_the_key_and_exits_2(write_config) -> None:
 
 async def test_run_is_the_default_command_and_refuses_to_start_without_a_token(write_config) -> None:
     path = write_config()
-    code, _, err = await _cli("--config", str(path))
+    code, _, err = await run_cli("--config", str(path))
     assert code == 2
     assert "discord.token is not set" in err
 
 
 async def test_unknown_command_line_option_is_a_usage_error() -> None:
-    code, _, err = await _cli("check", "--no-such-option")
+    code, _, err = await run_cli("check", "--no-such-option")
     assert code == 2
     assert "usage:" in err

@@ -92,12 +92,6 @@ async def collect(watch: PromptWatch) -> list[Any]:
 
 
 @pytest.fixture
-async def fake() -> AsyncIterator[FakeComfyUI]:
-    async with FakeComfyUI() as server:
-        yield server
-
-
-@pytest.fixture
 async def make_client(fake: FakeComfyUI) -> AsyncIterator[Callable[..., ComfyClient]]:
     clients: list[ComfyClient] = []
 

@@ -97,12 +97,6 @@ class RawSocket:
 
 
 @pytest.fixture
-async def fake() -> AsyncIterator[FakeComfyUI]:
-    async with FakeComfyUI() as server:
-        yield server
-
-
-@pytest.fixture
 async def http() -> AsyncIterator[aiohttp.ClientSession]:
     async with aiohttp.ClientSession() as session:
         yield session

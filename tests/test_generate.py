@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import io
-import os
 import signal
-import sys
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -27,9 +25,8 @@ from bot.generate import (
 )
 from comfy.events import ProgressSnapshot
 from comfy.params import ParamError
-from tests.fakes.comfy_server import FakeComfyUI
+from tests.cli import run_cli
 
-ROOT = Path(__file__).resolve().parent.parent
 T = TypeVar("T")
 
 CONFIG = """
@@ -55,12 +52,6 @@ checkpoint = "v1-5-pruned-emaonly.safetensors"
 steps = 3
 """
 FOX = "a red fox --ar 3:2 --seed 42 --no blur"
-
-
-@pytest.fixture
-async def fake() -> AsyncIterator[FakeComfyUI]:
-    async with FakeComfyUI() as server:
-        yield server
 
 
 @pytest.fixture
@@ -344,30 +335,11 @@ def test_progress_on_a_terminal_redraws_one_line() -> None:
 # ---------------------------------------------------------------------------------------- the real CLI
 
 
-async def _cli(*args: str, started: Callable[[asyncio.subprocess.Process], Awaitable[None]] | None = None):
-    env = {k: v for k, v in os.environ.items() if k != "DISCORD_TOKEN"}
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "bot",
-        *args,
-        cwd=ROOT,
-        env=env,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    if started is not None:
-        await started(proc)
-    out, err = await within(proc.communicate(), 30)
-    assert proc.returncode is not None
-    return proc.returncode, out.decode(), err.decode()
-
-
 async def test_cli_prints_the_written_paths_without_a_token(fake, make_config, tmp_path) -> None:
     make_config(fake.url)
     out = tmp_path / "images"
 
-    code, stdout, stderr = await _cli(
+    code, stdout, stderr = await run_cli(
         "generate", FOX, "--config", str(tmp_path / "config.toml"), "--out", str(out)
     )
 
@@ -384,7 +356,7 @@ async def test_cli_prints_the_written_paths_without_a_token(fake, make_config, t
 async def test_cli_bad_parameter_exits_2_without_a_traceback(fake, make_config, tmp_path) -> None:
     make_config(fake.url)
 
-    code, stdout, stderr = await _cli(
+    code, stdout, stderr = await run_cli(
         "generate", "a fox --seed -1", "--config", str(tmp_path / "config.toml"), "--out", str(tmp_path)
     )
 
@@ -402,7 +374,7 @@ async def test_cli_ctrl_c_cancels_the_posted_prompts_and_exits_130(fake, make_co
         await within(fake.wait_until(lambda: len(fake.pending_ids) == 1))
         proc.send_signal(signal.SIGINT)
 
-    code, stdout, stderr = await _cli(
+    code, stdout, stderr = await run_cli(
         "generate",
         "a fox --repeat 2",
         "--config",
