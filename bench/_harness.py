@@ -4,17 +4,13 @@ from __future__ import annotations
 
 import contextlib
 import random
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Sequence
 from pathlib import Path
 
-from bot.config import load_config
 from bot.jobs import JobKind, NewJob
 from comfy.params import ParseContext, parse_prompt, request_to_json
 from comfy.profiles import ModelProfile
-from tests.e2e import E2E, _start_bot, write_e2e_config
-from tests.fakes.comfy_server import FakeComfyUI
-from tests.fakes.discord_server import FakeDiscord
+from tests.e2e import E2E, running_bot
 
 # Limits high enough that a benchmark's burst of commands from one member is never refused.
 NO_LIMITS = """
@@ -54,28 +50,18 @@ def waiting_jobs(count: int, model: ModelProfile, guild_ids: Sequence[int], chan
     return jobs
 
 
-@asynccontextmanager
-async def bench_bot(
+def bench_bot(
     folder: Path,
     *,
     comfy_count: int = 1,
     step_time: float = 0.002,
     edit_interval_s: float | None = None,
-) -> AsyncIterator[E2E]:
-    """Like `tests.e2e.running_bot`, with the member limits off and `progress.edit_interval_s` overridable."""
-    fakes = [FakeComfyUI(step_time=step_time) for _ in range(comfy_count)]
-    async with contextlib.AsyncExitStack() as stack:
-        for fake in fakes:
-            await stack.enter_async_context(fake)
-        discord_fake = await stack.enter_async_context(FakeDiscord())
-        path = write_e2e_config(folder, discord_fake.token, [f.url for f in fakes], NO_LIMITS)
-        config = load_config(path, env={})
-        if edit_interval_s is not None:
-            progress = config.progress.model_copy(update={"edit_interval_s": edit_interval_s})
-            config = config.model_copy(update={"progress": progress})
-        bot, task = await _start_bot(config, discord_fake, None)
-        e2e = E2E(config, discord_fake, fakes, bot, task, None)
-        try:
-            yield e2e
-        finally:
-            await e2e.stop()
+) -> contextlib.AbstractAsyncContextManager[E2E]:
+    """`tests.e2e.running_bot` with the member limits off, Discord's real per-channel edit budget (the
+    tests raise it), and `progress.edit_interval_s` overridable."""
+    progress: dict[str, object] = {"channel_edits_per_5s": 5}
+    if edit_interval_s is not None:
+        progress["edit_interval_s"] = edit_interval_s
+    return running_bot(
+        folder, comfy_count=comfy_count, step_time=step_time, config_extra=NO_LIMITS, progress=progress
+    )

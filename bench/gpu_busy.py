@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bench._harness import percentile
 from bot.backends import Backend, stable_client_id
 from bot.events import Completed, EventBus, Failed
 from bot.jobs import JobKind, NewJob
@@ -55,14 +56,6 @@ def _jobs(count: int, model: ModelProfile) -> list[NewJob]:
             )
         )
     return jobs
-
-
-def _percentile(values: list[float], q: float) -> float:
-    if not values:
-        return 0.0
-    ordered = sorted(values)
-    index = min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))
-    return ordered[index]
 
 
 async def _spans(client: ComfyClient, prompt_ids: list[str]) -> list[tuple[float, float]]:
@@ -134,7 +127,7 @@ async def run(urls: list[str], model: ModelProfile, jobs: int, prefetch: int) ->
                     "jobs": len(spans),
                     "busy_ratio": busy / span if span else 0.0,
                     "gap_ms_p50": statistics.median(gaps) if gaps else 0.0,
-                    "gap_ms_p99": _percentile(gaps, 0.99),
+                    "gap_ms_p99": percentile(gaps, 0.99),
                     "gap_ms_max": max(gaps, default=0.0),
                     "gaps_ms": gaps,
                     "next_prompt_posted_late": late,

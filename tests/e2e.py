@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -130,8 +130,12 @@ async def running_bot(
     config_extra: str = "",
     extensions: tuple[str, ...] | None = None,
     step_time: float = 0.002,
+    progress: Mapping[str, object] | None = None,
 ) -> AsyncIterator[E2E]:
-    """Start the fakes and the real bot; stop everything afterwards, even when the test fails."""
+    """Start the fakes and the real bot; stop everything afterwards, even when the test fails.
+
+    `progress` overrides `[progress]` keys of the config (which the TOML already sets).
+    """
     fakes = [FakeComfyUI(step_time=step_time) for _ in range(comfy_count)]
     async with contextlib.AsyncExitStack() as stack:
         for fake in fakes:
@@ -139,6 +143,8 @@ async def running_bot(
         discord_fake = await stack.enter_async_context(FakeDiscord())
         path = write_e2e_config(tmp_path, discord_fake.token, [f.url for f in fakes], config_extra)
         config = load_config(path, env={})
+        if progress:
+            config = config.model_copy(update={"progress": config.progress.model_copy(update=dict(progress))})
         bot, task = await _start_bot(config, discord_fake, extensions)
         e2e = E2E(config, discord_fake, fakes, bot, task, extensions)
         try:
