@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from comfy.client import ComfyClient
 from comfy.models import ComfyError, SystemStats
 from comfy.profiles import BackendConfig, ModelProfile
-from comfy.workflow import samplers_and_schedulers
+from comfy.workflow import input_choices, samplers_and_schedulers
 
 log = logging.getLogger(__name__)
 
@@ -107,11 +107,8 @@ class Backend:
 
     async def _read_capabilities(self) -> None:
         info = await self.client.object_info("CheckpointLoaderSimple")
-        spec = info.get("CheckpointLoaderSimple", {}).get("input", {}).get("required", {}).get("ckpt_name")
-        names = spec[0] if isinstance(spec, list) and spec and isinstance(spec[0], list) else None
-        if names is None and isinstance(spec, list) and len(spec) > 1 and isinstance(spec[1], dict):
-            names = spec[1].get("options")
-        self.checkpoints = frozenset(str(n) for n in names) if isinstance(names, list) else None
+        names = input_choices(info, "CheckpointLoaderSimple", "ckpt_name")
+        self.checkpoints = frozenset(names) if names is not None else None
         try:
             sampler_info = await self.client.object_info("KSampler")
             samplers, schedulers = samplers_and_schedulers(sampler_info)

@@ -20,6 +20,7 @@ from comfy.workflow import (
     TemplateRegistry,
     WorkflowTemplate,
     check_against_object_info,
+    input_choices,
     load_builtin_templates,
 )
 
@@ -207,32 +208,13 @@ def _checkpoint_problem(
     for template in templates:
         for target in template.bindings.get("checkpoint", ()):
             class_type = template.graph[target.node_id]["class_type"]
-            choices = _choices(object_info, class_type, target.input)
+            choices = input_choices(object_info, class_type, target.input)
             if choices is None or model.checkpoint in choices:
                 continue
             return (
                 f"model {model.name}: checkpoint {model.checkpoint!r} not found "
                 f"(available: {_few(choices, model.checkpoint)})"
             )
-    return None
-
-
-def _choices(object_info: Mapping[str, Any], class_type: str, name: str) -> list[str] | None:
-    """The combo choices of one node input (`[[...], {...}]` or `["COMBO", {"options": [...]}]`)."""
-    info = object_info.get(class_type)
-    inputs = info.get("input") if isinstance(info, Mapping) else None
-    if not isinstance(inputs, Mapping):
-        return None
-    for section in ("required", "optional"):
-        group = inputs.get(section)
-        spec = group.get(name) if isinstance(group, Mapping) else None
-        if not isinstance(spec, list) or not spec:
-            continue
-        if isinstance(spec[0], list):
-            return [str(choice) for choice in spec[0]]
-        if spec[0] == "COMBO" and len(spec) > 1 and isinstance(spec[1], Mapping):
-            options = spec[1].get("options")
-            return [str(choice) for choice in options] if isinstance(options, list) else None
     return None
 
 

@@ -604,6 +604,19 @@ def _check_value(template: str, param: str, value: object) -> None:
         raise TemplateError(f"template {template!r}: {param!r} must be {names}, got {value!r}")
 
 
+def input_choices(object_info: Mapping[str, Any], class_type: str, input_name: str) -> list[str] | None:
+    """The choices a backend offers for one combo input (e.g. `CheckpointLoaderSimple`'s `ckpt_name`).
+
+    None when the node class or the input is unknown, or the input is not a list of choices.
+    """
+    info = object_info.get(class_type)
+    for section in ("required", "optional"):
+        choices = _combo_options(_section(info, section).get(input_name))
+        if choices is not None:
+            return [str(choice) for choice in choices]
+    return None
+
+
 # --- /object_info helpers ---------------------------------------------------------------------------
 
 

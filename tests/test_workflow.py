@@ -653,3 +653,16 @@ def test_samplers_and_schedulers_understand_the_newer_combo_spec() -> None:
 def test_samplers_and_schedulers_refuse_object_info_without_ksampler() -> None:
     with pytest.raises(TemplateError, match="does not list KSampler"):
         samplers_and_schedulers({"SaveImage": {}})
+
+
+def test_input_choices_reads_both_combo_spellings_and_unknowns_are_none() -> None:
+    from comfy.workflow import input_choices
+
+    old_style = {"Loader": {"input": {"required": {"ckpt_name": [["a.safetensors", "b.safetensors"], {}]}}}}
+    new_style = {"Loader": {"input": {"optional": {"ckpt_name": ["COMBO", {"options": ["c.safetensors"]}]}}}}
+    assert input_choices(old_style, "Loader", "ckpt_name") == ["a.safetensors", "b.safetensors"]
+    assert input_choices(new_style, "Loader", "ckpt_name") == ["c.safetensors"]
+    assert input_choices(old_style, "Missing", "ckpt_name") is None
+    assert (
+        input_choices({"Loader": {"input": {"required": {"steps": ["INT", {}]}}}}, "Loader", "steps") is None
+    )
