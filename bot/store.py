@@ -267,6 +267,9 @@ class JobStore:
         self._clock = clock
         self._lock = asyncio.Lock()
         self._closed = False
+        # job id -> the progress this store last wrote for it, to skip updates that would change nothing
+        # without a database round trip (dropped on every status change).
+        self._written_progress: dict[int, float] = {}
 
     # ----------------------------------------------------------------------------- lifecycle
 
@@ -377,6 +380,7 @@ class JobStore:
         db: aiosqlite.Connection,
     ) -> Job:
         """Move a job to `target` inside the caller's transaction; checked twice (see class doc)."""
+        self._written_progress.pop(job_id, None)
         rows = await self._rows(db, "SELECT status FROM jobs WHERE id = ?", (job_id,))
         if not rows:
             raise JobNotFound(job_id)
@@ -707,12 +711,17 @@ class JobStore:
         progress is for `/queue` and restarts; live progress travels through scheduler events.
         """
         value = clamp_progress(progress)
+        last = self._written_progress.get(job_id)
+        if last is not None and value < 1.0 and last <= value < last + PROGRESS_WRITE_STEP:
+            return  # the UPDATE's own condition would leave the row as it is
         async with self._transaction() as db:
-            await db.execute(
+            cursor = await db.execute(
                 f"UPDATE jobs SET progress = :p WHERE id = :id AND status IN {_IN_FLIGHT_SQL} "
                 "AND (abs(progress - :p) >= :step OR :p >= 1.0 OR :p < progress)",
                 {"p": value, "id": job_id, "step": PROGRESS_WRITE_STEP},
             )
+            if cursor.rowcount:
+                self._written_progress[job_id] = value
 
     async def complete(self, job_id: int, outputs: Sequence[OutputFile]) -> Job:
         """Mark the job completed and store its outputs (index = list position), atomically."""
