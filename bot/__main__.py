@@ -10,13 +10,15 @@ import asyncio
 import logging
 import signal
 import sys
-from collections.abc import Callable, Sequence
-from typing import TypeVar
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from bot.config import TOKEN_ENV, Config, ConfigError, load_config
 
+if TYPE_CHECKING:
+    from bot.services import Services
+
 log = logging.getLogger("comfy_imagine")
-T = TypeVar("T")
 
 EXIT_OK, EXIT_RUNTIME, EXIT_USAGE = 0, 1, 2
 COMMANDS = ("run", "check", "sync-commands", "generate")
@@ -126,12 +128,13 @@ def _configure_logging(level: str) -> None:
         logging.getLogger("discord.http").setLevel(logging.WARNING)
 
 
-def _build_services(config: Config, factory: Callable[[Config], T]) -> T | None:
+def _build_services(config: Config) -> Services | None:
     """Build the services; a template that cannot be loaded is a config error (printed, None returned)."""
+    from bot.services import Services
     from comfy.workflow import TemplateError
 
     try:
-        return factory(config)
+        return Services(config)
     except TemplateError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return None
@@ -173,12 +176,11 @@ async def _sync_commands(config: Config, guild_ids: list[int] | None) -> int:
     import discord
 
     from bot.imagine_bot import ImagineBot
-    from bot.services import Services
 
     if _missing_token(config):
         return EXIT_USAGE
     targets = guild_ids or config.discord.guild_ids
-    services = _build_services(config, Services)
+    services = _build_services(config)
     if services is None:
         return EXIT_USAGE
     bot = ImagineBot(config=config, services=services, start_services=False)
@@ -217,9 +219,8 @@ async def _run_bot(config: Config) -> int:
     import discord
 
     from bot.imagine_bot import ImagineBot
-    from bot.services import Services
 
-    services = _build_services(config, Services)
+    services = _build_services(config)
     if services is None:
         return EXIT_USAGE
     bot = ImagineBot(config=config, services=services)
