@@ -10,16 +10,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
+
+from PIL import Image
 
 from bot.config import Config, load_config
 from bot.imagine_bot import ImagineBot
 from bot.services import Services
 from tests.fakes.comfy_server import FakeComfyUI
-from tests.fakes.discord_server import FakeDiscord
+from tests.fakes.discord_models import FLAG_EPHEMERAL, RecordedCall, StoredMessage
+from tests.fakes.discord_server import FakeDiscord, InteractionHandle
 
 E2E_CONFIG = """
 [discord]
@@ -151,3 +156,60 @@ async def running_bot(
             yield e2e
         finally:
             await e2e.stop()
+
+
+# ------------------------------------------------------------------ helpers the end-to-end tests share
+
+
+def png(width: int = 32, height: int = 32, colour: tuple[int, int, int] = (200, 30, 30)) -> bytes:
+    """A small PNG."""
+    out = io.BytesIO()
+    Image.new("RGB", (width, height), colour).save(out, format="PNG")
+    return out.getvalue()
+
+
+def ephemeral_text(call: RecordedCall) -> str:
+    """The text of an ephemeral interaction answer (a response or a followup)."""
+    data = call.payload["data"] if "data" in call.payload else call.payload
+    assert data.get("flags", 0) & FLAG_EPHEMERAL, f"not ephemeral: {call.payload}"
+    return str(data["content"])
+
+
+async def status_message(handle: InteractionHandle) -> StoredMessage:
+    """The status message /imagine answered with."""
+    call = await handle.response()
+    assert call.ok, call.response
+    message = handle.original()
+    assert message is not None
+    return message
+
+
+async def wait_for_result(e2e: E2E, message_id: int, limit_s: float = 10.0) -> StoredMessage:
+    """Wait until a message carries an image attachment and buttons (a finished job)."""
+    fake = e2e.discord
+
+    def done() -> bool:
+        message = fake.message(message_id)
+        return bool(message.attachments) and any(
+            i.startswith("ci:upscale") or i.startswith("ci:vary") for i in message.custom_ids()
+        )
+
+    await fake.wait_until(done, timeout=limit_s)
+    return fake.message(message_id)
+
+
+def rows(message: StoredMessage) -> list[list[str]]:
+    """The labels (or emoji) of a message's buttons, row by row."""
+    return [[c.get("label") or c["emoji"]["name"] for c in row["components"]] for row in message.components]
+
+
+async def guild_jobs(e2e: E2E) -> list[Any]:
+    return await e2e.services.store.list_guild_jobs(e2e.discord.guild.id)
+
+
+async def shown(e2e: E2E, job_id: int) -> None:
+    """Wait until the bot has finished showing the job (its result message is recorded)."""
+    cog = e2e.bot.get_cog("Imagine")
+    assert cog is not None
+    async with asyncio.timeout(10):
+        await cog.presenter.wait_shown(job_id)  # type: ignore[attr-defined]

@@ -8,8 +8,8 @@ from typing import Any
 from bot.jobs import JobKind, JobStatus
 from cogs._buttons import grid_view
 from comfy.params import request_from_json
-from tests.e2e import E2E, running_bot
-from tests.fakes.discord_models import FLAG_EPHEMERAL, RecordedCall, StoredMessage
+from tests.e2e import E2E, ephemeral_text, rows, running_bot
+from tests.fakes.discord_models import RecordedCall, StoredMessage
 from tests.fakes.discord_server import SEND_ROUTE, InteractionHandle
 
 UPSCALE_ROWS = [
@@ -17,18 +17,6 @@ UPSCALE_ROWS = [
     ["Zoom Out 1.5x", "Zoom Out 2x", "Info"],
     ["⬅️", "➡️", "⬆️", "⬇️"],
 ]
-
-
-def rows(message: StoredMessage) -> list[list[str]]:
-    """The labels (or emoji) of a message's buttons, row by row."""
-    return [[c.get("label") or c["emoji"]["name"] for c in row["components"]] for row in message.components]
-
-
-def ephemeral_text(call: RecordedCall) -> str:
-    """The text of an ephemeral answer (a response or a followup)."""
-    data = call.payload["data"] if "data" in call.payload else call.payload
-    assert data.get("flags", 0) & FLAG_EPHEMERAL, f"not ephemeral: {call.payload}"
-    return str(data["content"])
 
 
 async def answer(e2e: E2E, handle: InteractionHandle) -> str:

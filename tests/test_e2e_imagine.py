@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
-import io
 import itertools
 import logging
 import re
@@ -14,20 +13,27 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from PIL import Image
 
 from bot.events import Completed
 from bot.jobs import JobStatus
 from bot.services import Services
-from tests.e2e import E2E, running_bot
+from tests.e2e import (
+    E2E,
+    ephemeral_text,
+    guild_jobs,
+    png,
+    rows,
+    running_bot,
+    shown,
+    status_message,
+    wait_for_result,
+)
 from tests.fakes.discord_models import (
     CALLBACK_CHANNEL_MESSAGE,
     CALLBACK_DEFERRED_CHANNEL_MESSAGE,
     FLAG_EPHEMERAL,
     INTERACTION_APPLICATION_COMMAND,
     InteractionRecord,
-    RecordedCall,
-    StoredMessage,
 )
 from tests.fakes.discord_server import (
     EDIT_ORIGINAL_ROUTE,
@@ -48,60 +54,6 @@ GRID_IDS = [
     "ci:vary_strong:{job}:3",
     "ci:vary_strong:{job}:4",
 ]
-
-
-def png(width: int = 32, height: int = 32, colour: tuple[int, int, int] = (200, 30, 30)) -> bytes:
-    """A small PNG."""
-    out = io.BytesIO()
-    Image.new("RGB", (width, height), colour).save(out, format="PNG")
-    return out.getvalue()
-
-
-def ephemeral_text(call: RecordedCall) -> str:
-    """The text of an ephemeral interaction answer (a response or a followup)."""
-    data = call.payload["data"] if "data" in call.payload else call.payload
-    assert data.get("flags", 0) & FLAG_EPHEMERAL, f"not ephemeral: {call.payload}"
-    return str(data["content"])
-
-
-async def status_message(handle: InteractionHandle) -> StoredMessage:
-    """The status message /imagine answered with."""
-    call = await handle.response()
-    assert call.ok, call.response
-    message = handle.original()
-    assert message is not None
-    return message
-
-
-async def wait_for_result(e2e: E2E, message_id: int, limit_s: float = 10.0) -> StoredMessage:
-    """Wait until a message carries an image attachment and buttons (a finished job)."""
-    fake = e2e.discord
-
-    def done() -> bool:
-        message = fake.message(message_id)
-        return bool(message.attachments) and any(
-            i.startswith("ci:upscale") or i.startswith("ci:vary") for i in message.custom_ids()
-        )
-
-    await fake.wait_until(done, timeout=limit_s)
-    return fake.message(message_id)
-
-
-def rows(message: StoredMessage) -> list[list[str]]:
-    """The labels (or emoji) of a message's buttons, row by row."""
-    return [[c.get("label") or c["emoji"]["name"] for c in row["components"]] for row in message.components]
-
-
-async def guild_jobs(e2e: E2E) -> list[Any]:
-    return await e2e.services.store.list_guild_jobs(e2e.discord.guild.id)
-
-
-async def shown(e2e: E2E, job_id: int) -> None:
-    """Wait until the bot has finished showing the job (its result message is recorded)."""
-    cog = e2e.bot.get_cog("Imagine")
-    assert cog is not None
-    async with asyncio.timeout(10):
-        await cog.presenter.wait_shown(job_id)  # type: ignore[attr-defined]
 
 
 async def restart_with_discord_config(e2e: E2E, **changes: Any) -> None:
