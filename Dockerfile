@@ -21,9 +21,12 @@ RUN pip install . && rm -rf /app/build
 VOLUME ["/data"]
 USER imagine
 
-# Healthy while the config is valid and the ComfyUI backends answer (exit 0 of `check`).
-HEALTHCHECK --interval=60s --timeout=20s --start-period=20s --retries=3 \
-    CMD ["comfy-imagine", "check", "--config", "/config/config.toml"]
+# Healthy while the bot's Discord session is up and its database answers: `health` asks the running bot's
+# /healthz, so the config must set [metrics] port (config.example.toml does). Backends being down is not
+# unhealthy: jobs wait in the queue until one is back.
+EXPOSE 9108
+HEALTHCHECK --interval=30s --timeout=15s --start-period=30s --retries=3 \
+    CMD ["comfy-imagine", "health", "--config", "/config/config.toml"]
 
 ENTRYPOINT ["comfy-imagine"]
 CMD ["run", "--config", "/config/config.toml"]

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("comfy_imagine")
 
 EXIT_OK, EXIT_RUNTIME, EXIT_USAGE = 0, 1, 2
-COMMANDS = ("run", "check", "sync-commands", "generate")
+COMMANDS = ("run", "check", "health", "sync-commands", "generate")
 EXIT_INTERRUPTED = 130
 DEFAULT_CONFIG = "config.toml"
 
@@ -65,6 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add("run", "run the bot (the default command)")
     add("check", "validate the config and reach every ComfyUI backend")
+    add("health", "ask the running bot's /healthz (needs [metrics] port); exit 0 when healthy")
     sync = add("sync-commands", "register the slash commands with Discord")
     sync.add_argument(
         "--guild",
@@ -97,6 +98,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "check":
             return asyncio.run(_check(config))
+        if args.command == "health":
+            return asyncio.run(_health(config, args.config))
         if args.command == "sync-commands":
             return asyncio.run(_sync_commands(config, args.guild))
         if args.command == "generate":
@@ -160,6 +163,40 @@ async def _check(config: Config) -> int:
     return report.exit_code
 
 
+async def _health(config: Config, path: str) -> int:
+    """GET the running bot's /healthz; print its answer. Used by the Docker HEALTHCHECK."""
+    import json
+
+    import aiohttp
+
+    settings = config.metrics
+    if not settings.port:
+        print(
+            f"error: metrics.port is not set (or 0) in {path}; the health check asks the running bot's "
+            "/healthz on that fixed port",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
+    host = "127.0.0.1" if settings.host in ("", "0.0.0.0", "::") else settings.host
+    url = f"http://{host if ':' not in host else f'[{host}]'}:{settings.port}/healthz"
+    try:
+        async with (
+            aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session,
+            session.get(url) as response,
+        ):
+            body = await response.text()
+            status = response.status
+    except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+        print(f"unhealthy: nothing answers at {url} (metrics.host / metrics.port): {exc}", file=sys.stderr)
+        return EXIT_RUNTIME
+    try:
+        summary = json.dumps(json.loads(body), sort_keys=True)
+    except ValueError:
+        summary = body[:200]
+    print(f"{'healthy' if status == 200 else 'unhealthy'}: {summary}")
+    return EXIT_OK if status == 200 else EXIT_RUNTIME
+
+
 def _generate(config: Config, args: argparse.Namespace) -> int:
     from pathlib import Path
 
@@ -219,6 +256,7 @@ async def _run_bot(config: Config) -> int:
     import discord
 
     from bot.imagine_bot import ImagineBot
+    from bot.metrics import MetricsError
 
     services = _build_services(config)
     if services is None:
@@ -233,6 +271,9 @@ async def _run_bot(config: Config) -> int:
     except discord.LoginFailure:
         print("error: Discord rejected discord.token (reset it in the developer portal)", file=sys.stderr)
         return EXIT_USAGE
+    except MetricsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_RUNTIME
     except (discord.GatewayNotFound, discord.ConnectionClosed, aiohttp.ClientError, OSError) as exc:
         print(f"error: cannot stay connected to Discord: {exc}", file=sys.stderr)
         return EXIT_RUNTIME

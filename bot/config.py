@@ -97,7 +97,7 @@ class SchedulerConfig(_Section):
 class MetricsConfig(_Section):
     """`[metrics]`: optional Prometheus endpoint and /healthz."""
 
-    port: int | None = Field(default=None, ge=1, le=65535)
+    port: int | None = Field(default=None, ge=0, le=65535, description="unset: no endpoint; 0: any free port")
     host: str = "127.0.0.1"
 
 

@@ -9,6 +9,7 @@ import discord
 from discord.ext import commands
 
 from bot.config import Config
+from bot.metrics import Health, MetricsServer
 from bot.services import Services
 
 log = logging.getLogger(__name__)
@@ -46,6 +47,7 @@ class ImagineBot(commands.Bot):
         self.services = services
         self.initial_extensions = tuple(extensions)
         self.start_services = start_services
+        self.metrics_server: MetricsServer | None = None
 
     async def setup_hook(self) -> None:
         """Load the extensions, then start the services. Commands are synced by `sync-commands`.
@@ -59,6 +61,42 @@ class ImagineBot(commands.Bot):
         if self.start_services:
             await self.services.start()
             self.dispatch("services_started")
+            await self._serve_metrics()
+
+    async def _serve_metrics(self) -> None:
+        """Serve /metrics and /healthz when `[metrics] port` is set."""
+        settings = self.config.metrics
+        if settings.port is None:
+            return
+        server = MetricsServer(
+            self.services.metrics,
+            host=settings.host,
+            port=settings.port,
+            snapshot=lambda: self.services.store.queue_snapshot(),
+            health=self.health,
+        )
+        await server.start()
+        self.metrics_server = server
+
+    async def health(self) -> Health:
+        """Healthy while the Discord session is up and the database answers; backends are reported only
+        (jobs wait in the queue while every ComfyUI is down, which is not the bot being broken)."""
+        gateway = self.ws
+        discord_ok = not self.is_closed() and gateway is not None and gateway.open
+        database_ok = False
+        if self.services.started:
+            try:
+                await self.services.store.schema_version()
+                database_ok = True
+            except Exception as exc:
+                log.warning("health check: the database does not answer: %s", exc)
+        backends = (
+            {b.name: b.up for b in self.services.scheduler.backend_status()} if self.services.started else {}
+        )
+        return Health(
+            healthy=discord_ok and database_ok,
+            checks={"discord": discord_ok, "database": database_ok, "backends": backends},
+        )
 
     async def close(self) -> None:
         """Unload the extensions (their event loops stop), log out, then stop the services."""
@@ -68,6 +106,9 @@ class ImagineBot(commands.Bot):
             except commands.ExtensionError:
                 log.exception("unloading %s failed", name)
         await super().close()
+        if self.metrics_server is not None:
+            await self.metrics_server.close()
+            self.metrics_server = None
         if self.services.started:
             await self.services.close()
 

@@ -241,6 +241,14 @@ class GuildStats:
     in_flight: int
 
 
+@dataclass(frozen=True, slots=True)
+class QueueSnapshot:
+    """Every guild's queue now: active jobs by status (queued, submitted, running) and queued jobs per guild."""
+
+    by_status: Mapping[str, int]
+    queued_by_guild: Mapping[int, int]
+
+
 def round_robin(queues: Iterable[Sequence[T]]) -> list[T]:
     """Interleave queues: one item from each in turn, dropping a queue once it is empty.
 

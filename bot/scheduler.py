@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from bot.backends import Backend
 from bot.events import Cancelled, Completed, EventBus, Failed, Progress, Queued, Started, Waiting
 from bot.jobs import EnqueueLimits, InvalidTransition, Job, JobStatus, NewJob, OutputFile
+from bot.metrics import Metrics
 from bot.outputs import OutputError, OutputStore
 from bot.store import JobStore
 from comfy import events as comfy_events
@@ -65,6 +66,7 @@ class Scheduler:
         bus: EventBus,
         settings: SchedulerSettings,
         clock: Callable[[], float] = time.monotonic,
+        metrics: Metrics | None = None,
     ) -> None:
         self.store = store
         self.backends = list(backends)
@@ -78,10 +80,14 @@ class Scheduler:
         self._tasks: dict[int, asyncio.Task[None]] = {}
         self._saves: set[asyncio.Task[object]] = set()
         self._cancel_requested: set[int] = set()
+        self._executing: set[int] = set()  # jobs whose prompt is executing on its backend now
         self._abandoned: dict[int, str] = {}
         self._positions: dict[int, dict[int, int]] = {}
         self._loops: list[asyncio.Task[None]] = []
         self._models = {m.name.lower(): m for m in settings.models}
+        self.metrics = metrics if metrics is not None else Metrics()
+        for backend in self.backends:
+            self.metrics.add_backend(backend.name)
         # prompt id -> wall-clock time it was posted to ComfyUI, the newest few thousand (for benchmarks,
         # which compare it with ComfyUI's own execution timestamps).
         self.posted_at: OrderedDict[str, float] = OrderedDict()
@@ -90,7 +96,7 @@ class Scheduler:
 
     async def start(self) -> None:
         """Check the backends, reconcile jobs left in flight by the last run, start dispatching."""
-        await asyncio.gather(*(b.refresh(self._clock) for b in self.backends))
+        await self._refresh_backends()
         for job in await self.store.list_in_flight():
             self._spawn(job, self._resume(job))
         self._loops = [
@@ -142,7 +148,7 @@ class Scheduler:
                 previous = await self.store.cancel(job_id)
             except InvalidTransition:
                 return await self.cancel(job_id)  # claimed meanwhile: cancel it on its backend
-            self.bus.publish(Cancelled(job.id, job.guild_id))
+            self._announce(Cancelled(job.id, job.guild_id))
             await self._publish_positions(job.guild_id)
             return previous
         self._cancel_requested.add(job_id)
@@ -286,16 +292,28 @@ class Scheduler:
             raise
 
     async def _follow(self, backend: Backend, job: Job, watch: PromptWatch, tracker: ProgressTracker) -> None:
-        started = job.status is JobStatus.RUNNING
-        if started:
-            self.bus.publish(Started(job.id, job.guild_id, backend=backend.name))
+        try:
+            await self._watch(backend, job, watch, tracker)
+        finally:
+            # The prompt stopped executing (or this bot stopped watching it): the backend's busy time ends.
+            if job.id in self._executing:
+                self._executing.discard(job.id)
+                self.metrics.prompt_stopped(backend.name)
+        outcome = await watch.result()
+        await self._finish(backend, job, outcome)
+
+    async def _watch(self, backend: Backend, job: Job, watch: PromptWatch, tracker: ProgressTracker) -> None:
+        """Follow the prompt's events until it ends: mark the job running, publish its progress."""
+        if job.status is JobStatus.RUNNING:
+            self._started(backend, job)
         async for event in watch:
-            if not started and isinstance(
+            if job.id not in self._executing and isinstance(
                 event, comfy_events.Started | comfy_events.Executing | comfy_events.Progress
             ):
-                started = True
-                await self._mark_running(job)
-                self.bus.publish(Started(job.id, job.guild_id, backend=backend.name))
+                await self._mark_running(job)  # written before it is announced
+                self._started(backend, job)
+            if isinstance(event, comfy_events.Progress):
+                self.metrics.sampler_step(backend.name)
             snapshot = tracker.update(event)
             preview = event if isinstance(event, comfy_events.Preview) else None
             if snapshot is not None or preview is not None:
@@ -314,8 +332,6 @@ class Scheduler:
                 )
                 if snapshot is not None:
                     await self.store.update_progress(job.id, snap.fraction)
-        outcome = await watch.result()
-        await self._finish(backend, job, outcome)
 
     async def _finish(self, backend: Backend, job: Job, outcome: Outcome) -> None:
         if outcome.status is OutcomeStatus.SUCCEEDED:
@@ -362,7 +378,7 @@ class Scheduler:
             log.info("job %s finished after it was %s; keeping its images", job.id, exc.current)
             return
         self._cancel_requested.discard(job.id)
-        self.bus.publish(
+        self._announce(
             Completed(
                 job.id,
                 job.guild_id,
@@ -418,6 +434,11 @@ class Scheduler:
 
     # ------------------------------------------------------------------ endings
 
+    def _started(self, backend: Backend, job: Job) -> None:
+        self._executing.add(job.id)
+        self.metrics.prompt_started(backend.name)
+        self.bus.publish(Started(job.id, job.guild_id, backend=backend.name))
+
     async def _mark_running(self, job: Job) -> None:
         with contextlib.suppress(InvalidTransition):
             await self.store.mark_running(job.id)
@@ -428,7 +449,7 @@ class Scheduler:
         except InvalidTransition:
             return
         self._cancel_requested.discard(job.id)
-        self.bus.publish(Failed(job.id, job.guild_id, reason=reason))
+        self._announce(Failed(job.id, job.guild_id, reason=reason))
 
     async def _end_cancelled(self, job: Job) -> None:
         self._cancel_requested.discard(job.id)
@@ -436,7 +457,12 @@ class Scheduler:
             await self.store.cancel(job.id)
         except InvalidTransition:
             return
-        self.bus.publish(Cancelled(job.id, job.guild_id))
+        self._announce(Cancelled(job.id, job.guild_id))
+
+    def _announce(self, event: Completed | Failed | Cancelled) -> None:
+        """Publish a job's end (already written to the database) and count it."""
+        self.metrics.job_ended(type(event).__name__.lower())
+        self.bus.publish(event)
 
     async def _requeue(self, job: Job, reason: str) -> None:
         log.info("job %s goes back to the queue: %s", job.id, reason)
@@ -468,8 +494,7 @@ class Scheduler:
     async def _health_loop(self) -> None:
         while not self._stopping:
             await asyncio.sleep(self.settings.health_interval_s)
-            changed = await asyncio.gather(*(b.refresh(self._clock) for b in self.backends))
-            if any(changed):
+            if await self._refresh_backends():
                 self.wake()
             now = self._clock()
             for backend in self.backends:
@@ -482,6 +507,13 @@ class Scheduler:
                     if task is not None and job_id not in self._abandoned:
                         self._abandoned[job_id] = f"backend {backend.name} was down too long"
                         task.cancel()
+
+    async def _refresh_backends(self) -> bool:
+        """Health-check every backend; True when one of them came up or went down."""
+        changed = await asyncio.gather(*(b.refresh(self._clock) for b in self.backends))
+        for backend in self.backends:
+            self.metrics.backend_health(backend.name, backend.up)
+        return any(changed)
 
     async def _publish_positions(self, guild_id: int) -> None:
         positions = await self.store.positions(guild_id)

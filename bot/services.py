@@ -1,4 +1,5 @@
-"""The application's services, built from the config: job store, outputs, event bus, backends, scheduler.
+"""The application's services, built from the config: job store, outputs, event bus, metrics, backends,
+scheduler.
 
 `Services(config)` builds nothing that touches disk or network; `start()` opens the database and starts the
 scheduler, `close()` stops them. The Bot subclass calls both from its own lifecycle.
@@ -16,6 +17,7 @@ import aiohttp
 from bot.backends import Backend, stable_client_id
 from bot.config import Config
 from bot.events import EventBus
+from bot.metrics import Metrics
 from bot.outputs import OutputStore
 from bot.retention import apply_retention
 from bot.scheduler import Scheduler, SchedulerSettings
@@ -39,6 +41,7 @@ class Services:
         self.config = config
         self.clock = clock
         self.bus = EventBus()
+        self.metrics = Metrics()
         self.outputs = OutputStore(config.storage.output_dir)
         # load_config made every template path absolute, so the base folder is never used.
         self.templates = TemplateRegistry.from_config(config.templates, config.storage.database.parent)
@@ -92,6 +95,7 @@ class Services:
             templates=self.templates,
             outputs=self.outputs,
             bus=self.bus,
+            metrics=self.metrics,
             settings=SchedulerSettings(
                 models=self.config.models,
                 job_timeout_s=settings.job_timeout_s,

@@ -39,6 +39,7 @@ from bot.jobs import (
     LimitKind,
     NewJob,
     OutputFile,
+    QueueSnapshot,
     UserSettings,
     can_transition,
     clamp_progress,
@@ -812,6 +813,19 @@ class JobStore:
             raise JobNotFound(job_id)
 
     # -------------------------------------------------------------------------------- reads
+
+    async def queue_snapshot(self) -> QueueSnapshot:
+        """Active jobs by status and queued jobs per guild (from the dispatch counters and an index)."""
+        async with self._snapshot() as db:
+            queued = await self._rows(db, "SELECT guild_id, waiting FROM dispatch_guilds WHERE waiting > 0")
+            in_flight = await self._rows(
+                db, f"SELECT status, COUNT(*) AS n FROM jobs WHERE status IN {_IN_FLIGHT_SQL} GROUP BY status"
+            )
+        by_guild = {int(row["guild_id"]): int(row["waiting"]) for row in queued}
+        counts = {row["status"]: int(row["n"]) for row in in_flight}
+        by_status = {status.value: counts.get(status.value, 0) for status in sorted(ACTIVE_STATUSES)}
+        by_status[JobStatus.QUEUED.value] = sum(by_guild.values())
+        return QueueSnapshot(by_status=by_status, queued_by_guild=by_guild)
 
     async def list_in_flight(self) -> list[Job]:
         """Return submitted and running jobs, oldest first (for restart reconciliation)."""

@@ -15,7 +15,7 @@ import io
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -128,6 +128,20 @@ class _Tracker:
         self.dirty.set()
 
 
+@contextlib.contextmanager
+def _counted(record: Callable[[str, str], None], purpose: str) -> Iterator[None]:
+    """Count one Discord request for the metrics: ok, not_found (the message is gone) or error."""
+    try:
+        yield
+    except discord.NotFound:
+        record(purpose, "not_found")
+        raise
+    except discord.HTTPException:
+        record(purpose, "error")
+        raise
+    record(purpose, "ok")
+
+
 def _shown_key(state: StatusState) -> tuple[str, bytes | None]:
     return status_text(state), state.preview
 
@@ -142,6 +156,7 @@ class Presenter:
         self.service = service
         self.interval = interval
         self.edits = EditBudget(channel_edits_per_5s, CHANNEL_EDIT_WINDOW_S)
+        self.metrics = bot.services.metrics
         self._subscription: Subscription | None = None
         self._pump_task: asyncio.Task[None] | None = None
         self._trackers: dict[int, _Tracker] = {}
@@ -211,10 +226,11 @@ class Presenter:
         channel = self.bot.get_partial_messageable(job.channel_id, guild_id=job.guild_id)
         reference = reply_to.to_reference(fail_if_not_exists=False) if reply_to is not None else None
         try:
-            if reference is not None:
-                message = await channel.send(**self.status_message(job, state), reference=reference)
-            else:
-                message = await channel.send(**self.status_message(job, state))
+            with _counted(self.metrics.discord_post, "status"):
+                if reference is not None:
+                    message = await channel.send(**self.status_message(job, state), reference=reference)
+                else:
+                    message = await channel.send(**self.status_message(job, state))
         except discord.HTTPException as exc:
             log.warning("cannot post the status of job %s in channel %s: %s", job.id, job.channel_id, exc)
             return None
@@ -227,7 +243,8 @@ class Presenter:
         state = StatusState(position=queued.position)
         message_id = None
         try:
-            message = await interaction.followup.send(**self.status_message(job, state), wait=True)
+            with _counted(self.metrics.discord_post, "status"):
+                message = await interaction.followup.send(**self.status_message(job, state), wait=True)
             message_id = message.id
         except discord.HTTPException as exc:
             log.warning("cannot post the status of job %s as a followup: %s", job.id, exc)
@@ -334,13 +351,14 @@ class Presenter:
         files = [] if state.preview is None else [discord.File(io.BytesIO(state.preview), state.preview_name)]
         try:
             await self.edits.acquire(ref.channel_id)
-            await self._message(ref, job.guild_id).edit(
-                content=headline(job),
-                embeds=[status_embed(state)],
-                attachments=files,
-                view=cancel_view(job.id),
-                allowed_mentions=NO_MENTIONS,
-            )
+            with _counted(self.metrics.discord_edit, "progress"):
+                await self._message(ref, job.guild_id).edit(
+                    content=headline(job),
+                    embeds=[status_embed(state)],
+                    attachments=files,
+                    view=cancel_view(job.id),
+                    allowed_mentions=NO_MENTIONS,
+                )
         except discord.NotFound:
             log.info("the status message of job %s was deleted", job.id)
             return None
@@ -394,9 +412,14 @@ class Presenter:
 
             async def edit(files: list[discord.File]) -> None:
                 await self.edits.acquire(ref.channel_id)
-                await message.edit(
-                    content=content, embeds=embeds, attachments=files, view=view, allowed_mentions=NO_MENTIONS
-                )
+                with _counted(self.metrics.discord_edit, "result"):
+                    await message.edit(
+                        content=content,
+                        embeds=embeds,
+                        attachments=files,
+                        view=view,
+                        allowed_mentions=NO_MENTIONS,
+                    )
 
             try:
                 await self._with_image(job, image, edit)
@@ -410,13 +433,14 @@ class Presenter:
             extra: dict[str, Any] = {} if view is None else {"view": view}
 
             async def send(files: list[discord.File]) -> MessageRef:
-                posted = await channel.send(
-                    content=content,
-                    embeds=embeds,
-                    files=files,
-                    allowed_mentions=discord.AllowedMentions(users=[discord.Object(job.user_id)]),
-                    **extra,
-                )
+                with _counted(self.metrics.discord_post, "result"):
+                    posted = await channel.send(
+                        content=content,
+                        embeds=embeds,
+                        files=files,
+                        allowed_mentions=discord.AllowedMentions(users=[discord.Object(job.user_id)]),
+                        **extra,
+                    )
                 return MessageRef(posted.channel.id, posted.id)
 
             try:

@@ -850,6 +850,25 @@ async def test_job_lists_and_stats_per_guild_and_user(store: JobStore, clock: Fa
     assert (stats.completed, stats.failed, stats.cancelled, stats.waiting, stats.in_flight) == (1, 0, 1, 2, 1)
 
 
+async def test_queue_snapshot_counts_active_jobs_by_status_and_queued_jobs_per_guild(store: JobStore) -> None:
+    assert (await store.queue_snapshot()).by_status == {"queued": 0, "running": 0, "submitted": 0}
+    jobs = {
+        guild: [await store.enqueue(new_job(guild, user=i)) for i in range(n)]
+        for guild, n in ((GUILD_A, 3), (GUILD_B, 2), (GUILD_C, 1))
+    }
+    first = await store.claim_next("gpu0")
+    second = await store.claim_next("gpu0")
+    assert first is not None and second is not None
+    assert (first.guild_id, second.guild_id) == (GUILD_A, GUILD_B)  # round robin over guilds
+    await store.mark_running(first.id)
+    await store.cancel(jobs[GUILD_C][0].id)
+
+    snapshot = await store.queue_snapshot()
+
+    assert snapshot.queued_by_guild == {GUILD_A: 2, GUILD_B: 1}
+    assert snapshot.by_status == {"queued": 3, "running": 1, "submitted": 1}
+
+
 async def test_user_settings_can_be_changed_one_at_a_time_and_cleared(
     store: JobStore, clock: FakeClock
 ) -> None:
