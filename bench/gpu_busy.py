@@ -6,20 +6,27 @@
 50 jobs wait in the queue (over 5 guilds) before the scheduler starts. For each backend, ComfyUI's own
 `/history` timestamps give each prompt's execution span (execution_start -> execution_success): the busy
 ratio is the sum of spans over the backend's whole span, and the idle gap is the time between one prompt's
-success and the next prompt's start. Prints a table and writes JSON to bench/results/gpu_busy.json.
+success and the next prompt's start. Throughput is reported twice against one backend: `vs 1` from the
+wall time of the whole run (50 jobs over 4 backends is 13 on one of them, so at most 50/13 = 3.85x), and
+`steady vs 1` from the sum of the backends' own rates (jobs / their span), which is what a fleet fed without
+pause delivers. Each fake server runs in a process of its own (`--inline`: in the bot's process). Prints a
+table and writes JSON to bench/results/gpu_busy.json.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import itertools
 import json
 import logging
 import random
 import statistics
+import sys
 import tempfile
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -125,6 +132,7 @@ async def run(urls: list[str], model: ModelProfile, jobs: int, prefetch: int) ->
                 {
                     "backend": backend.name,
                     "jobs": len(spans),
+                    "jobs_per_s": len(spans) / span if span else 0.0,
                     "busy_ratio": busy / span if span else 0.0,
                     "gap_ms_p50": statistics.median(gaps) if gaps else 0.0,
                     "gap_ms_p99": percentile(gaps, 0.99),
@@ -138,33 +146,76 @@ async def run(urls: list[str], model: ModelProfile, jobs: int, prefetch: int) ->
         return {"backends": len(urls), "jobs": jobs, "wall_s": wall, "per_backend": per_backend}
 
 
-async def _fake_runs(counts: list[int], jobs: int, step_time: float, steps: int) -> list[dict[str, Any]]:
+@contextlib.asynccontextmanager
+async def _fakes_inline(count: int, step_time: float) -> AsyncIterator[list[str]]:
+    """`count` fake ComfyUI servers in this process (they share the bot's event loop and core)."""
+    fakes = [FakeComfyUI(step_time=step_time) for _ in range(count)]
+    try:
+        for fake in fakes:
+            await fake.start()
+        yield [fake.url for fake in fakes]
+    finally:
+        for fake in fakes:
+            await fake.close()
+
+
+@contextlib.asynccontextmanager
+async def _fakes_in_processes(count: int, step_time: float) -> AsyncIterator[list[str]]:
+    """`count` fake ComfyUI servers, each in a process of its own, as real GPUs are separate machines."""
+    procs = []
+    try:
+        for _ in range(count):
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "bench._fake_comfy_process", "--step-time", str(step_time),
+                stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+            )  # fmt: skip
+            procs.append(proc)
+        urls = []
+        for proc in procs:
+            assert proc.stdout is not None
+            urls.append((await asyncio.wait_for(proc.stdout.readline(), timeout=30)).decode().strip())
+        yield urls
+    finally:
+        for proc in procs:
+            if proc.stdin is not None:
+                proc.stdin.close()
+        await asyncio.gather(*(asyncio.wait_for(p.wait(), timeout=10) for p in procs), return_exceptions=True)
+
+
+async def _fake_runs(
+    counts: list[int], jobs: int, step_time: float, steps: int, processes: bool
+) -> list[dict[str, Any]]:
     model = ModelProfile(
         name="tiny", checkpoint="random_sd15_tiny.safetensors", width=64, height=64, steps=steps
     )
+    fakes = _fakes_in_processes if processes else _fakes_inline
     results = []
     for count in counts:
-        fakes = [FakeComfyUI(step_time=step_time) for _ in range(count)]
-        for fake in fakes:
-            await fake.start()
-        try:
-            results.append(await run([f.url for f in fakes], model, jobs, prefetch=1))
-        finally:
-            for fake in fakes:
-                await fake.close()
+        async with fakes(count, step_time) as urls:
+            results.append(await run(urls, model, jobs, prefetch=1))
     return results
+
+
+def _steady_rate(result: dict[str, Any]) -> float:
+    """Jobs per second of all backends together while each is fed: the sum of the backends' own rates."""
+    return float(sum(row["jobs_per_s"] for row in result["per_backend"]))
 
 
 def _table(results: list[dict[str, Any]]) -> str:
     base = results[0]["jobs"] / results[0]["wall_s"]
+    steady_base = _steady_rate(results[0])
     lines = [
-        "backends | jobs/s | vs 1 | backend | busy ratio | gap p50 ms | gap p99 ms | gap max ms | posted late"
+        "backends | jobs/s | vs 1 | steady vs 1 | backend | busy ratio | gap p50 ms | gap p99 ms | gap max ms"
+        " | posted late"
     ]
     for result in results:
         rate = result["jobs"] / result["wall_s"]
+        steady = _steady_rate(result) / steady_base if steady_base else 0.0
+        result["vs_one"] = rate / base
+        result["steady_vs_one"] = steady
         for row in result["per_backend"]:
             lines.append(
-                f"{result['backends']:>8} | {rate:6.2f} | {rate / base:4.2f} | {row['backend']:>7} | "
+                f"{result['backends']:>8} | {rate:6.2f} | {rate / base:4.2f} | {steady:11.2f} | {row['backend']:>7} | "
                 f"{row['busy_ratio']:10.4f} | {row['gap_ms_p50']:10.1f} | {row['gap_ms_p99']:10.1f} | "
                 f"{row['gap_ms_max']:10.1f} | {row['next_prompt_posted_late']:11d}"
             )
@@ -178,6 +229,11 @@ def main() -> None:
     parser.add_argument("--backends", default="1,2,4", help="comma list of backend counts (fake runs)")
     parser.add_argument("--step-time", type=float, default=0.05, help="fake seconds per sampler step")
     parser.add_argument("--steps", type=int, default=4)
+    parser.add_argument(
+        "--inline",
+        action="store_true",
+        help="run the fake servers in the bot's process (default: one process each, like separate GPUs)",
+    )
     parser.add_argument("--real", help="URL of a real ComfyUI instead of fakes")
     parser.add_argument("--checkpoint", default="random_sd15_tiny.safetensors")
     args = parser.parse_args()
@@ -187,7 +243,9 @@ def main() -> None:
         results = [asyncio.run(run([args.real], model, args.jobs, prefetch=1))]
     else:
         counts = [int(c) for c in args.backends.split(",")]
-        results = asyncio.run(_fake_runs(counts, args.jobs, args.step_time, args.steps))
+        results = asyncio.run(
+            _fake_runs(counts, args.jobs, args.step_time, args.steps, processes=not args.inline)
+        )
     print(_table(results))
     RESULTS.mkdir(exist_ok=True)
     name = "gpu_busy_real.json" if args.real else "gpu_busy.json"
