@@ -136,10 +136,11 @@ async def running_bot(
     extensions: tuple[str, ...] | None = None,
     step_time: float = 0.002,
     progress: Mapping[str, object] | None = None,
+    scheduler: Mapping[str, object] | None = None,
 ) -> AsyncIterator[E2E]:
     """Start the fakes and the real bot; stop everything afterwards, even when the test fails.
 
-    `progress` overrides `[progress]` keys of the config (which the TOML already sets).
+    `progress` and `scheduler` override keys of `[progress]` and `[scheduler]` (which the TOML already sets).
     """
     fakes = [FakeComfyUI(step_time=step_time) for _ in range(comfy_count)]
     async with contextlib.AsyncExitStack() as stack:
@@ -150,6 +151,10 @@ async def running_bot(
         config = load_config(path, env={})
         if progress:
             config = config.model_copy(update={"progress": config.progress.model_copy(update=dict(progress))})
+        if scheduler:
+            config = config.model_copy(
+                update={"scheduler": config.scheduler.model_copy(update=dict(scheduler))}
+            )
         bot, task = await _start_bot(config, discord_fake, extensions)
         e2e = E2E(config, discord_fake, fakes, bot, task, extensions)
         try:

@@ -667,40 +667,27 @@ contexts = st.builds(
 )
 
 
-def _parses_or_refuses(raw: str, ctx: ParseContext) -> None:
+def _parses_or_refuses(raw: str, ctx: ParseContext) -> bool:
+    """Check the parser's contract on one input; True when it was accepted, False when refused."""
     try:
         requests = parse_prompt(raw, ctx)
     except ParamError as err:
         assert err.__cause__ is None, f"a bug was caught by the safety net: {err.__cause__!r}"
         assert str(err)
-        return
+        return False
     assert 1 <= len(requests) <= ctx.limits.max_permutations
     for req in requests:
         assert req.text and req.text == req.text.strip()
         assert 0 <= req.seed <= 4294967295 and 1 <= req.steps <= 150 and 1 <= req.cfg <= 30
         assert req.width >= 64 and req.height >= 64 and req.width % 8 == 0 and req.height % 8 == 0
         assert ", , " not in req.negative and not req.negative.startswith(", ")
+    return True
 
 
 @settings(max_examples=300, deadline=None, derandomize=True)
 @given(raw=st.one_of(any_text, flaggy_prompts), ctx=contexts)
 def test_any_string_parses_or_raises_param_error(raw: str, ctx: ParseContext) -> None:
     _parses_or_refuses(raw, ctx)
-
-
-@pytest.mark.slow
-def test_any_string_parses_or_raises_param_error_10k_examples() -> None:
-    ran = 0
-
-    @settings(max_examples=10_000, deadline=None, suppress_health_check=list(HealthCheck))
-    @given(raw=st.one_of(any_text, flaggy_prompts), ctx=contexts)
-    def check(raw: str, ctx: ParseContext) -> None:
-        nonlocal ran
-        ran += 1
-        _parses_or_refuses(raw, ctx)
-
-    check()
-    assert ran >= 10_000
 
 
 _TEXT_ALPHABET = st.one_of(

@@ -199,7 +199,9 @@ class FakeComfyUI:
     Knobs (plain attributes): `step_time` (seconds per sampler step), `node_time`, `preview` (send
     preview frames, as with --preview-method), `preview_size`, `fail_node` (node id or class that
     raises) with `fail_with` ((exception type, message)), `http_error` (answer every request, the
-    WebSocket included, with this status), `hang_http` (never answer; `release_http()`),
+    WebSocket included, with this status), `fail_route(route, times)` (answer only one route, e.g.
+    "POST /prompt", with 500, the next `times` requests or until healed), `hang_http` (never answer;
+    `release_http()`),
     `checkpoints` and `upscale_models` (the file lists validation accepts), `ignore_prompt_id`.
     Faults and timing: `pause(node=None)` / `resume()` hold samplers before a step,
     `drop_sockets()`, `stop()` / `start()` (same port; prompts keep running meanwhile), `reset()`
@@ -207,6 +209,7 @@ class FakeComfyUI:
     Waiting without sleeps: `wait_started(id)`, `wait_finished(id)`, `wait_paused()`,
     `wait_until(predicate)`.
     Observations: `received_prompts` (graphs as posted), `received_bodies`, `executed_prompt_ids`,
+    `failed_requests` (requests answered by `http_error` or `fail_route`),
     `interrupt_requests` (None for a global interrupt), `global_interrupts`, `deleted_prompt_ids`,
     `connections`, `connected_clients`, `requests`, `history_count()`, `file(name, ...)`.
     """
@@ -233,6 +236,7 @@ class FakeComfyUI:
             "for tensor number 1 in the list.",
         )
         self.http_error: int | None = None
+        self._route_faults: dict[str, tuple[int, int | None]] = {}
         self.hang_http = False
         self.ignore_prompt_id = False  # like ComfyUI before client-chosen prompt ids
         self.checkpoints: list[str] = list(DEFAULT_CHECKPOINTS)
@@ -248,6 +252,7 @@ class FakeComfyUI:
         self.deleted_prompt_ids: list[str] = []
         self.connections: list[str] = []
         self.requests: list[str] = []
+        self.failed_requests: list[str] = []
         self.steps_done = 0
 
         self._number = 0
@@ -391,6 +396,32 @@ class FakeComfyUI:
     def _holds(self, node_id: str) -> bool:
         return self._paused and self._pause_node in (None, node_id)
 
+    def fail_route(self, route: str, times: int | None = None, status: int = 500) -> None:
+        """Answer `route` ("POST /prompt"; the /api prefix is ignored) with `status` before its handler runs.
+
+        The next `times` requests fail (every one while None; `times=0` heals the route). Nothing is
+        queued by a failed POST /prompt, as when ComfyUI's handler raises before queueing (an exception
+        in validation or in a custom node's hook answers 500 "Server got itself in trouble").
+        """
+        if times == 0:
+            self._route_faults.pop(route, None)
+        else:
+            self._route_faults[route] = (status, times)
+
+    def _route_fault(self, line: str) -> int | None:
+        method, _, path = line.partition(" ")
+        route = f"{method} {path.removeprefix('/api')}"
+        fault = self._route_faults.get(route)
+        if fault is None:
+            return None
+        status, left = fault
+        if left is not None:
+            if left <= 1:
+                del self._route_faults[route]
+            else:
+                self._route_faults[route] = (status, left - 1)
+        return status
+
     def release_http(self) -> None:
         """Stop hanging: requests held by `hang_http` go on, new ones are answered."""
         self.hang_http = False
@@ -429,12 +460,16 @@ class FakeComfyUI:
     def _make_app(self) -> web.Application:
         @web.middleware
         async def faults(request: web.Request, handler: Any) -> web.StreamResponse:
-            self.requests.append(f"{request.method} {request.path}")
+            line = f"{request.method} {request.path}"
+            self.requests.append(line)
             if self.hang_http:
                 await self._unhang.wait()
-            if self.http_error is not None:
-                text = _ERROR_500 if self.http_error == 500 else f"{self.http_error} fake failure"
-                return web.Response(status=self.http_error, text=text)
+            status = self.http_error if self.http_error is not None else self._route_fault(line)
+            if status is not None:
+                self.failed_requests.append(line)
+                self._notify()
+                text = _ERROR_500 if status == 500 else f"{status} fake failure"
+                return web.Response(status=status, text=text)
             return await handler(request)
 
         app = web.Application(middlewares=[faults], client_max_size=104857600)
