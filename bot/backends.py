@@ -16,6 +16,9 @@ from comfy.workflow import input_choices, samplers_and_schedulers
 
 log = logging.getLogger(__name__)
 
+# Longest pause of a backend that keeps failing prompts on its side (see Backend.prompt_refused).
+MAX_PAUSE_S = 600.0
+
 # Namespace of the ComfyUI client ids: stable per database and backend, so prompts posted before a
 # restart are routed to the restarted bot's socket (ComfyUI sends a prompt's events only to its client id).
 _CLIENT_ID_NAMESPACE = uuid.UUID("6b0c5a1e-2f7e-4a4e-9a57-0c4f1d2b9e11")
@@ -41,6 +44,8 @@ class Backend:
     samplers: tuple[str, ...] | None = None
     schedulers: tuple[str, ...] | None = None
     jobs: set[int] = field(default_factory=set)
+    refusals: int = 0  # prompts in a row that failed on this backend's side (5xx, dropped connection)
+    paused_until: float | None = None  # after a refusal, no new job until then
     _up_event: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
 
     @property
@@ -54,9 +59,44 @@ class Backend:
         return self.config.max_running + self.prefetch
 
     @property
+    def available(self) -> bool:
+        """Up and not paused after a refusal: it takes jobs when it has room."""
+        return self.up and self.paused_until is None
+
+    @property
     def free_slots(self) -> int:
-        """How many more jobs this backend takes now."""
-        return max(0, self.capacity - len(self.jobs)) if self.up else 0
+        """How many more jobs this backend takes now (none while down or paused after a refusal)."""
+        return max(0, self.capacity - len(self.jobs)) if self.available else 0
+
+    def prompt_refused(self, now: float, base_s: float, reason: str) -> float:
+        """A prompt failed on the backend's side: take no new job for `base_s`, doubled for every refusal in
+        a row (at most MAX_PAUSE_S); returns the pause. A job that keeps failing still runs out of attempts."""
+        self.refusals += 1
+        pause = min(MAX_PAUSE_S, base_s * 2 ** (self.refusals - 1))
+        self.paused_until = now + pause
+        self.last_error = reason
+        log.warning(
+            "backend %s (%s) failed a prompt (%s); no new job for %.1f s",
+            self.name,
+            self.config.base_url,
+            reason,
+            pause,
+        )
+        return pause
+
+    def prompt_accepted(self) -> None:
+        """A prompt was queued: the backend works, forget its refusals."""
+        if self.refusals or self.paused_until is not None:
+            self.refusals = 0
+            self.paused_until = None
+            self.last_error = None
+
+    def pause_over(self, now: float) -> bool:
+        """End a refusal pause that is due; True when one ended (the backend takes jobs again)."""
+        if self.paused_until is None or now < self.paused_until:
+            return False
+        self.paused_until = None
+        return True
 
     @property
     def load(self) -> float:

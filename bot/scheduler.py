@@ -82,6 +82,8 @@ class Scheduler:
         self._cancel_requested: set[int] = set()
         self._executing: set[int] = set()  # jobs whose prompt is executing on its backend now
         self._abandoned: dict[int, str] = {}
+        # backend name -> prompt ids of jobs taken away from it while it was down; stopped when it is back
+        self._orphans: dict[str, set[str]] = {}
         self._positions: dict[int, dict[int, int]] = {}
         self._loops: list[asyncio.Task[None]] = []
         self._models = {m.name.lower(): m for m in settings.models}
@@ -132,7 +134,7 @@ class Scheduler:
         created = await self.store.enqueue_many(jobs, limits)
         for guild_id in {job.guild_id for job in created}:
             await self._publish_positions(guild_id)
-        if not any(b.up for b in self.backends):
+        if not any(b.available for b in self.backends):
             for job in created:
                 self.bus.publish(Waiting(job.id, job.guild_id, reason=self.waiting_reason()))
         self.wake()
@@ -234,6 +236,7 @@ class Scheduler:
                 watch = backend.client.watch(job.prompt_id)
                 try:
                     await backend.client.queue_prompt(graph, job.prompt_id)
+                    backend.prompt_accepted()
                     self.posted_at[job.prompt_id] = time.time()
                     if len(self.posted_at) > POSTED_AT_KEPT:
                         self.posted_at.popitem(last=False)
@@ -249,9 +252,11 @@ class Scheduler:
             await self._fail(job, str(exc))
         except BackendUnavailable as exc:
             log.warning("job %s: backend %s unavailable: %s", job.id, backend.name, exc)
+            backend.prompt_refused(self._clock(), self._refusal_pause_s, str(exc))
             await self._retry_or_fail(job, f"backend {backend.name} unavailable")
         except asyncio.CancelledError:
             if job.id in self._abandoned:
+                self._orphan(backend, job)
                 await self._retry_or_fail(job, self._abandoned.pop(job.id))
                 return
             raise
@@ -287,6 +292,7 @@ class Scheduler:
             await self._retry_or_fail(job, str(exc))
         except asyncio.CancelledError:
             if job.id in self._abandoned:
+                self._orphan(backend, job)
                 await self._retry_or_fail(job, self._abandoned.pop(job.id))
                 return
             raise
@@ -469,6 +475,8 @@ class Scheduler:
         with contextlib.suppress(InvalidTransition):
             await self.store.requeue(job.id, reason)
             await self._publish_positions(job.guild_id)
+            if not any(b.available for b in self.backends):
+                self.bus.publish(Waiting(job.id, job.guild_id, reason=self.waiting_reason()))
         self.wake()
 
     async def _retry_or_fail(self, job: Job, reason: str) -> None:
@@ -491,12 +499,43 @@ class Scheduler:
 
     # ------------------------------------------------------------------ health and positions
 
+    @property
+    def _refusal_pause_s(self) -> float:
+        """First pause of a backend that failed a prompt on its side: the grace a down backend gets."""
+        return max(self.settings.health_interval_s, self.settings.backend_grace_s)
+
+    def _orphan(self, backend: Backend, job: Job) -> None:
+        """The job leaves `backend` while its prompt may still wait or run there: stop it once it is back."""
+        if job.prompt_id:
+            self._orphans.setdefault(backend.name, set()).add(job.prompt_id)
+
+    async def _stop_orphans(self, backend: Backend) -> None:
+        """Delete (or interrupt) prompts of jobs that moved on while `backend` was down, so none runs twice."""
+        orphans = self._orphans.get(backend.name, set())
+        for prompt_id in list(orphans):
+            try:
+                await backend.client.cancel(prompt_id)
+            except ComfyError as exc:
+                log.warning("cannot stop stale prompt %s on %s yet: %s", prompt_id, backend.name, exc)
+                return
+            orphans.discard(prompt_id)
+            log.info(
+                "stopped prompt %s on %s: its job moved on while the backend was down",
+                prompt_id,
+                backend.name,
+            )
+
     async def _health_loop(self) -> None:
         while not self._stopping:
             await asyncio.sleep(self.settings.health_interval_s)
-            if await self._refresh_backends():
-                self.wake()
+            changed = await self._refresh_backends()
             now = self._clock()
+            for backend in self.backends:
+                if backend.up and self._orphans.get(backend.name):
+                    await self._stop_orphans(backend)
+                changed = backend.pause_over(now) or changed
+            if changed:
+                self.wake()
             for backend in self.backends:
                 if backend.up or backend.down_since is None:
                     continue

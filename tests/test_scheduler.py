@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.backends import Backend, stable_client_id
+from bot.backends import MAX_PAUSE_S, Backend, stable_client_id
 from bot.events import Cancelled, Completed, EventBus, Failed, JobEvent, Progress, Started
 from bot.jobs import JobKind, JobStatus, NewJob
 from bot.outputs import OutputStore
@@ -360,3 +360,19 @@ async def test_a_job_whose_backend_is_down_at_restart_goes_to_another_after_the_
         await h.event(Completed, job.id)
         stored = await h.store.get(job.id)
         assert stored is not None and stored.backend == "gpu1" and stored.attempts == 1
+
+
+async def test_a_backend_that_fails_prompts_pauses_doubling_each_time_until_one_is_accepted() -> None:
+    config = BackendConfig(name="gpu0", url="http://127.0.0.1:9", timeout_s=5)
+    backend = Backend(config=config, client=ComfyClient(config), up=True)
+    try:
+        assert backend.available and backend.free_slots == 2
+        pauses = [backend.prompt_refused(100.0, 2.0, "HTTP 500") for _ in range(12)]
+        assert pauses[:4] == [2.0, 4.0, 8.0, 16.0] and pauses[-1] == MAX_PAUSE_S
+        assert not backend.available and backend.free_slots == 0 and backend.last_error == "HTTP 500"
+        assert not backend.pause_over(100.0 + MAX_PAUSE_S - 1)
+        assert backend.pause_over(100.0 + MAX_PAUSE_S) and backend.free_slots == 2
+        backend.prompt_accepted()
+        assert backend.prompt_refused(2000.0, 2.0, "HTTP 500") == 2.0  # the doubling starts over
+    finally:
+        await backend.client.close()

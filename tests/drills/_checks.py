@@ -43,7 +43,8 @@ def visible_messages(e2e: E2E, job: Job) -> list[StoredMessage]:
     for message in fake.world.messages.values():
         if message.deleted or message.channel_id != job.channel_id:
             continue
-        names_job = any(f":{job.id}" in custom_id for custom_id in message.custom_ids())
+        # custom ids are ci:<action>:<job id>[:<image>]
+        names_job = any(custom_id.split(":")[2:3] == [str(job.id)] for custom_id in message.custom_ids())
         if message.id in ids or names_job:
             found.append(message)
     return found

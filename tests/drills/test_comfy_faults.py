@@ -264,7 +264,7 @@ async def test_backend_answering_500_to_everything_hands_its_jobs_to_the_healthy
 
 
 async def test_prompt_route_answering_500_twice_then_recovering_completes_the_job(tmp_path: Path) -> None:
-    async with running_bot(tmp_path) as e2e:
+    async with running_bot(tmp_path, scheduler=SHORT_GRACE) as e2e:
         comfy = e2e.comfy[0]
         comfy.fail_route("POST /prompt", times=2)
         status, _ = await imagine(e2e, "a lantern --seed 6")
@@ -277,6 +277,8 @@ async def test_prompt_route_answering_500_twice_then_recovering_completes_the_jo
     assert len(comfy.received_prompts) == 1 and comfy.executed_prompt_ids == [job.prompt_id]
     assert [m.id for m in results_posted(e2e, job)] == [status.id]
     assert never_failed(e2e, status)
+    # while the only backend was paused after refusing, the member was told why the job waited
+    assert any(WAITING in text for text in shown_texts(e2e.discord.message(status.id)))
 
 
 async def test_backend_answering_500_for_a_while_makes_new_jobs_wait_then_everything_completes(
@@ -311,7 +313,7 @@ async def test_backend_answering_500_for_a_while_makes_new_jobs_wait_then_everyt
 async def test_prompt_route_answering_500_for_good_fails_the_job_after_max_attempts_and_says_why(
     tmp_path: Path,
 ) -> None:
-    async with running_bot(tmp_path) as e2e:
+    async with running_bot(tmp_path, scheduler=SHORT_GRACE) as e2e:
         comfy = e2e.comfy[0]
         comfy.fail_route("POST /prompt")
         status, _ = await imagine(e2e, "a comet --seed 9")
@@ -327,14 +329,9 @@ async def test_prompt_route_answering_500_for_good_fails_the_job_after_max_attem
     assert not final.custom_ids()  # no Cancel button left on a job that ended
 
 
-# ------------------------------------------------------------------------------------ known bugs
+# ------------------------------------------------------------------------------------ bugs these drills found
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: while the healthy backend is busy, a job's retries all go back to the backend whose "
-    "POST /prompt answers 500 (its health check passes), so its attempts burn in milliseconds and it fails",
-)
 async def test_a_job_refused_with_500_by_one_backend_waits_for_the_busy_healthy_one(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -363,12 +360,6 @@ async def test_a_job_refused_with_500_by_one_backend_waits_for_the_busy_healthy_
     assert all(job.status is JobStatus.COMPLETED for job in jobs)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: a job abandoned on a backend that was down longer than backend_grace_s is posted "
-    "again with a new prompt id when that backend comes back, while its first prompt is still queued "
-    "there and nobody stops it: ComfyUI renders the job twice",
-)
 async def test_a_job_abandoned_on_a_backend_that_comes_back_is_not_rendered_twice(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -395,11 +386,6 @@ async def test_a_job_abandoned_on_a_backend_that_comes_back_is_not_rendered_twic
     assert set(comfy.executed_prompt_ids) - {job.prompt_id} <= stopped, comfy.executed_prompt_ids
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: a job sent back to the queue because its backend stayed down shows only "
-    "'Queued, position 1': the member is not told that no image server is reachable",
-)
 async def test_a_job_sent_back_to_the_queue_while_no_server_is_up_tells_the_member_why_it_waits(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
