@@ -19,6 +19,8 @@ from cogs._render import StatusState
 
 log = logging.getLogger(__name__)
 
+INTERACTION_ACKNOWLEDGED = 40060  # Discord's error code: the interaction already has its response
+
 
 class ImagineCog(commands.Cog, name=COG_NAME):
     """The /imagine command, its live status messages and the buttons under its results."""
@@ -122,6 +124,10 @@ class ImagineCog(commands.Cog, name=COG_NAME):
                     message = await interaction.followup.send(**parts, wait=True)
                     message_id = message.id
             except discord.HTTPException as exc:
+                message_id = await _adopt_answer(interaction, exc)
+                if message_id is not None:
+                    await self.presenter.track(item.job, interaction.channel_id, message_id, state)
+                    continue
                 log.warning(
                     "cannot answer /imagine for job %s (%s); posting in the channel", item.job.id, exc
                 )
@@ -129,6 +135,21 @@ class ImagineCog(commands.Cog, name=COG_NAME):
                 if message_id is not None:
                     continue  # post_status recorded it
             await self.presenter.track(item.job, interaction.channel_id, message_id, state)
+
+
+async def _adopt_answer(
+    interaction: discord.Interaction[ImagineBot], error: discord.HTTPException
+) -> int | None:
+    """The id of the answer Discord already shows when a retried response was refused as "already
+    acknowledged" (40060: an earlier try went through but its reply was lost); None otherwise."""
+    if error.code != INTERACTION_ACKNOWLEDGED:
+        return None
+    try:
+        message = await interaction.original_response()
+    except discord.HTTPException as exc:
+        log.warning("the /imagine answer was taken but cannot be read back: %s", exc)
+        return None
+    return message.id
 
 
 def _check_attachment(image: discord.Attachment) -> None:

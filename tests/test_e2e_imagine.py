@@ -39,7 +39,6 @@ from tests.fakes.discord_server import (
     EDIT_ORIGINAL_ROUTE,
     EDIT_ROUTE,
     FOLLOWUP_ROUTE,
-    SEND_ROUTE,
     InteractionHandle,
 )
 
@@ -253,73 +252,6 @@ async def test_an_unexpected_error_gets_a_reference_the_member_can_quote(
     assert found, text
     logged = [r for r in caplog.records if found.group(1) in r.getMessage()]
     assert logged and logged[0].exc_info is not None and "database on fire" in str(logged[0].exc_info[1])
-
-
-# ------------------------------------------------------------------------------------------ long queues
-
-
-async def test_a_job_finishing_after_the_interaction_token_expired_still_lands(tmp_path: Path) -> None:
-    async with running_bot(tmp_path) as e2e:
-        fake, comfy = e2e.discord, e2e.comfy[0]
-        comfy.pause()
-        handle = await fake.slash_command("imagine", {"prompt": "a long queue"})
-        status = await status_message(handle)
-        await comfy.wait_paused()
-        fake.advance_time(20 * 60)
-        fake.expire_interaction(handle)
-        since = fake.mark()
-        comfy.resume()
-        result = await wait_for_result(e2e, status.id)
-
-    later = fake.calls[since:]
-    assert [c for c in later if "/webhooks/" in c.path] == []
-    assert all(c.ok for c in later if c.route == EDIT_ROUTE)
-    assert result.attachments and result.custom_ids()
-
-
-async def test_a_deleted_status_message_gets_the_result_as_a_new_message_mentioning_the_member(
-    tmp_path: Path,
-) -> None:
-    async with running_bot(tmp_path) as e2e:
-        fake, comfy = e2e.discord, e2e.comfy[0]
-        comfy.pause()
-        handle = await fake.slash_command("imagine", {"prompt": "a vanishing act"})
-        status = await status_message(handle)
-        (job,) = await guild_jobs(e2e)
-        fake.message(status.id).deleted = True  # the member deleted it
-        since = fake.mark()
-        comfy.resume()
-        posted = await fake.wait_for_call(SEND_ROUTE, since=since, timeout=10)
-        new = await wait_for_result(e2e, int(posted.response["id"]))
-        await shown(e2e, job.id)
-        job = await e2e.services.store.get(job.id)
-
-    assert [int(u) for u in posted.payload["allowed_mentions"]["users"]] == [fake.user.id]
-    assert f"<@{fake.user.id}>" in new.content
-    assert new.custom_ids() == [i.format(job=job.id) for i in GRID_IDS]
-    assert job is not None and job.result_message_id == new.id
-
-
-async def test_an_oversized_grid_is_re_encoded_under_the_upload_limit(tmp_path: Path) -> None:
-    async with running_bot(tmp_path) as e2e:
-        fake = e2e.discord
-        fake.upload_limit = 300  # known to the bot from the interaction
-        known = await status_message(await fake.slash_command("imagine", {"prompt": "a big picture"}))
-        known_result = await wait_for_result(e2e, known.id)
-
-        fake.upload_limit = None
-        e2e.comfy[0].pause()
-        unknown = await status_message(await fake.slash_command("imagine", {"prompt": "a bigger picture"}))
-        fake.upload_limit = 300  # only Discord knows: the first upload is refused with 413
-        e2e.comfy[0].resume()
-        unknown_result = await wait_for_result(e2e, unknown.id)
-
-    for result in (known_result, unknown_result):
-        (attachment,) = result.attachments
-        assert attachment.filename.endswith((".webp", ".jpg")), attachment.filename
-        assert attachment.size <= 300
-    refused = [c for c in fake.calls_to(EDIT_ROUTE) if c.status == 413]
-    assert [c.params["message_id"] for c in refused] == [str(unknown.id)]
 
 
 # ------------------------------------------------------------------------------------------- image prompts

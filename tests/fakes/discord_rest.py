@@ -66,6 +66,15 @@ SEND_ROUTE = "POST /channels/{channel_id}/messages"
 EDIT_ROUTE = "PATCH /channels/{channel_id}/messages/{message_id}"
 # discord.py retries these by itself, so they are never a final answer.
 RETRIED_STATUSES = frozenset({429, 500, 502, 504, 524})
+
+
+def retried_by_discord_py(route: str, status: int) -> bool:
+    """Whether discord.py answers `status` by retrying: its HTTP client retries 429 and 500/502/504/524,
+    its webhook adapter (interaction callbacks, followups) 429 and every 5xx (503 too)."""
+    webhook = route == CALLBACK_ROUTE or route.partition(" ")[2].startswith("/webhooks/")
+    return status in RETRIED_STATUSES or (webhook and status >= 500)
+
+
 HEADERS_OF_INTEREST = ("Authorization", "Content-Type", "User-Agent", "X-Audit-Log-Reason")
 
 # Which callback types Discord accepts for which interaction type.
@@ -166,6 +175,14 @@ class FaultRule:
     code: int | None = None
     message: str | None = None
     is_global: bool = False
+    uploading: bool | None = None  # only calls that upload files (True), or that do not (False)
+    after_handling: bool = False  # Discord acts on the call, then answers with the failure
+
+    def applies(self, call: IncomingCall) -> bool:
+        """Whether this rule still fails calls and `call` is one of them."""
+        if self.remaining <= 0 or not route_matches(self.pattern, call.method, call.route, call.path):
+            return False
+        return self.uploading is None or bool(call.files) == self.uploading
 
 
 @dataclass(slots=True)
@@ -316,7 +333,12 @@ class RestApi:
         except ApiError as exc:
             call = IncomingCall(method, path, template, params, dict(request.query), {}, None, {}, ())
             return await self._finish(call, Reply(exc.status, exc.body()))
-        reply = self._injected_fault(call)
+        fault = self._injected_fault(call)
+        reply = None
+        if fault is not None:
+            if fault.after_handling:
+                await self._handle(call, route, path_matched)  # Discord acted; only its answer is lost
+            reply = self._fault_reply(fault)
         limit_headers: dict[str, str] = {}
         if reply is None:
             reply, limit_headers = self._rate_limited(call)
@@ -399,7 +421,7 @@ class RestApi:
             at=self._world.clock.time(),
         )
         self.calls.append(recorded)
-        if call.route == CALLBACK_ROUTE and reply.status not in RETRIED_STATUSES:
+        if call.route == CALLBACK_ROUTE and not retried_by_discord_py(call.route, reply.status):
             self._resolve_callback(recorded)
         async with self.changed:
             self.changed.notify_all()
@@ -420,11 +442,11 @@ class RestApi:
 
     # --- faults and rate limits ------------------------------------------------------------------------
 
-    def _injected_fault(self, call: IncomingCall) -> Reply | None:
+    def _injected_fault(self, call: IncomingCall) -> FaultRule | None:
         for rule in self.faults:
-            if rule.remaining > 0 and route_matches(rule.pattern, call.method, call.route, call.path):
+            if rule.applies(call):
                 rule.remaining -= 1
-                return self._fault_reply(rule)
+                return rule
         return None
 
     def _fault_reply(self, rule: FaultRule) -> Reply:

@@ -26,8 +26,9 @@ What discord.py 2.7 does (read from its source) and how the fake answers it, as 
   RECONNECT or a dropped socket it RESUMEs at once (`request_reconnect`, `drop_connection`).
 - HTTP: JSON is parsed only with `Content-Type: application/json` exactly. A 429 without `Via` is taken
   for a Cloudflare ban and raised; with `Via` it sleeps `retry_after` and retries. 500/502/504 are
-  retried after 1 s, 3 s, ... (so inject them sparingly). Interaction callbacks carry `?with_response=1`
-  and get `{"interaction": ..., "resource": ...}` back.
+  retried after 1 s, 3 s, ... (so inject them sparingly); interaction callbacks and followups (its
+  webhook adapter) retry every 5xx, 503 too, up to 5 attempts. Interaction callbacks carry
+  `?with_response=1` and get `{"interaction": ..., "resource": ...}` back.
 - Interactions: a first response after 3 s is 404 Unknown interaction (10062); a token older than
   15 min (or `handle.expire()`) is 401 Invalid Webhook Token (50027); the first followup after a deferred
   response replaces the "is thinking..." message (discord.py's `defer` docs rely on that); ephemeral messages exist only for the interaction
@@ -385,11 +386,20 @@ class FakeDiscord:
         code: int | None = None,
         message: str | None = None,
         is_global: bool = False,
+        uploading: bool | None = None,
+        after_handling: bool = False,
     ) -> FaultRule:
         """Answer the next `count` calls matching `route` ("METHOD /path/{template}" or "METHOD /glob/*")
         with `status`. A 429 carries `retry_after`, the X-RateLimit headers and, if `via`, the Via header.
-        discord.py retries 429 (with Via) after `retry_after`, and 500/502/504 after 1 s, 3 s, ..."""
-        rule = FaultRule(route, status, count, retry_after, via, code, message, is_global)
+        discord.py retries 429 (with Via) after `retry_after`, and 500/502/504 after 1 s, 3 s, ...
+        (interaction callbacks and webhooks: every 5xx). `uploading` narrows the calls to those that
+        upload files (True) or that do not (False), e.g. to fail a result's upload but not the edits
+        before it. With `after_handling` Discord does the work first and only the answer is the failure,
+        as when its edge times out (502/503/504) on a request its backend finished: a retry then finds
+        the work done (a second message, or 40060 for an interaction already acknowledged)."""
+        rule = FaultRule(
+            route, status, count, retry_after, via, code, message, is_global, uploading, after_handling
+        )
         self.rest.faults.append(rule)
         return rule
 
