@@ -165,6 +165,19 @@ async def running_bot(
 
 # ------------------------------------------------------------------ helpers the end-to-end tests share
 
+# The buttons under a finished grid (format with job=<id>): U1-U4, reroll, V1-V4.
+GRID_IDS = [
+    "ci:upscale_2x:{job}:1",
+    "ci:upscale_2x:{job}:2",
+    "ci:upscale_2x:{job}:3",
+    "ci:upscale_2x:{job}:4",
+    "ci:reroll:{job}",
+    "ci:vary_strong:{job}:1",
+    "ci:vary_strong:{job}:2",
+    "ci:vary_strong:{job}:3",
+    "ci:vary_strong:{job}:4",
+]
+
 
 def png(width: int = 32, height: int = 32, colour: tuple[int, int, int] = (200, 30, 30)) -> bytes:
     """A small PNG."""

@@ -19,6 +19,7 @@ from bot.jobs import JobStatus
 from bot.services import Services
 from tests.e2e import (
     E2E,
+    GRID_IDS,
     ephemeral_text,
     guild_jobs,
     png,
@@ -41,18 +42,6 @@ from tests.fakes.discord_server import (
     FOLLOWUP_ROUTE,
     InteractionHandle,
 )
-
-GRID_IDS = [
-    "ci:upscale_2x:{job}:1",
-    "ci:upscale_2x:{job}:2",
-    "ci:upscale_2x:{job}:3",
-    "ci:upscale_2x:{job}:4",
-    "ci:reroll:{job}",
-    "ci:vary_strong:{job}:1",
-    "ci:vary_strong:{job}:2",
-    "ci:vary_strong:{job}:3",
-    "ci:vary_strong:{job}:4",
-]
 
 
 async def restart_with_discord_config(e2e: E2E, **changes: Any) -> None:

@@ -21,6 +21,7 @@ from bot.jobs import Job, JobStatus
 from tests.drills._checks import assert_nothing_lost, settled, told
 from tests.e2e import (
     E2E,
+    GRID_IDS,
     ephemeral_text,
     guild_jobs,
     running_bot,
@@ -42,17 +43,6 @@ GENEROUS_LIMITS = """
 per_user_active = 50
 per_user_per_minute = 100
 """
-GRID_IDS = [
-    "ci:upscale_2x:{job}:1",
-    "ci:upscale_2x:{job}:2",
-    "ci:upscale_2x:{job}:3",
-    "ci:upscale_2x:{job}:4",
-    "ci:reroll:{job}",
-    "ci:vary_strong:{job}:1",
-    "ci:vary_strong:{job}:2",
-    "ci:vary_strong:{job}:3",
-    "ci:vary_strong:{job}:4",
-]
 # What a member must never read: Python exception names, errno texts, file paths.
 TRACEBACK_LIKE = re.compile(r"Traceback|Errno|Error:|Exception|/tmp/|\.png\b|\.part\b")
 
