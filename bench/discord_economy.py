@@ -8,7 +8,8 @@ headers, and one fake ComfyUI. The commands are dispatched back to back in one c
 when every status message has become its result. A job's calls are its interaction callback, the edits
 of its status message (the last one carries the result) and anything posted for it. The budget per job
 is 3 + ceil(duration / edit interval), with duration measured two ways: the job's run on ComfyUI
-(started -> finished in the store) and the status message's whole life (callback -> result edit).
+(started -> finished in the store) and the status message's whole life (callback -> result edit). It also
+reports how long a finished job's result waits for the channel (finished in the store -> result edit).
 Prints a table and writes JSON to bench/results/discord_economy.json.
 """
 
@@ -88,6 +89,8 @@ async def run(jobs: int, step_time: float, interval: float, limit_s: float) -> d
         ok = [c for c in mine if c.status != 429]
         run_s = (job.finished_at - job.started_at) if job and job.finished_at and job.started_at else 0.0
         live_s = ok[-1].at - ok[0].at if ok else 0.0
+        # ComfyUI done and images saved -> the result edit reached Discord: the wait a member sees
+        result_wait_s = ok[-1].at - job.finished_at if ok and job and job.finished_at else 0.0
         edits = [c for c in ok if c.route == EDIT_ROUTE]
         rows.append(
             {
@@ -98,6 +101,7 @@ async def run(jobs: int, step_time: float, interval: float, limit_s: float) -> d
                 "rate_limited": len(mine) - len(ok),
                 "run_s": run_s,
                 "live_s": live_s,
+                "result_wait_s": result_wait_s,
                 "budget_run": 3 + math.ceil(run_s / interval),
                 "budget_live": 3 + math.ceil(live_s / interval),
             }
@@ -121,6 +125,9 @@ async def run(jobs: int, step_time: float, interval: float, limit_s: float) -> d
         "run_s_p50": statistics.median(r["run_s"] for r in rows),
         "live_s_p50": statistics.median(r["live_s"] for r in rows),
         "live_s_p99": percentile([r["live_s"] for r in rows], 0.99),
+        "result_wait_s_p50": statistics.median(r["result_wait_s"] for r in rows),
+        "result_wait_s_p99": percentile([r["result_wait_s"] for r in rows], 0.99),
+        "result_wait_s_max": max(r["result_wait_s"] for r in rows),
         "responses_429": sum(1 for c in calls if c.status == 429),
         "edits_total": len(edit_times),
         "edits_per_min_mean": len(edit_times) / span_min if span_min else 0.0,
@@ -141,6 +148,8 @@ def _table(r: dict[str, Any]) -> str:
             f"calls per job: mean {c['mean']:.2f}, p50 {c['p50']}, max {c['max']}",
             f"run on ComfyUI p50 {r['run_s_p50']:.2f} s; message life p50 {r['live_s_p50']:.1f} s, "
             f"p99 {r['live_s_p99']:.1f} s",
+            f"job finished -> result shown: p50 {r['result_wait_s_p50']:.1f} s, p99 {r['result_wait_s_p99']:.1f} s, "
+            f"max {r['result_wait_s_max']:.1f} s",
             f"jobs over 3 + ceil(run / interval): {r['jobs_over_budget_run']}; "
             f"over 3 + ceil(life / interval): {r['jobs_over_budget_live']}",
             f"429 responses: {r['responses_429']}",

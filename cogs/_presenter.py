@@ -36,7 +36,7 @@ from bot.events import (
 from bot.imagine_service import ImagineService, QueuedJob
 from bot.jobs import Job
 from cogs._buttons import cancel_view, grid_view, upscale_view
-from cogs._edit_budget import EditBudget
+from cogs._edit_budget import EditBudget, EditPriority
 from cogs._render import (
     NO_MENTIONS,
     StatusState,
@@ -95,6 +95,7 @@ class _Tracker:
         self.dirty = asyncio.Event()
         self.urgent = asyncio.Event()
         self.task: asyncio.Task[None] | None = None
+        self.slot: asyncio.Future[None] | None = None  # a status edit waiting for the channel's budget
 
     def apply(self, event: JobEvent) -> None:
         """Fold an event into the state; everything but progress asks for an edit at once."""
@@ -124,6 +125,8 @@ class _Tracker:
                 self.state = StatusState(started=True)
             elif event.terminal:
                 self.terminal = event
+                if self.slot is not None and not self.slot.done():
+                    self.slot.cancel()  # no status edit any more: the final one takes the turn
             self.urgent.set()
         self.dirty.set()
 
@@ -301,14 +304,18 @@ class Presenter:
                         with contextlib.suppress(TimeoutError):
                             async with asyncio.timeout(delay):
                                 await tracker.urgent.wait()
+                priority = EditPriority.STATE if tracker.urgent.is_set() else EditPriority.PROGRESS
                 tracker.dirty.clear()
                 tracker.urgent.clear()
                 if tracker.terminal is not None:
                     await self._finish(job, ref, tracker.terminal)
                     return
-                state = tracker.state
-                if ref is None or _shown_key(state) == shown:
+                if ref is None or _shown_key(tracker.state) == shown:
                     continue
+                # In a busy channel this waits; results go first, then state changes, then progress.
+                if not await self._status_slot(tracker, ref.channel_id, priority):
+                    continue  # the job ended meanwhile: its final edit comes next
+                state = tracker.state  # the newest, after the wait
                 ref = await self._edit_status(job, ref, state)
                 shown = _shown_key(state)
                 last_edit = loop.time()
@@ -319,6 +326,22 @@ class Presenter:
         finally:
             if self._trackers.get(tracker.job_id) is tracker:
                 del self._trackers[tracker.job_id]
+
+    async def _status_slot(self, tracker: _Tracker, channel_id: int, priority: EditPriority) -> bool:
+        """Wait for the channel's edit budget; False when the job ended meanwhile (its request was dropped
+        uncounted, so the final edit does not wait behind a status edit that no longer matters)."""
+        slot = tracker.slot = self.edits.request(channel_id, priority)
+        try:
+            await slot
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if slot.cancelled() and task is not None and not task.cancelling():
+                return False
+            slot.cancel()
+            raise
+        finally:
+            tracker.slot = None
+        return tracker.terminal is None
 
     async def _status_of(self, job: Job) -> _Attached:
         """The job's status message: from the database, from the command that just posted it, or none."""
@@ -350,7 +373,6 @@ class Presenter:
         """Edit the status message; None once it is gone (deleted), so no more edits are tried."""
         files = [] if state.preview is None else [discord.File(io.BytesIO(state.preview), state.preview_name)]
         try:
-            await self.edits.acquire(ref.channel_id)
             with _counted(self.metrics.discord_edit, "progress"):
                 await self._message(ref, job.guild_id).edit(
                     content=headline(job),
@@ -411,7 +433,7 @@ class Presenter:
             message = self._message(ref, job.guild_id)
 
             async def edit(files: list[discord.File]) -> None:
-                await self.edits.acquire(ref.channel_id)
+                await self.edits.acquire(ref.channel_id, EditPriority.RESULT)
                 with _counted(self.metrics.discord_edit, "result"):
                     await message.edit(
                         content=content,
