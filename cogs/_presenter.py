@@ -86,16 +86,46 @@ class _TooLarge(Exception):
 
 
 class _Tracker:
-    """The newest known state of one job, and the task that shows it."""
+    """The newest known state of one job, what its message shows, and the task showing it while there is
+    something to show (an idle tracker has no task, so a long queue costs little memory)."""
+
+    __slots__ = (
+        "_done",
+        "_wakeup",
+        "attached",
+        "dirty",
+        "finished",
+        "job",
+        "job_id",
+        "last_edit",
+        "ref",
+        "shown",
+        "slot",
+        "state",
+        "task",
+        "terminal",
+        "urgent",
+    )
 
     def __init__(self, job_id: int) -> None:
         self.job_id = job_id
         self.state = StatusState()
         self.terminal: JobEvent | None = None
-        self.dirty = asyncio.Event()
-        self.urgent = asyncio.Event()
+        # Plain flags and futures made on demand, not asyncio.Events (~0.9 KB each): thousands of waiting
+        # jobs keep a tracker each.
+        self.dirty = False  # the state changed since it was last looked at
+        self.urgent = False  # ... by something other than progress: show it without the throttle
+        self.finished = False  # the job's end is shown (or there is nothing to show)
+        self._wakeup: asyncio.Future[None] | None = None  # the task's throttle wait, cut short when urgent
+        self._done: asyncio.Future[None] | None = None  # for wait_shown
         self.task: asyncio.Task[None] | None = None
         self.slot: asyncio.Future[None] | None = None  # a status edit waiting for the channel's budget
+        # Known once the task has looked the job up: the job, its message, what that shows, when edited.
+        self.attached = False
+        self.job: Job | None = None
+        self.ref: MessageRef | None = None
+        self.shown: tuple[str, bytes | None] | None = None
+        self.last_edit: float | None = None
 
     def apply(self, event: JobEvent) -> None:
         """Fold an event into the state; everything but progress asks for an edit at once."""
@@ -127,8 +157,37 @@ class _Tracker:
                 self.terminal = event
                 if self.slot is not None and not self.slot.done():
                     self.slot.cancel()  # no status edit any more: the final one takes the turn
-            self.urgent.set()
-        self.dirty.set()
+            self.urgent = True
+            if self._wakeup is not None and not self._wakeup.done():
+                self._wakeup.set_result(None)
+        self.dirty = True
+
+    async def wait_urgent(self, delay: float) -> None:
+        """Wait `delay` seconds, or less if something urgent happens."""
+        if self.urgent:
+            return
+        self._wakeup = asyncio.get_running_loop().create_future()
+        try:
+            async with asyncio.timeout(delay):
+                await self._wakeup
+        except TimeoutError:
+            pass
+        finally:
+            self._wakeup = None
+
+    def finish(self) -> None:
+        """The job's end is shown: release whoever waits for it."""
+        self.finished = True
+        if self._done is not None and not self._done.done():
+            self._done.set_result(None)
+
+    async def wait_finished(self) -> None:
+        """Wait until `finish()`."""
+        if self.finished:
+            return
+        if self._done is None:
+            self._done = asyncio.get_running_loop().create_future()
+        await asyncio.shield(self._done)
 
 
 @contextlib.contextmanager
@@ -266,8 +325,8 @@ class Presenter:
     async def wait_shown(self, job_id: int) -> None:
         """Wait until the bot is done showing a finished job (its result message is recorded)."""
         tracker = self._trackers.get(job_id)
-        if tracker is not None and tracker.task is not None:
-            await asyncio.shield(tracker.task)
+        if tracker is not None:
+            await tracker.wait_finished()
 
     # ------------------------------------------------------------------ events
 
@@ -283,49 +342,61 @@ class Presenter:
         tracker = self._trackers.get(event.job_id)
         if tracker is None:
             tracker = self._trackers[event.job_id] = _Tracker(event.job_id)
-            tracker.task = asyncio.create_task(self._follow(tracker), name=f"imagine-job-{event.job_id}")
         tracker.apply(event)
+        if tracker.task is None:
+            tracker.task = asyncio.create_task(self._follow(tracker), name=f"imagine-job-{event.job_id}")
 
     async def _follow(self, tracker: _Tracker) -> None:
+        """Show the tracker's state until it is shown; the task ends when there is nothing more to edit
+        (the next event starts another) or when the job's end is shown (the tracker goes)."""
+        finished = False
         try:
-            job = await self.service.get_job(tracker.job_id)
-            if job is None or (job.status.is_terminal and tracker.terminal is None):
-                return  # an event about a job already shown, or deleted
-            attached = await self._status_of(job)
-            ref = attached.ref
-            shown = _shown_key(attached.shown) if attached.shown is not None else None
-            last_edit: float | None = None
-            loop = asyncio.get_running_loop()
-            while True:
-                await tracker.dirty.wait()
-                if not tracker.urgent.is_set() and last_edit is not None:
-                    delay = last_edit + self.interval - loop.time()
-                    if delay > 0:
-                        with contextlib.suppress(TimeoutError):
-                            async with asyncio.timeout(delay):
-                                await tracker.urgent.wait()
-                priority = EditPriority.STATE if tracker.urgent.is_set() else EditPriority.PROGRESS
-                tracker.dirty.clear()
-                tracker.urgent.clear()
-                if tracker.terminal is not None:
-                    await self._finish(job, ref, tracker.terminal)
+            if not tracker.attached:
+                job = await self.service.get_job(tracker.job_id)
+                if job is None or (job.status.is_terminal and tracker.terminal is None):
+                    finished = True  # an event about a job already shown, or deleted
                     return
-                if ref is None or _shown_key(tracker.state) == shown:
+                attached = await self._status_of(job)
+                tracker.job, tracker.ref = job, attached.ref
+                tracker.shown = _shown_key(attached.shown) if attached.shown is not None else None
+                tracker.attached = True
+            job = tracker.job
+            assert job is not None
+            loop = asyncio.get_running_loop()
+            while tracker.dirty:
+                if not tracker.urgent and tracker.last_edit is not None:
+                    delay = tracker.last_edit + self.interval - loop.time()
+                    if delay > 0:
+                        await tracker.wait_urgent(delay)
+                priority = EditPriority.STATE if tracker.urgent else EditPriority.PROGRESS
+                tracker.dirty = tracker.urgent = False
+                if tracker.terminal is not None:
+                    finished = True
+                    await self._finish(job, tracker.ref, tracker.terminal)
+                    return
+                ref = tracker.ref
+                if ref is None or _shown_key(tracker.state) == tracker.shown:
                     continue
                 # In a busy channel this waits; results go first, then state changes, then progress.
                 if not await self._status_slot(tracker, ref.channel_id, priority):
                     continue  # the job ended meanwhile: its final edit comes next
                 state = tracker.state  # the newest, after the wait
-                ref = await self._edit_status(job, ref, state)
-                shown = _shown_key(state)
-                last_edit = loop.time()
+                tracker.ref = await self._edit_status(job, ref, state)
+                tracker.shown = _shown_key(state)
+                tracker.last_edit = loop.time()
         except asyncio.CancelledError:
+            finished = True
             raise
         except Exception:
+            finished = True
             log.exception("showing job %s failed", tracker.job_id)
         finally:
-            if self._trackers.get(tracker.job_id) is tracker:
-                del self._trackers[tracker.job_id]
+            # No await between the loop's last look at `dirty` and here: an event routed later starts a task.
+            tracker.task = None
+            if finished:
+                tracker.finish()
+                if self._trackers.get(tracker.job_id) is tracker:
+                    del self._trackers[tracker.job_id]
 
     async def _status_slot(self, tracker: _Tracker, channel_id: int, priority: EditPriority) -> bool:
         """Wait for the channel's edit budget; False when the job ended meanwhile (its request was dropped
