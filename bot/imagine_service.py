@@ -7,6 +7,7 @@ a job from another server) is raised as `UserError`, whose text is written for t
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import hashlib
 import io
@@ -535,8 +536,11 @@ def _normalised_image(data: bytes) -> tuple[str, bytes]:
 
 
 def _write_once(path: Path, data: bytes) -> None:
-    """Write `path` atomically unless it exists (names are content hashes)."""
+    """Write `path` atomically unless it exists (names are content hashes); an existing file is touched, so
+    retention (which removes unreferenced image prompts by age) sees it as new."""
     if path.exists():
+        with contextlib.suppress(OSError):
+            os.utime(path)
         return
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".part")

@@ -1,12 +1,17 @@
-"""Retention: old images and finished jobs are removed by age (`retention_days`) and total size (`max_total_mb`)."""
+"""Retention: old images and finished jobs are removed by age (`retention_days`) and total size (`max_total_mb`);
+images members attached to /imagine (`image_prompts/`) go once they are older than `retention_days` and no
+job left in the database uses them."""
 
 from __future__ import annotations
 
+import asyncio
+import json
 import logging
 from collections.abc import Callable
 from pathlib import Path
 
 from bot.outputs import OutputStore
+from bot.scheduler import IMAGE_PROMPT_DIR, IMAGE_PROMPT_KEY
 from bot.store import JobStore
 
 log = logging.getLogger(__name__)
@@ -40,10 +45,44 @@ async def apply_retention(
             if cutoff is not None:
                 paths += await store.purge_finished_before(cutoff + 1e-6)
     files = [*paths, *{str(_grid_of(Path(p))) for p in paths}]
+    if retention_days > 0:
+        files += await _unused_image_prompts(store, outputs, now() - retention_days * 86400)
     removed = await outputs.delete(files)
     if removed:
         log.info("retention removed %d file(s)", removed)
     return removed
+
+
+async def _unused_image_prompts(store: JobStore, outputs: OutputStore, before: float) -> list[Path]:
+    """Attached images last written or used before `before` that no job in the database refers to."""
+    folder = outputs.root / IMAGE_PROMPT_DIR
+    old = await asyncio.to_thread(_files_older_than, folder, before)
+    if not old:
+        return []
+    used: set[str] = set()
+    for raw in await store.request_jsons_mentioning(f'"{IMAGE_PROMPT_KEY}"'):
+        try:
+            file = json.loads(raw).get(IMAGE_PROMPT_KEY, {}).get("file")
+        except (ValueError, AttributeError):
+            continue
+        if isinstance(file, str):
+            used.add(Path(file).name)
+    return [path for path in old if path.name not in used]
+
+
+def _files_older_than(folder: Path, before: float) -> list[Path]:
+    try:
+        entries = list(folder.iterdir())
+    except FileNotFoundError:
+        return []
+    found = []
+    for path in entries:
+        try:
+            if path.is_file() and path.stat().st_mtime < before:
+                found.append(path)
+        except OSError:
+            continue
+    return found
 
 
 def _grid_of(path: Path) -> Path:

@@ -827,6 +827,11 @@ class JobStore:
         by_status[JobStatus.QUEUED.value] = sum(by_guild.values())
         return QueueSnapshot(by_status=by_status, queued_by_guild=by_guild)
 
+    async def request_jsons_mentioning(self, needle: str) -> list[str]:
+        """The request_json of every job whose request contains `needle` (a scan; for hourly upkeep)."""
+        rows = await self._fetch("SELECT request_json FROM jobs WHERE instr(request_json, ?) > 0", (needle,))
+        return [str(row["request_json"]) for row in rows]
+
     async def list_in_flight(self) -> list[Job]:
         """Return submitted and running jobs, oldest first (for restart reconciliation)."""
         rows = await self._fetch(f"SELECT * FROM jobs WHERE status IN {_IN_FLIGHT_SQL} ORDER BY id")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import io
+import os
 import random
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -309,6 +310,18 @@ async def test_cancel_is_for_the_owner_or_an_admin(h: Harness) -> None:
 
 
 # --------------------------------------------------------------------------------------- image prompts
+
+
+async def test_the_same_image_attached_again_is_stored_once_and_counts_as_new_for_retention(
+    h: Harness,
+) -> None:
+    data = png((9, 9, 9))
+    first = await h.service.save_image_prompt(data)
+    path = h.services.outputs.root / first.file
+    os.utime(path, (1_000_000, 1_000_000))  # attached long ago
+    again = await h.service.save_image_prompt(data)
+    assert again.file == first.file
+    assert path.stat().st_mtime > 1_000_000
 
 
 async def test_an_image_prompt_is_uploaded_to_comfyui_and_runs_img2img(h: Harness) -> None:

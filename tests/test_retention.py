@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+import json
+import os
 from pathlib import Path
 
 from PIL import Image
@@ -10,6 +12,7 @@ from PIL import Image
 from bot.jobs import JobKind, JobStatus, NewJob, OutputFile
 from bot.outputs import OutputStore
 from bot.retention import apply_retention
+from bot.scheduler import IMAGE_PROMPT_DIR, IMAGE_PROMPT_KEY
 from bot.store import JobStore
 
 DAY = 86400.0
@@ -76,3 +79,29 @@ async def test_the_oldest_jobs_go_first_when_over_the_size_cap(tmp_path: Path) -
         assert await store.total_output_bytes() <= 2 * mb
     finally:
         await store.close()
+
+
+async def test_attached_images_go_when_old_and_no_job_uses_them(tmp_path: Path) -> None:
+    clock = Clock()
+    store = await JobStore.open(str(tmp_path / "db.sqlite"), clock=clock)
+    outputs = OutputStore(tmp_path / "out")
+    folder = tmp_path / "out" / IMAGE_PROMPT_DIR
+    folder.mkdir(parents=True)
+    old_unused, old_used, fresh = (folder / f"{name}.png" for name in ("a" * 32, "b" * 32, "c" * 32))
+    for path in (old_unused, old_used, fresh):
+        path.write_bytes(_png())
+    for path in (old_unused, old_used):
+        os.utime(path, (clock.now - 10 * DAY, clock.now - 10 * DAY))
+    os.utime(fresh, (clock.now - DAY, clock.now - DAY))  # attached yesterday: maybe not queued yet
+    request = json.dumps({"text": "x", IMAGE_PROMPT_KEY: {"file": f"{IMAGE_PROMPT_DIR}/{old_used.name}"}})
+    await store.enqueue_many(
+        [NewJob(guild_id=1, channel_id=1, user_id=1, kind=JobKind.IMAGINE, prompt="x", request_json=request)]
+    )
+    try:
+        removed = await apply_retention(store, outputs, retention_days=5, max_total_mb=0, now=clock)
+        kept = sorted(p.name for p in folder.iterdir())
+    finally:
+        await store.close()
+
+    assert removed == 1
+    assert kept == sorted([old_used.name, fresh.name])
