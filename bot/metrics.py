@@ -74,57 +74,33 @@ class Metrics:
         self.clock = clock
         self.window_s = window_s
         self.registry = CollectorRegistry(auto_describe=True)
-        registry = self.registry
-        self.jobs = Gauge(
-            f"{PREFIX}_jobs", "Jobs waiting or in flight, by status", ["status"], registry=registry
+
+        def gauge(name: str, doc: str, *labels: str) -> Gauge:
+            return Gauge(f"{PREFIX}_{name}", doc, labels, registry=self.registry)
+
+        def counter(name: str, doc: str, *labels: str) -> Counter:
+            return Counter(f"{PREFIX}_{name}", doc, labels, registry=self.registry)
+
+        window = f"the last {window_s:g} s"
+        self.jobs = gauge("jobs", "Jobs waiting or in flight, by status", "status")
+        self.jobs_ended = counter("jobs_ended", "Jobs that ended since the bot started, by status", "status")
+        self.queue_depth = gauge("queue_depth", "Queued jobs per guild", "guild")
+        self.backend_up = gauge("backend_up", "1 while the backend answers its health check", "backend")
+        self.busy_ratio = gauge(
+            "backend_busy_ratio",
+            f"Share of {window} the backend spent executing this bot's prompts",
+            "backend",
         )
-        self.jobs_ended = Counter(
-            f"{PREFIX}_jobs_ended",
-            "Jobs that ended since the bot started, by status",
-            ["status"],
-            registry=registry,
+        self.busy_seconds = counter(
+            "backend_busy_seconds", "Seconds the backend spent executing this bot's prompts", "backend"
         )
-        self.queue_depth = Gauge(
-            f"{PREFIX}_queue_depth", "Queued jobs per guild", ["guild"], registry=registry
+        self.steps = counter("sampler_steps", "Sampler steps executed, per backend", "backend")
+        self.step_rate = gauge("sampler_step_rate", f"Sampler steps per second over {window}", "backend")
+        self.discord_edits = counter(
+            "discord_edits", "Message edits the bot made, by purpose and outcome", "purpose", "outcome"
         )
-        self.backend_up = Gauge(
-            f"{PREFIX}_backend_up",
-            "1 while the backend answers its health check",
-            ["backend"],
-            registry=registry,
-        )
-        self.busy_ratio = Gauge(
-            f"{PREFIX}_backend_busy_ratio",
-            f"Share of the last {window_s:g} s the backend spent executing this bot's prompts",
-            ["backend"],
-            registry=registry,
-        )
-        self.busy_seconds = Counter(
-            f"{PREFIX}_backend_busy_seconds",
-            "Seconds the backend spent executing this bot's prompts",
-            ["backend"],
-            registry=registry,
-        )
-        self.steps = Counter(
-            f"{PREFIX}_sampler_steps", "Sampler steps executed, per backend", ["backend"], registry=registry
-        )
-        self.step_rate = Gauge(
-            f"{PREFIX}_sampler_step_rate",
-            f"Sampler steps per second over the last {window_s:g} s",
-            ["backend"],
-            registry=registry,
-        )
-        self.discord_edits = Counter(
-            f"{PREFIX}_discord_edits",
-            "Message edits the bot made, by purpose and outcome",
-            ["purpose", "outcome"],
-            registry=registry,
-        )
-        self.discord_posts = Counter(
-            f"{PREFIX}_discord_posts",
-            "New messages the bot posted, by purpose and outcome",
-            ["purpose", "outcome"],
-            registry=registry,
+        self.discord_posts = counter(
+            "discord_posts", "New messages the bot posted, by purpose and outcome", "purpose", "outcome"
         )
         self._backends: dict[str, _BackendActivity] = {}
 

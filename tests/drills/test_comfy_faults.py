@@ -104,6 +104,11 @@ def never_failed(e2e: E2E, message: StoredMessage) -> bool:
     return not any("Failed" in line for line in shown_texts(e2e.discord.message(message.id)))
 
 
+def shown_in_place(e2e: E2E, job: Job, status: StoredMessage) -> bool:
+    """The result was posted once, by editing the job's status message, which never said "Failed"."""
+    return [m.id for m in results_posted(e2e, job)] == [status.id] and never_failed(e2e, status)
+
+
 async def next_event(events: Subscription, job: Job, kind: type[JobEvent]) -> JobEvent:
     """The job's next event of `kind` (within 5 s)."""
     async with asyncio.timeout(5):
@@ -137,8 +142,7 @@ async def test_socket_cut_mid_sampling_reconnects_and_the_job_completes_once(tmp
     assert job.status is JobStatus.COMPLETED and job.attempts == 0
     assert job.prompt_id == prompt_id and 2 < step <= 8  # it was cut mid-steps
     assert len(comfy.received_prompts) == 1 and comfy.executed_prompt_ids == [prompt_id]
-    assert [m.id for m in results_posted(e2e, job)] == [status.id]
-    assert never_failed(e2e, status)
+    assert shown_in_place(e2e, job, status)
 
 
 async def test_prompt_that_finishes_while_the_connection_is_cut_is_collected_from_history(
@@ -164,8 +168,7 @@ async def test_prompt_that_finishes_while_the_connection_is_cut_is_collected_fro
     assert job.status is JobStatus.COMPLETED and job.attempts == 0
     assert f"GET /history/{prompt_id}" in comfy.requests  # the outcome came from /history
     assert len(comfy.received_prompts) == 1 and comfy.executed_prompt_ids == [prompt_id]
-    assert [m.id for m in results_posted(e2e, job)] == [status.id]
-    assert never_failed(e2e, status)
+    assert shown_in_place(e2e, job, status)
 
 
 # ---------------------------------------------------------------------------- ComfyUI away and back
@@ -226,8 +229,7 @@ async def test_comfyui_restarted_without_its_queue_runs_the_lost_job_again_exact
     assert job.prompt_id != lost_prompt
     assert len(comfy.received_prompts) == 2
     assert comfy.executed_prompt_ids == [lost_prompt, job.prompt_id]
-    assert [m.id for m in results_posted(e2e, job)] == [status.id]
-    assert never_failed(e2e, status)
+    assert shown_in_place(e2e, job, status)
 
 
 # --------------------------------------------------------------------------- a backend answering 500
@@ -259,8 +261,7 @@ async def test_backend_answering_500_to_everything_hands_its_jobs_to_the_healthy
     assert len(failing.executed_prompt_ids) == 1  # the second never left its queue
     assert failing.failed_requests  # the bot did ask, and got 500s
     for status, job in statuses:
-        assert [m.id for m in results_posted(e2e, job)] == [status.id]
-        assert never_failed(e2e, status)
+        assert shown_in_place(e2e, job, status)
 
 
 async def test_prompt_route_answering_500_twice_then_recovering_completes_the_job(tmp_path: Path) -> None:
@@ -275,8 +276,7 @@ async def test_prompt_route_answering_500_twice_then_recovering_completes_the_jo
     assert job.status is JobStatus.COMPLETED and job.attempts == 2  # the third (last allowed) try
     assert comfy.failed_requests == ["POST /prompt", "POST /prompt"]
     assert len(comfy.received_prompts) == 1 and comfy.executed_prompt_ids == [job.prompt_id]
-    assert [m.id for m in results_posted(e2e, job)] == [status.id]
-    assert never_failed(e2e, status)
+    assert shown_in_place(e2e, job, status)
     # while the only backend was paused after refusing, the member was told why the job waited
     assert any(WAITING in text for text in shown_texts(e2e.discord.message(status.id)))
 
