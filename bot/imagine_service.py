@@ -287,11 +287,15 @@ class ImagineService:
             )
         return await self.submit([new])
 
-    async def unshown_results(self, within_s: float = UNSHOWN_WINDOW_S) -> list[Completed]:
-        """Completion events for finished jobs whose result was never posted (the bot stopped first)."""
-        since = self.services.clock() - within_s
+    async def unshown_results(
+        self, within_s: float = UNSHOWN_WINDOW_S, settled_s: float = 0.0
+    ) -> list[Completed]:
+        """Completion events for jobs finished in the last `within_s` (but at least `settled_s` ago) whose
+        result was never posted (the bot stopped first, or Discord refused it)."""
+        now = self.services.clock()
         events = []
-        for job in await self.services.store.completed_without_result_message(since):
+        store = self.services.store
+        for job in await store.completed_without_result_message(now - within_s, now - settled_s):
             outputs = await self.services.store.outputs(job.id)
             grid = self.services.outputs.grid_path(job.id)
             has_grid = await asyncio.to_thread(grid.is_file)

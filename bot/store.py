@@ -1026,15 +1026,17 @@ class JobStore:
             log.info("purged %d finished jobs (%d output files)", len(deleted), len(paths))
         return [str(row["path"]) for row in paths]
 
-    async def completed_without_result_message(self, since: float) -> list[Job]:
-        """Completed jobs with a status message but no recorded result message, finished since `since`.
+    async def completed_without_result_message(self, since: float, until: float | None = None) -> list[Job]:
+        """Completed jobs with a status message but no recorded result message, finished since `since`
+        (and before `until`, if given).
 
-        These are results the bot never got to show (it stopped between saving and posting them).
+        These are results the bot never got to show (it stopped between saving and posting them, or
+        Discord refused them).
         """
         rows = await self._fetch(
             "SELECT * FROM jobs WHERE status = 'completed' AND result_message_id IS NULL "
-            "AND status_message_id IS NOT NULL AND finished_at >= ? ORDER BY id",
-            (since,),
+            "AND status_message_id IS NOT NULL AND finished_at >= ? AND finished_at < ? ORDER BY id",
+            (since, float("inf") if until is None else until),
         )
         return [Job.from_row(row) for row in rows]
 

@@ -63,6 +63,10 @@ ATTACH_WAIT_S = 30.0  # how long a new job's events wait for the command to post
 FIT_ATTEMPTS = 4  # re-encodings tried when Discord still finds an upload too large
 MAX_REMEMBERED = 512
 DEFAULT_UPLOAD_LIMIT = discord.utils.DEFAULT_FILE_SIZE_LIMIT_BYTES
+# Results Discord refused (an outage outlasting discord.py's retries) are offered again this often, once
+# they have been finished this long (so a result being shown right now is never taken for one).
+RETRY_UNDELIVERED_S = 300.0
+UNDELIVERED_SETTLED_S = 60.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -225,6 +229,10 @@ class Presenter:
         self._waiters: dict[int, asyncio.Future[_Attached]] = {}
         self._attached: OrderedDict[int, _Attached] = OrderedDict()
         self._upload_limits: dict[int, int] = {}
+        self._retry_task: asyncio.Task[None] | None = None
+        # Jobs whose result cannot be posted for a lasting reason (too large, channel gone or forbidden):
+        # not offered again until the next start.
+        self._undeliverable: set[int] = set()
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -232,6 +240,7 @@ class Presenter:
         """Subscribe to job events and start showing them."""
         self._subscription = self.bot.services.bus.subscribe()
         self._pump_task = asyncio.create_task(self._pump(self._subscription), name="imagine-presenter")
+        self._retry_task = asyncio.create_task(self._retry_loop(), name="imagine-retry-undelivered")
 
     async def stop(self) -> None:
         """Stop reading events and cancel the edits in progress."""
@@ -239,9 +248,10 @@ class Presenter:
             self._subscription.close()
             self._subscription = None
         tasks = [t.task for t in self._trackers.values() if t.task is not None]
-        if self._pump_task is not None:
-            tasks.append(self._pump_task)
-            self._pump_task = None
+        for loop_task in (self._pump_task, self._retry_task):
+            if loop_task is not None:
+                tasks.append(loop_task)
+        self._pump_task = self._retry_task = None
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -312,15 +322,28 @@ class Presenter:
             log.warning("cannot post the status of job %s as a followup: %s", job.id, exc)
         await self.track(job, job.channel_id, message_id, state)
 
-    async def catch_up(self) -> int:
-        """Show finished jobs whose results were never posted (the bot stopped in between); returns how many."""
-        events = await self.service.unshown_results()
-        fresh = [event for event in events if event.job_id not in self._trackers]
+    async def catch_up(self, *, settled_s: float = 0.0) -> int:
+        """Show finished jobs whose results were never posted (the bot stopped in between, or Discord
+        refused them), finished at least `settled_s` ago; returns how many."""
+        events = await self.service.unshown_results(settled_s=settled_s)
+        fresh = [e for e in events if e.job_id not in self._trackers and e.job_id not in self._undeliverable]
         for event in fresh:
             self._route(event)
         if fresh:
-            log.info("posting %d result(s) the bot had not shown before it stopped", len(fresh))
+            log.info("posting %d result(s) not shown yet", len(fresh))
         return len(fresh)
+
+    async def retry_undelivered(self) -> int:
+        """Offer again the results Discord refused earlier (the loop calls it every few minutes)."""
+        return await self.catch_up(settled_s=UNDELIVERED_SETTLED_S)
+
+    async def _retry_loop(self) -> None:
+        while True:
+            await asyncio.sleep(RETRY_UNDELIVERED_S)
+            try:
+                await self.retry_undelivered()
+            except Exception:
+                log.exception("retrying undelivered results failed")
 
     async def wait_shown(self, job_id: int) -> None:
         """Wait until the bot is done showing a finished job (its result message is recorded)."""
@@ -353,7 +376,11 @@ class Presenter:
         try:
             if not tracker.attached:
                 job = await self.service.get_job(tracker.job_id)
-                if job is None or (job.status.is_terminal and tracker.terminal is None):
+                if (
+                    job is None
+                    or (job.status.is_terminal and tracker.terminal is None)
+                    or job.result_message_id
+                ):
                     finished = True  # an event about a job already shown, or deleted
                     return
                 attached = await self._status_of(job)
@@ -484,6 +511,7 @@ class Presenter:
         try:
             await self._deliver(job, ref, embeds=[], view=view, notify_if_gone=True, image=(data, count))
         except _TooLarge:
+            self._undeliverable.add(job.id)
             reason = "The picture was made but is too large to upload in this server."
             await self._deliver(job, ref, embeds=[failed_embed(reason)], view=None, notify_if_gone=True)
 
@@ -539,6 +567,8 @@ class Presenter:
             try:
                 delivered = await self._with_image(job, image, send)
             except discord.HTTPException as exc:
+                if isinstance(exc, discord.Forbidden | discord.NotFound):
+                    self._undeliverable.add(job.id)  # the channel is gone or closed to the bot
                 log.warning("cannot post the result of job %s in channel %s: %s", job.id, job.channel_id, exc)
         if delivered is not None and image is not None:
             await self.service.record_result_message(job.id, delivered.channel_id, delivered.message_id)

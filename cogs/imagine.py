@@ -134,6 +134,14 @@ class ImagineCog(commands.Cog, name=COG_NAME):
                 message_id = await self.presenter.post_status(item)
                 if message_id is not None:
                     continue  # post_status recorded it
+                # Shown nowhere (Discord told the member the command failed): stop it rather than run it
+                # for no one.
+                await self.presenter.track(item.job, interaction.channel_id, None, state)
+                log.warning("job %s cannot be shown anywhere; cancelling it", item.job.id)
+                await self.service.cancel(
+                    item.job.id, guild_id=item.job.guild_id, user_id=item.job.user_id, is_admin=True
+                )
+                continue
             await self.presenter.track(item.job, interaction.channel_id, message_id, state)
 
 

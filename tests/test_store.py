@@ -869,6 +869,24 @@ async def test_queue_snapshot_counts_active_jobs_by_status_and_queued_jobs_per_g
     assert snapshot.by_status == {"queued": 3, "running": 1, "submitted": 1}
 
 
+async def test_unshown_results_are_found_between_since_and_until(store: JobStore, clock: FakeClock) -> None:
+    jobs = []
+    for _ in range(3):
+        await store.enqueue(new_job())
+        job = await store.claim_next("gpu0")
+        assert job is not None
+        await store.set_status_message(job.id, 1, 100 + job.id)
+        await store.complete(job.id, [])
+        jobs.append(await store.get(job.id))
+        clock.advance(60)
+    finished = [j.finished_at for j in jobs if j is not None and j.finished_at is not None]
+    await store.set_result_message(jobs[0].id, 1, 500)  # type: ignore[union-attr]
+
+    found = await store.completed_without_result_message(finished[0], until=finished[2])
+    assert [j.id for j in found] == [jobs[1].id]  # type: ignore[union-attr]
+    assert [j.id for j in await store.completed_without_result_message(0)] == [j.id for j in jobs[1:]]  # type: ignore[union-attr]
+
+
 async def test_user_settings_can_be_changed_one_at_a_time_and_cleared(
     store: JobStore, clock: FakeClock
 ) -> None:

@@ -212,6 +212,47 @@ async def test_a_result_discord_refused_everywhere_is_posted_when_the_bot_restar
     assert len(e2e.comfy[0].executed_prompt_ids) == 1
 
 
+async def test_a_result_discord_refused_everywhere_is_offered_again_without_a_restart(tmp_path: Path) -> None:
+    async with running_bot(tmp_path) as e2e:
+        fake, comfy = e2e.discord, e2e.comfy[0]
+        presenter = e2e.bot.get_cog("Imagine").presenter  # type: ignore[union-attr]
+        comfy.pause()
+        status = await status_message(await fake.slash_command("imagine", {"prompt": "a long outage"}))
+        fake.fail_next(f"PATCH /channels/*/messages/{status.id}", 503, count=1000)
+        fake.fail_next(SEND_ROUTE, 503)
+        comfy.resume()
+        (undelivered,) = await settled(e2e, count=1)
+        assert undelivered.result_message_id is None
+        assert await presenter.retry_undelivered() == 0  # finished just now: not taken for undelivered yet
+
+        fake.clear_faults()
+        assert await presenter.catch_up(settled_s=0) == 1  # what the retry loop does a few minutes later
+        result = await wait_for_result(e2e, status.id)
+        jobs = await settled(e2e, count=1)
+        await assert_nothing_lost(e2e, jobs)
+        assert await presenter.catch_up(settled_s=0) == 0  # shown: never offered again
+
+    assert jobs[0].result_message_id == status.id
+    assert result_messages(e2e, jobs[0]) == [result]
+    assert len(e2e.comfy[0].executed_prompt_ids) == 1
+
+
+async def test_a_job_that_can_be_shown_nowhere_is_cancelled_not_run_for_no_one(tmp_path: Path) -> None:
+    # Slow sampler steps (0.25 s): the cancel comes within milliseconds, long before the job could finish.
+    async with running_bot(tmp_path, step_time=0.25) as e2e:
+        fake, comfy = e2e.discord, e2e.comfy[0]
+        fake.fail_next(CALLBACK_ROUTE, 404, code=10062, message="Unknown interaction")  # answered too late
+        fake.set_channel_access(fake.channel, False)  # and the bot may not post in the channel
+        await fake.slash_command("imagine", {"prompt": "a message in a bottle"})
+        jobs = await settled(e2e, count=1)
+        await assert_nothing_lost(e2e, jobs)
+
+    (job,) = jobs
+    assert job.status is JobStatus.CANCELLED and job.status_message_id is None
+    assert [c.status for c in fake.calls_to(SEND_ROUTE)] == [403]  # it tried the channel
+    assert comfy.executed_prompt_ids == [] or comfy.interrupt_requests == [job.prompt_id]
+
+
 async def test_a_503_on_the_imagine_answer_past_the_deadline_still_shows_the_job_in_the_channel(
     tmp_path: Path,
 ) -> None:
@@ -393,6 +434,10 @@ async def test_an_image_that_cannot_fit_the_upload_limit_is_kept_the_member_told
         told_member = copy.deepcopy(fake.message(status.id))  # before the restart edits it again
         kept = [o.path for o in await e2e.services.store.outputs(job.id)]
         on_disk = await asyncio.to_thread(lambda: [path for path in kept if os.path.isfile(path)])
+        presenter = e2e.bot.get_cog("Imagine").presenter  # type: ignore[union-attr]
+        assert (
+            await presenter.catch_up(settled_s=0) == 0
+        )  # too large is lasting: not retried every few minutes
 
         # Completed but not shown: the next start tries again, and now the server allows more (boosted).
         fake.upload_limit = None
