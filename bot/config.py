@@ -89,7 +89,9 @@ class SchedulerConfig(_Section):
     job_timeout_s: float = Field(default=900.0, gt=0)
     health_interval_s: float = Field(default=5.0, gt=0)
     backend_grace_s: float = Field(
-        default=60.0, ge=0, description="wait for a dead backend before re-queueing"
+        default=60.0,
+        ge=0,
+        description="wait for a dead backend before re-queueing; pause after a failed prompt",
     )
     max_attempts: int = Field(default=3, ge=1)
 
