@@ -528,24 +528,32 @@ class Scheduler:
     async def _health_loop(self) -> None:
         while not self._stopping:
             await asyncio.sleep(self.settings.health_interval_s)
-            changed = await self._refresh_backends()
-            now = self._clock()
-            for backend in self.backends:
-                if backend.up and self._orphans.get(backend.name):
-                    await self._stop_orphans(backend)
-                changed = backend.pause_over(now) or changed
-            if changed:
-                self.wake()
-            for backend in self.backends:
-                if backend.up or backend.down_since is None:
-                    continue
-                if now - backend.down_since < self.settings.backend_grace_s:
-                    continue
-                for job_id in list(backend.jobs):
-                    task = self._tasks.get(job_id)
-                    if task is not None and job_id not in self._abandoned:
-                        self._abandoned[job_id] = f"backend {backend.name} was down too long"
-                        task.cancel()
+            try:
+                await self._check_health()
+            except Exception:
+                log.exception("health check failed; trying again in %g s", self.settings.health_interval_s)
+
+    async def _check_health(self) -> None:
+        """Refresh every backend, stop stale prompts on the ones back, end refusal pauses that are due, and
+        take the jobs away from backends down longer than the grace."""
+        changed = await self._refresh_backends()
+        now = self._clock()
+        for backend in self.backends:
+            if backend.up and self._orphans.get(backend.name):
+                await self._stop_orphans(backend)
+            changed = backend.pause_over(now) or changed
+        if changed:
+            self.wake()
+        for backend in self.backends:
+            if backend.up or backend.down_since is None:
+                continue
+            if now - backend.down_since < self.settings.backend_grace_s:
+                continue
+            for job_id in list(backend.jobs):
+                task = self._tasks.get(job_id)
+                if task is not None and job_id not in self._abandoned:
+                    self._abandoned[job_id] = f"backend {backend.name} was down too long"
+                    task.cancel()
 
     async def _refresh_backends(self) -> bool:
         """Health-check every backend; True when one of them came up or went down."""

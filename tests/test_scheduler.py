@@ -376,3 +376,26 @@ async def test_a_backend_that_fails_prompts_pauses_doubling_each_time_until_one_
         assert backend.prompt_refused(2000.0, 2.0, "HTTP 500") == 2.0  # the doubling starts over
     finally:
         await backend.client.close()
+
+
+async def test_the_health_loop_survives_a_check_that_raises(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with harness(tmp_path, health_interval_s=0.01):
+        checks = 0
+        second = asyncio.Event()
+        original = Scheduler._refresh_backends
+
+        async def flaky(self: Scheduler) -> bool:
+            nonlocal checks
+            checks += 1
+            if checks == 1:
+                raise RuntimeError("a bug in a health check")
+            second.set()
+            return await original(self)
+
+        monkeypatch.setattr(Scheduler, "_refresh_backends", flaky)
+        async with asyncio.timeout(TIMEOUT):
+            await second.wait()  # the loop went on after the failure
+
+    assert any("health check failed" in r.getMessage() and r.exc_info for r in caplog.records)
