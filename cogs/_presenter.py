@@ -255,6 +255,8 @@ class Presenter:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        for tracker in self._trackers.values():
+            tracker.finish()  # nobody waits forever on a job this presenter no longer shows
         self._trackers.clear()
         for waiter in self._waiters.values():
             waiter.cancel()
