@@ -313,15 +313,23 @@ async def test_cancel_is_for_the_owner_or_an_admin(h: Harness) -> None:
 
 
 async def test_the_same_image_attached_again_is_stored_once_and_counts_as_new_for_retention(
-    h: Harness,
+    tmp_path: Path, comfy: FakeComfyUI
 ) -> None:
-    data = png((9, 9, 9))
-    first = await h.service.save_image_prompt(data)
-    path = h.services.outputs.root / first.file
-    os.utime(path, (1_000_000, 1_000_000))  # attached long ago
-    again = await h.service.save_image_prompt(data)
+    config = configure(tmp_path, comfy.url)
+    # Retention off: its first run at start would remove the file this test makes look old.
+    config = config.model_copy(update={"storage": config.storage.model_copy(update={"retention_days": 0})})
+    h = await start(config, comfy)
+    try:
+        data = png((9, 9, 9))
+        first = await h.service.save_image_prompt(data)
+        path = h.services.outputs.root / first.file
+        os.utime(path, (1_000_000, 1_000_000))  # attached long ago
+        again = await h.service.save_image_prompt(data)
+        mtime = path.stat().st_mtime
+    finally:
+        await h.services.close()
     assert again.file == first.file
-    assert path.stat().st_mtime > 1_000_000
+    assert mtime > 1_000_000
 
 
 async def test_an_image_prompt_is_uploaded_to_comfyui_and_runs_img2img(h: Harness) -> None:
