@@ -77,7 +77,7 @@ def status_text(state: StatusState) -> str:
     parts = [f"Step {min(state.step, state.total)}/{state.total}"]
     eta = format_eta(state.eta_s)
     if eta is not None and state.fraction < 1:
-        parts.append(f"about {eta} left")
+        parts.append(f"{eta} left" if eta.startswith("under") else f"about {eta} left")
     return f"{progress_bar(state.fraction)}\n{' · '.join(parts)}"
 
 

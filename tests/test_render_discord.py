@@ -103,6 +103,8 @@ def test_status_text_for_each_stage() -> None:
     assert status_text(StatusState(started=True)) == "🎨 Starting…"
     running = StatusState(started=True, fraction=0.25, step=5, total=20, eta_s=12.2)
     assert status_text(running) == "`█████░░░░░░░░░░░░░░░` 25%\nStep 5/20 · about 12 s left"
+    almost = StatusState(started=True, fraction=0.95, step=19, total=20, eta_s=0.3)
+    assert status_text(almost).endswith("Step 19/20 · under 1 s left")  # not "about under 1 s"
     no_eta = StatusState(started=True, fraction=1.0, step=20, total=20, eta_s=0.0)
     assert status_text(no_eta).endswith("\nStep 20/20")
 
