@@ -9,7 +9,7 @@ import discord
 from discord.ext import commands
 
 from bot.config import Config
-from bot.metrics import Health, MetricsServer
+from bot.metrics import Health, MetricsServer, RateLimitCounter
 from bot.services import Services
 
 log = logging.getLogger(__name__)
@@ -48,6 +48,7 @@ class ImagineBot(commands.Bot):
         self.initial_extensions = tuple(extensions)
         self.start_services = start_services
         self.metrics_server: MetricsServer | None = None
+        self._rate_limits = RateLimitCounter(services.metrics)
 
     async def setup_hook(self) -> None:
         """Load the extensions, then start the services. Commands are synced by `sync-commands`.
@@ -55,6 +56,7 @@ class ImagineBot(commands.Bot):
         Extensions subscribe to job events as they load, so they see the results of jobs that the
         scheduler re-attaches (or finds finished) while it starts.
         """
+        logging.getLogger("discord.http").addFilter(self._rate_limits)
         for name in self.initial_extensions:
             await self.load_extension(name)
         log.info("loaded %d extension(s)", len(self.initial_extensions))
@@ -106,6 +108,7 @@ class ImagineBot(commands.Bot):
             except commands.ExtensionError:
                 log.exception("unloading %s failed", name)
         await super().close()
+        logging.getLogger("discord.http").removeFilter(self._rate_limits)
         if self.metrics_server is not None:
             await self.metrics_server.close()
             self.metrics_server = None

@@ -12,7 +12,8 @@ Exposed (all prefixed `comfy_imagine_`):
   this bot's prompts), `backend_busy_seconds_total{backend}`;
 - `sampler_steps_total{backend}` and `sampler_step_rate{backend}` (steps per second over the last minute);
 - `discord_edits_total{purpose,outcome}` and `discord_posts_total{purpose,outcome}`: message edits and new
-  messages the bot made, by purpose (progress, result) and outcome (ok, not_found, error).
+  messages the bot made, by purpose (progress, result) and outcome (ok, not_found, error);
+- `discord_rate_limited_total` and `discord_global_rate_limited_total`: 429s discord.py waited out.
 """
 
 from __future__ import annotations
@@ -102,6 +103,13 @@ class Metrics:
         self.discord_posts = counter(
             "discord_posts", "New messages the bot posted, by purpose and outcome", "purpose", "outcome"
         )
+        self.discord_rate_limited = counter(
+            "discord_rate_limited",
+            "429 answers discord.py waited out (each counts toward Discord's invalid-request limit)",
+        )
+        self.discord_global_rate_limited = counter(
+            "discord_global_rate_limited", "Of those, global rate limits (the whole bot waited)"
+        )
         self._backends: dict[str, _BackendActivity] = {}
 
     # ------------------------------------------------------------------ what the scheduler reports
@@ -190,6 +198,23 @@ class Metrics:
     def exposition(self) -> bytes:
         """The registry in Prometheus' text format."""
         return generate_latest(self.registry)
+
+
+class RateLimitCounter(logging.Filter):
+    """Counts the 429s discord.py waits out, from its own warnings (it offers no other hook); a filter on
+    the `discord.http` logger that lets every record through. Needs that logger at WARNING or lower."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        super().__init__()
+        self.metrics = metrics
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.msg if isinstance(record.msg, str) else ""
+        if message.startswith("We are being rate limited."):
+            self.metrics.discord_rate_limited.inc()
+        elif message.startswith("Global rate limit has been hit"):
+            self.metrics.discord_global_rate_limited.inc()
+        return True
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,6 +15,7 @@ from bot.jobs import QueueSnapshot
 from bot.metrics import Health, Metrics, MetricsError, MetricsServer
 from tests.cli import run_cli
 from tests.e2e import running_bot, status_message, wait_for_result
+from tests.fakes.discord_server import EDIT_ROUTE
 
 EMPTY = QueueSnapshot(by_status={}, queued_by_guild={})
 
@@ -232,3 +233,21 @@ def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+async def test_429s_discord_py_waits_out_are_counted(tmp_path: Path) -> None:
+    async with running_bot(tmp_path, config_extra="[metrics]\nport = 0\n") as e2e:
+        server = e2e.bot.metrics_server
+        assert server is not None
+        fake = e2e.discord
+        fake.fail_next(EDIT_ROUTE, 429, count=2, retry_after=0.05)
+        fake.fail_next(EDIT_ROUTE, 429, retry_after=0.05, is_global=True)
+        done = await status_message(await fake.slash_command("imagine", {"prompt": "a crowded channel"}))
+        await wait_for_result(e2e, done.id)
+        async with aiohttp.ClientSession() as session:
+            text = await (await session.get(f"http://127.0.0.1:{server.port}/metrics")).text()
+
+    seen = sum(1 for c in fake.calls_to(EDIT_ROUTE) if c.status == 429)
+    assert seen == 3
+    assert value(text, "comfy_imagine_discord_rate_limited_total") == seen
+    assert value(text, "comfy_imagine_discord_global_rate_limited_total") == 1
