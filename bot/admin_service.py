@@ -11,7 +11,16 @@ from enum import Enum
 from typing import Final
 
 from bot.backends import Backend
-from bot.jobs import IN_FLIGHT_STATUSES, Job, JobKind, JobNotFound, JobStatus, UserSettings
+from bot.jobs import (
+    IN_FLIGHT_STATUSES,
+    CancelRefusal,
+    Job,
+    JobKind,
+    JobNotFound,
+    JobStatus,
+    UserSettings,
+    cancel_refusal,
+)
 from bot.services import Services
 from comfy.params import ParamError, ParseContext, parse_prompt
 
@@ -261,17 +270,17 @@ class AdminService:
         Returns the confirmation for the actor; raises AdminError with the reason otherwise.
         """
         job = await self._services.store.get(job_id)
-        if job is None or job.guild_id != guild_id:
-            # A job of another server is reported as missing: its existence is not this server's business.
+        refusal = cancel_refusal(job, guild_id=guild_id, actor_id=actor_id, admin=admin)
+        if refusal is CancelRefusal.MISSING or job is None:
             raise AdminError(
                 f"There is no job #{job_id} in this server. Pick one from the list that appears as you type."
             )
-        if not admin and job.user_id != actor_id:
+        if refusal is CancelRefusal.NOT_YOURS:
             raise AdminError(
                 f"Job #{job_id} is not yours: you can cancel only your own jobs. "
                 "Server admins (Manage Server) can cancel any job."
             )
-        if job.status.is_terminal:
+        if refusal is CancelRefusal.ENDED:
             raise AdminError(
                 f"Job #{job_id} has already ended ({STATUS_WORDS[job.status]}); there is nothing to cancel."
             )

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 
 from bot.events import Completed
 from bot.jobs import (
+    CancelRefusal,
     EnqueueLimits,
     Job,
     JobKind,
@@ -31,6 +32,7 @@ from bot.jobs import (
     LimitExceeded,
     NewJob,
     UserSettings,
+    cancel_refusal,
 )
 from bot.scheduler import IMAGE_PROMPT_DIR, IMAGE_PROMPT_KEY
 from comfy.images import ImageError, image_size
@@ -312,11 +314,12 @@ class ImagineService:
     async def cancel(self, job_id: int, *, guild_id: int, user_id: int, is_admin: bool) -> str:
         """Cancel a job for its owner or an admin; returns what to tell the member."""
         job = await self.services.store.get(job_id)
-        if job is None or job.guild_id != guild_id:
+        refusal = cancel_refusal(job, guild_id=guild_id, actor_id=user_id, admin=is_admin)
+        if refusal is CancelRefusal.MISSING or job is None:
             raise UserError("That job does not exist in this server.")
-        if job.user_id != user_id and not is_admin:
+        if refusal is CancelRefusal.NOT_YOURS:
             raise UserError(f"Only <@{job.user_id}> or an admin can cancel job #{job.id}.")
-        if job.status.is_terminal:
+        if refusal is CancelRefusal.ENDED:
             return f"Job #{job.id} has already {_ended(job.status)}."
         previous = await self.services.scheduler.cancel(job.id)
         if previous is None:

@@ -230,6 +230,26 @@ class UserSettings:
     updated_at: float = 0.0
 
 
+class CancelRefusal(StrEnum):
+    """Why a member may not cancel a job."""
+
+    MISSING = "missing"  # no such job in this guild (another guild's jobs are nobody's business here)
+    NOT_YOURS = "not_yours"  # someone else's, and the member is no admin
+    ENDED = "ended"  # it already completed, failed or was cancelled
+
+
+def cancel_refusal(job: Job | None, *, guild_id: int, actor_id: int, admin: bool) -> CancelRefusal | None:
+    """Whether `actor_id` may cancel `job` from `guild_id`: None when they may, else why not. The one rule
+    behind both the Cancel button and /cancel (each words the refusal its own way)."""
+    if job is None or job.guild_id != guild_id:
+        return CancelRefusal.MISSING
+    if job.user_id != actor_id and not admin:
+        return CancelRefusal.NOT_YOURS
+    if job.status.is_terminal:
+        return CancelRefusal.ENDED
+    return None
+
+
 @dataclass(frozen=True, slots=True)
 class GuildStats:
     """Jobs of one guild that finished since a moment, and what is waiting or running now."""

@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 
 from bot.jobs import (
     TRANSITIONS,
+    CancelRefusal,
     EnqueueLimits,
     InvalidTransition,
     Job,
@@ -31,6 +32,7 @@ from bot.jobs import (
     NewJob,
     OutputFile,
     can_transition,
+    cancel_refusal,
     overall_position,
     round_robin,
 )
@@ -957,3 +959,15 @@ async def test_children_of_a_purged_parent_keep_existing_without_it(
     await store.purge_finished_before(clock.now - 5)
     assert await store.get(parent.id) is None
     assert (await store.get(child.id)).parent_job_id is None  # type: ignore[union-attr]
+
+
+async def test_the_cancel_rule_owner_or_admin_same_guild_not_ended(store: JobStore) -> None:
+    job = await store.enqueue(new_job(GUILD_A, user=1))
+    assert cancel_refusal(job, guild_id=GUILD_A, actor_id=1, admin=False) is None
+    assert cancel_refusal(job, guild_id=GUILD_A, actor_id=2, admin=True) is None
+    assert cancel_refusal(job, guild_id=GUILD_A, actor_id=2, admin=False) is CancelRefusal.NOT_YOURS
+    assert cancel_refusal(job, guild_id=GUILD_B, actor_id=1, admin=True) is CancelRefusal.MISSING
+    assert cancel_refusal(None, guild_id=GUILD_A, actor_id=1, admin=True) is CancelRefusal.MISSING
+    await store.cancel(job.id)
+    ended = await store.get(job.id)
+    assert cancel_refusal(ended, guild_id=GUILD_A, actor_id=1, admin=False) is CancelRefusal.ENDED
