@@ -70,7 +70,8 @@ class Backend:
 
     def prompt_refused(self, now: float, base_s: float, reason: str) -> float:
         """A prompt failed on the backend's side: take no new job for `base_s`, doubled for every refusal in
-        a row (at most MAX_PAUSE_S); returns the pause. A job that keeps failing still runs out of attempts."""
+        a row (at most MAX_PAUSE_S); returns the pause. A job that keeps failing still runs out of attempts.
+        The pause ends early when a health check finds the backend back up after being down."""
         self.refusals += 1
         pause = min(MAX_PAUSE_S, base_s * 2 ** (self.refusals - 1))
         self.paused_until = now + pause
@@ -142,6 +143,9 @@ class Backend:
         self.down_since = None
         self.last_error = None
         if not was_up:
+            # Back (or up for the first time): prompts refused while it was going down say nothing now.
+            self.refusals = 0
+            self.paused_until = None
             log.info("backend %s (%s) is up: ComfyUI %s", self.name, self.config.base_url, self.version)
         return not was_up
 

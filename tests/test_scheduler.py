@@ -399,3 +399,19 @@ async def test_the_health_loop_survives_a_check_that_raises(
             await second.wait()  # the loop went on after the failure
 
     assert any("health check failed" in r.getMessage() and r.exc_info for r in caplog.records)
+
+
+async def test_a_backend_coming_back_up_forgets_the_prompts_it_failed_while_going_down(
+    fake: FakeComfyUI,
+) -> None:
+    config = BackendConfig(name="gpu0", url=fake.url, timeout_s=5)
+    backend = Backend(config=config, client=ComfyClient(config))
+    try:
+        backend.prompt_refused(100.0, 60.0, "connection refused")  # while it was going down
+        assert not backend.up and backend.paused_until == 160.0
+        assert await backend.refresh() is True  # the health check finds it up
+        assert backend.available and backend.refusals == 0 and backend.free_slots == 2
+        backend.prompt_refused(200.0, 60.0, "HTTP 500")  # up, yet failing prompts: the pause holds
+        assert await backend.refresh() is False and not backend.available
+    finally:
+        await backend.client.close()
