@@ -339,6 +339,12 @@ class Scheduler:
                 if snapshot is not None:
                     await self.store.update_progress(job.id, snap.fraction)
 
+    def _started(self, backend: Backend, job: Job) -> None:
+        """The job's prompt is executing: the backend is busy, the member is told."""
+        self._executing.add(job.id)
+        self.metrics.prompt_started(backend.name)
+        self.bus.publish(Started(job.id, job.guild_id, backend=backend.name))
+
     async def _finish(self, backend: Backend, job: Job, outcome: Outcome) -> None:
         if outcome.status is OutcomeStatus.SUCCEEDED:
             # Shielded: a cancellation (shutdown, timeout) must not lose images that already exist.
@@ -439,11 +445,6 @@ class Scheduler:
         )
 
     # ------------------------------------------------------------------ endings
-
-    def _started(self, backend: Backend, job: Job) -> None:
-        self._executing.add(job.id)
-        self.metrics.prompt_started(backend.name)
-        self.bus.publish(Started(job.id, job.guild_id, backend=backend.name))
 
     async def _mark_running(self, job: Job) -> None:
         with contextlib.suppress(InvalidTransition):
