@@ -5,13 +5,12 @@ job left in the database uses them."""
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from collections.abc import Callable
 from pathlib import Path
 
 from bot.outputs import OutputStore
-from bot.scheduler import IMAGE_PROMPT_DIR, IMAGE_PROMPT_KEY
+from bot.scheduler import IMAGE_PROMPT_DIR, IMAGE_PROMPT_KEY, image_prompt_of
 from bot.store import JobStore
 
 log = logging.getLogger(__name__)
@@ -61,11 +60,8 @@ async def _unused_image_prompts(store: JobStore, outputs: OutputStore, before: f
         return []
     used: set[str] = set()
     for raw in await store.request_jsons_mentioning(f'"{IMAGE_PROMPT_KEY}"'):
-        try:
-            file = json.loads(raw).get(IMAGE_PROMPT_KEY, {}).get("file")
-        except (ValueError, AttributeError):
-            continue
-        if isinstance(file, str):
+        image_prompt = image_prompt_of(raw)
+        if image_prompt is not None and isinstance(file := image_prompt.get("file"), str):
             used.add(Path(file).name)
     return [path for path in old if path.name not in used]
 

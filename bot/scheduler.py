@@ -405,7 +405,7 @@ class Scheduler:
         source = None
         if job.parent_job_id is not None:
             source = await self._upload_parent(backend, job)
-        elif (image_prompt := _image_prompt(job.request_json)) is not None:
+        elif (image_prompt := image_prompt_of(job.request_json)) is not None:
             source = await self._upload_image_prompt(backend, image_prompt)
         kind = kind_for(job.action, has_image=source is not None)
         template = self.templates.for_model(model, kind)
@@ -575,7 +575,8 @@ class Scheduler:
         return next((b for b in self.backends if b.name == name), None)
 
 
-def _image_prompt(request_json: str) -> dict[str, object] | None:
+def image_prompt_of(request_json: str) -> dict[str, object] | None:
+    """The image prompt a job's request carries ({"file", "width", "height"}), or None."""
     try:
         value = json.loads(request_json).get(IMAGE_PROMPT_KEY)
     except (ValueError, AttributeError):
