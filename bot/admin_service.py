@@ -127,7 +127,8 @@ class BackendReport:
     vram_used: int | None  # bytes, from the last /system_stats
     vram_total: int | None
     on_cpu: bool  # a CPU-only server reports its RAM as "VRAM"
-    last_error: str | None  # only when down
+    last_error: str | None  # when down, or why it is paused
+    paused: bool = False  # up, but taking no new job for a while after failing a prompt
 
     @property
     def vram(self) -> str | None:
@@ -460,5 +461,17 @@ def backend_report(backend: Backend) -> BackendReport:
         vram_used=device.vram_total - device.vram_free if known and device else None,
         vram_total=device.vram_total if known and device else None,
         on_cpu=device is not None and device.type == "cpu",
-        last_error=None if backend.up or not backend.last_error else excerpt(backend.last_error, ERROR_CHARS),
+        last_error=_last_error(backend),
+        paused=backend.up and backend.paused_until is not None,
     )
+
+
+def _last_error(backend: Backend) -> str | None:
+    error = (
+        backend.last_error
+        if not backend.up
+        else backend.refusal
+        if backend.paused_until is not None
+        else None
+    )
+    return excerpt(error, ERROR_CHARS) if error else None

@@ -46,6 +46,7 @@ class Backend:
     jobs: set[int] = field(default_factory=set)
     refusals: int = 0  # prompts in a row that failed on this backend's side (5xx, dropped connection)
     paused_until: float | None = None  # after a refusal, no new job until then
+    refusal: str | None = None  # why the last prompt failed, while paused
     _up_event: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
 
     @property
@@ -75,7 +76,7 @@ class Backend:
         self.refusals += 1
         pause = min(MAX_PAUSE_S, base_s * 2 ** (self.refusals - 1))
         self.paused_until = now + pause
-        self.last_error = reason
+        self.refusal = reason
         log.warning(
             "backend %s (%s) failed a prompt (%s); no new job for %.1f s",
             self.name,
@@ -87,16 +88,14 @@ class Backend:
 
     def prompt_accepted(self) -> None:
         """A prompt was queued: the backend works, forget its refusals."""
-        if self.refusals or self.paused_until is not None:
-            self.refusals = 0
-            self.paused_until = None
-            self.last_error = None
+        self.refusals = 0
+        self.paused_until = self.refusal = None
 
     def pause_over(self, now: float) -> bool:
         """End a refusal pause that is due; True when one ended (the backend takes jobs again)."""
         if self.paused_until is None or now < self.paused_until:
             return False
-        self.paused_until = None
+        self.paused_until = self.refusal = None
         return True
 
     @property
@@ -144,8 +143,7 @@ class Backend:
         self.last_error = None
         if not was_up:
             # Back (or up for the first time): prompts refused while it was going down say nothing now.
-            self.refusals = 0
-            self.paused_until = None
+            self.prompt_accepted()
             log.info("backend %s (%s) is up: ComfyUI %s", self.name, self.config.base_url, self.version)
         return not was_up
 

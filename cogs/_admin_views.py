@@ -148,7 +148,10 @@ def status_embed(report: StatusReport, *, admin: bool) -> discord.Embed:
     lines = []
     for backend in report.backends:
         name = discord.utils.escape_markdown(backend.name)
-        parts = [f"{'🟢' if backend.up else '🔴'} **{name}** — {'up' if backend.up else 'down'}"]
+        if backend.paused:
+            parts = [f"🟠 **{name}** — up, paused after a failed prompt"]
+        else:
+            parts = [f"{'🟢' if backend.up else '🔴'} **{name}** — {'up' if backend.up else 'down'}"]
         if backend.version:
             parts.append(f"ComfyUI {discord.utils.escape_markdown(backend.version)}")
         if backend.up or backend.in_flight:
@@ -156,7 +159,7 @@ def status_embed(report: StatusReport, *, admin: bool) -> discord.Embed:
         if backend.vram:
             parts.append(f"{'RAM (no GPU)' if backend.on_cpu else 'VRAM'} {backend.vram}")
         line = " · ".join(parts)
-        if not backend.up and admin and backend.last_error:
+        if admin and backend.last_error:
             error = discord.utils.escape_markdown(clip(backend.last_error, 200))
             line += f"\n  last error: {error}"
         lines.append(line)

@@ -342,3 +342,19 @@ async def test_status_shows_a_backend_up_then_down_and_todays_jobs(
     member_embed = embed_of(down_member.payload["data"])
     assert member_embed["description"] == first
     assert "start when an image server is back" in member_embed["footer"]["text"]
+
+
+async def test_status_shows_a_backend_paused_after_a_failed_prompt_with_the_reason_for_admins(
+    tmp_path: Path,
+) -> None:
+    async with running_bot(tmp_path) as e2e:
+        fake = e2e.discord
+        backend = e2e.services.scheduler.backends[0]
+        backend.prompt_refused(time.monotonic(), 3600.0, "ComfyUI answered POST /prompt with HTTP 500")
+        admin = await (await fake.slash_command("status", user=fake.admin)).response()
+        member = await (await fake.slash_command("status", user=fake.user)).response()
+
+    first, error = embed_of(admin.payload["data"])["description"].splitlines()
+    assert first.startswith("🟠 **gpu0** — up, paused after a failed prompt · ComfyUI 0.3.64 · 0/2 jobs")
+    assert error == "  last error: ComfyUI answered POST /prompt with HTTP 500"
+    assert embed_of(member.payload["data"])["description"] == first  # the reason is for admins only

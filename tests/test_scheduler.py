@@ -369,7 +369,7 @@ async def test_a_backend_that_fails_prompts_pauses_doubling_each_time_until_one_
         assert backend.available and backend.free_slots == 2
         pauses = [backend.prompt_refused(100.0, 2.0, "HTTP 500") for _ in range(12)]
         assert pauses[:4] == [2.0, 4.0, 8.0, 16.0] and pauses[-1] == MAX_PAUSE_S
-        assert not backend.available and backend.free_slots == 0 and backend.last_error == "HTTP 500"
+        assert not backend.available and backend.free_slots == 0 and backend.refusal == "HTTP 500"
         assert not backend.pause_over(100.0 + MAX_PAUSE_S - 1)
         assert backend.pause_over(100.0 + MAX_PAUSE_S) and backend.free_slots == 2
         backend.prompt_accepted()
