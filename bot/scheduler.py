@@ -255,11 +255,8 @@ class Scheduler:
             backend.prompt_refused(self._clock(), self._refusal_pause_s, str(exc))
             await self._retry_or_fail(job, f"backend {backend.name} unavailable")
         except asyncio.CancelledError:
-            if job.id in self._abandoned:
-                self._orphan(backend, job)
-                await self._retry_or_fail(job, self._abandoned.pop(job.id))
-                return
-            raise
+            if not await self._hand_over_abandoned(backend, job):
+                raise
         except ComfyError as exc:
             log.warning("job %s on %s: %s", job.id, backend.name, exc)
             await self._fail(job, "The image server answered something unexpected; an admin can see the log.")
@@ -291,11 +288,8 @@ class Scheduler:
         except BackendUnavailable as exc:
             await self._retry_or_fail(job, str(exc))
         except asyncio.CancelledError:
-            if job.id in self._abandoned:
-                self._orphan(backend, job)
-                await self._retry_or_fail(job, self._abandoned.pop(job.id))
-                return
-            raise
+            if not await self._hand_over_abandoned(backend, job):
+                raise
 
     async def _follow(self, backend: Backend, job: Job, watch: PromptWatch, tracker: ProgressTracker) -> None:
         try:
@@ -504,6 +498,16 @@ class Scheduler:
     def _refusal_pause_s(self) -> float:
         """First pause of a backend that failed a prompt on its side: the grace a down backend gets."""
         return max(self.settings.health_interval_s, self.settings.backend_grace_s)
+
+    async def _hand_over_abandoned(self, backend: Backend, job: Job) -> bool:
+        """After the health loop cancelled the job's task (its backend was down too long): mark its prompt
+        for stopping there and re-queue (or fail) the job; False when the cancellation was something else."""
+        reason = self._abandoned.pop(job.id, None)
+        if reason is None:
+            return False
+        self._orphan(backend, job)
+        await self._retry_or_fail(job, reason)
+        return True
 
     def _orphan(self, backend: Backend, job: Job) -> None:
         """The job leaves `backend` while its prompt may still wait or run there: stop it once it is back."""
