@@ -2,7 +2,8 @@
 
 Every error names the file and the key path (`backends[0].url: invalid URL 'htp://x'`). The Discord token is
 a `SecretStr`: it never appears in a repr, a log line or an error message. `DISCORD_TOKEN` in the
-environment overrides `discord.token`.
+environment overrides `discord.token`; `COMFY_IMAGINE_DATABASE_URL` overrides `storage.database`, whose
+PostgreSQL password is kept the same way (`DatabaseUrl`).
 """
 
 from __future__ import annotations
@@ -13,24 +14,100 @@ import tomllib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    GetCoreSchemaHandler,
     SecretStr,
     ValidationError,
     field_validator,
     model_validator,
 )
+from pydantic_core import core_schema
 
 from comfy.profiles import BackendConfig, ModelProfile, ParamLimits, StylePreset, TemplateConfig
 
 TOKEN_ENV = "DISCORD_TOKEN"
+DATABASE_URL_ENV = "COMFY_IMAGINE_DATABASE_URL"
+_POSTGRES_SCHEMES = ("postgresql", "postgres")
 
 
 class ConfigError(Exception):
     """The config file is missing, unreadable or invalid; the message is for the operator."""
+
+
+def redact_url(url: str) -> str:
+    """The URL with its password replaced by `***` (for logs, errors and /status)."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "(an unparseable URL)"
+    if parts.password is None:
+        return url
+    user = parts.username or ""
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    port = f":{parts.port}" if parts.port is not None else ""
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}{port}"))
+
+
+class DatabaseUrl:
+    """A `postgresql://user:password@host:port/db` URL whose password shows nowhere but `secret()`."""
+
+    __slots__ = ("_url",)
+
+    def __init__(self, url: str) -> None:
+        scheme = url.split("://", 1)[0].lower() if "://" in url else ""
+        if scheme not in _POSTGRES_SCHEMES:
+            raise ValueError("a database URL must start with postgresql://")
+        self._url = url
+
+    def secret(self) -> str:
+        """The URL in clear, for the one call that connects. Never log it."""
+        return self._url
+
+    def __str__(self) -> str:
+        return redact_url(self._url)
+
+    def __repr__(self) -> str:
+        return f"DatabaseUrl({redact_url(self._url)!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, DatabaseUrl) and other._url == self._url
+
+    def __hash__(self) -> int:
+        return hash(self._url)
+
+    @classmethod
+    def __get_pydantic_core_schema__(
+        cls, source: Any, handler: GetCoreSchemaHandler
+    ) -> core_schema.CoreSchema:
+        """Validate from a string (or an existing DatabaseUrl)."""
+
+        def validate(value: Any) -> DatabaseUrl:
+            if isinstance(value, DatabaseUrl):
+                return value
+            if not isinstance(value, str):
+                raise ValueError("expected a postgresql:// URL")
+            return cls(value)
+
+        return core_schema.no_info_plain_validator_function(validate)
+
+
+def _database_location(value: Any) -> Any:
+    """`storage.database`: a postgresql:// URL becomes a DatabaseUrl, anything else a file path."""
+    if isinstance(value, str) and "://" in value:
+        scheme = value.split("://", 1)[0].lower()
+        if scheme in _POSTGRES_SCHEMES:
+            return DatabaseUrl(value)
+        raise ValueError(
+            f"{scheme}:// is not supported; use a file path (SQLite) or a postgresql:// URL (PostgreSQL)"
+        )
+    return value
 
 
 class _Section(BaseModel):
@@ -45,6 +122,23 @@ class DiscordConfig(_Section):
     admin_role_ids: list[int] = Field(default_factory=list)
     allowed_channel_ids: list[int] = Field(default_factory=list, description="empty: every channel")
     banned_words: list[str] = Field(default_factory=list)
+    shard_count: int | None = Field(default=None, ge=1, description="the bot's total number of shards")
+    shard_ids: list[int] | None = Field(default=None, description="the shards this process connects")
+
+    @model_validator(mode="after")
+    def _shards_fit(self) -> DiscordConfig:
+        if self.shard_ids is None:
+            return self
+        if self.shard_count is None:
+            raise ValueError("shard_ids needs shard_count (the bot's total number of shards)")
+        if not self.shard_ids:
+            raise ValueError("shard_ids is empty; leave it out to run every shard")
+        bad = [i for i in self.shard_ids if not 0 <= i < self.shard_count]
+        if bad:
+            raise ValueError(f"shard_ids {bad} are outside 0..{self.shard_count - 1} (shard_count)")
+        if len(set(self.shard_ids)) != len(self.shard_ids):
+            raise ValueError("shard_ids lists a shard twice")
+        return self
 
     @field_validator("token", mode="before")
     @classmethod
@@ -54,13 +148,44 @@ class DiscordConfig(_Section):
         return value
 
 
+class S3Config(_Section):
+    """`[storage.s3]`: keep every image in an S3-compatible bucket (credentials from AWS_* variables)."""
+
+    bucket: str = Field(min_length=3, max_length=63)
+    prefix: str = ""
+    endpoint_url: str | None = Field(
+        default=None, description="for MinIO, R2 and other S3-compatible servers"
+    )
+    region: str | None = None
+
+    @field_validator("endpoint_url")
+    @classmethod
+    def _http_endpoint(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError(f"endpoint_url must start with http:// or https:// (got {value!r})")
+        return value
+
+
 class StorageConfig(_Section):
     """`[storage]`: where the job database and the images live (relative paths: beside the config file)."""
 
-    database: Path = Path("data/comfy-imagine.db")
+    database: Path | DatabaseUrl = Path("data/comfy-imagine.db")
     output_dir: Path = Path("data/outputs")
     retention_days: float = Field(default=30.0, ge=0, description="0 keeps images forever")
     max_total_mb: int = Field(default=0, ge=0, description="0 means no size cap")
+    s3: S3Config | None = None
+
+    _database_location = field_validator("database", mode="before")(_database_location)
+
+    @property
+    def database_path(self) -> Path | None:
+        """The SQLite file, or None when the database is PostgreSQL."""
+        return self.database if isinstance(self.database, Path) else None
+
+    @property
+    def database_url(self) -> DatabaseUrl | None:
+        """The PostgreSQL URL, or None when the database is a SQLite file."""
+        return self.database if isinstance(self.database, DatabaseUrl) else None
 
 
 class LimitsConfig(_Section):
@@ -94,6 +219,11 @@ class SchedulerConfig(_Section):
         description="wait for a dead backend before re-queueing; pause after a failed prompt",
     )
     max_attempts: int = Field(default=3, ge=1)
+    lease_s: float = Field(
+        default=15.0,
+        gt=0,
+        description="how long a backend stays with a process that stopped renewing its lease (PostgreSQL)",
+    )
 
 
 class MetricsConfig(_Section):
@@ -150,7 +280,8 @@ class Config(_Section):
 def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = None) -> Config:
     """Read and validate the config at `path`; `DISCORD_TOKEN` in `env` overrides `discord.token`.
 
-    Relative storage and template paths are resolved against the config file's folder.
+    `COMFY_IMAGINE_DATABASE_URL` overrides `storage.database`. Relative storage and template paths are
+    resolved against the config file's folder.
     Raises `ConfigError` with a message naming the file and each bad key.
     """
     env = os.environ if env is None else env
@@ -168,6 +299,12 @@ def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = No
     if token:
         discord = raw.get("discord")
         raw["discord"] = {**discord, "token": token} if isinstance(discord, dict) else {"token": token}
+    database = env.get(DATABASE_URL_ENV, "").strip()
+    if database:
+        storage = raw.get("storage")
+        raw["storage"] = (
+            {**storage, "database": database} if isinstance(storage, dict) else {"database": database}
+        )
     base_dir = file.resolve().parent
     try:
         config = Config.model_validate(raw)
@@ -175,7 +312,11 @@ def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = No
         raise ConfigError(_describe(file, exc)) from None
     storage = config.storage.model_copy(
         update={
-            "database": _resolve(base_dir, config.storage.database),
+            "database": (
+                _resolve(base_dir, config.storage.database)
+                if isinstance(config.storage.database, Path)
+                else config.storage.database
+            ),
             "output_dir": _resolve(base_dir, config.storage.output_dir),
         }
     )
@@ -210,7 +351,7 @@ def _key_path(loc: Sequence[int | str]) -> str:
 def _error_text(error: Any) -> str:
     kind: str = error["type"]
     loc = error["loc"]
-    secret = any(str(part) == "token" for part in loc)
+    secret = any(str(part) in ("token", "database") for part in loc)
     if kind == "extra_forbidden":
         return _unknown_key_text(loc)
     if kind == "missing":

@@ -98,3 +98,89 @@ def test_token_never_appears_in_repr_str_logs_or_errors(write_config, caplog) ->
     with pytest.raises(ConfigError) as info:
         load_config(path, env={"DISCORD_TOKEN": secret})
     assert secret not in str(info.value)
+
+
+# ----------------------------------------------------------------- scale-out keys (PostgreSQL, S3, shards)
+
+PG_URL = "postgresql://bot:hunter2-secret@db.example:5432/imagine"
+
+
+def _with(write_config, *, discord: str = "", storage: str = "", extra: str = "") -> Path:
+    """A minimal config with lines added to its [discord] and [storage] tables."""
+    path = write_config(extra=extra)
+    text = path.read_text(encoding="utf-8")
+    text = text.replace("[discord]\n", f"[discord]\n{discord}\n", 1)
+    text = text.replace(
+        'database = "data/test.db"\n', f"{storage}\n" if storage else 'database = "data/test.db"\n', 1
+    )
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_a_postgresql_url_is_the_database_and_its_password_shows_nowhere(write_config) -> None:
+    path = _with(write_config, storage=f'database = "{PG_URL}"')
+    config = load_config(path, env={})
+    url = config.storage.database_url
+    assert url is not None and config.storage.database_path is None
+    assert url.secret() == PG_URL
+    for text in (str(url), repr(url), repr(config), str(config.storage)):
+        assert "hunter2-secret" not in text
+    assert str(url) == "postgresql://bot:***@db.example:5432/imagine"
+
+
+def test_the_environment_overrides_the_database(write_config) -> None:
+    path = write_config()
+    config = load_config(path, env={"COMFY_IMAGINE_DATABASE_URL": PG_URL})
+    assert config.storage.database_url is not None
+    assert config.storage.database_url.secret() == PG_URL
+
+
+def test_a_database_url_of_another_engine_is_refused_without_echoing_it(write_config) -> None:
+    path = _with(write_config, storage='database = "mysql://u:topsecret@h/db"')
+    with pytest.raises(ConfigError, match=r"storage\.database: .*mysql:// is not supported") as info:
+        load_config(path, env={})
+    assert "topsecret" not in str(info.value)
+
+
+def test_s3_section_is_read(write_config) -> None:
+    path = write_config(
+        extra='\n[storage.s3]\nbucket = "imagine-images"\nprefix = "prod/"\nendpoint_url = "http://minio:9000"\n'
+    )
+    s3 = load_config(path, env={}).storage.s3
+    assert s3 is not None
+    assert (s3.bucket, s3.prefix, s3.endpoint_url, s3.region) == (
+        "imagine-images",
+        "prod/",
+        "http://minio:9000",
+        None,
+    )
+
+
+def test_s3_endpoint_must_be_http(write_config) -> None:
+    path = write_config(extra='\n[storage.s3]\nbucket = "abc"\nendpoint_url = "minio:9000"\n')
+    with pytest.raises(ConfigError, match=r"storage\.s3\.endpoint_url: .*http://"):
+        load_config(path, env={})
+
+
+def test_shards_and_lease_are_read(write_config) -> None:
+    path = _with(
+        write_config, discord="shard_count = 2\nshard_ids = [1]", extra="\n[scheduler]\nlease_s = 5\n"
+    )
+    config = load_config(path, env={})
+    assert (config.discord.shard_count, config.discord.shard_ids) == (2, [1])
+    assert config.scheduler.lease_s == 5
+
+
+@pytest.mark.parametrize(
+    ("shards", "message"),
+    [
+        ("shard_ids = [0]", "shard_ids needs shard_count"),
+        ("shard_count = 2\nshard_ids = [2]", r"shard_ids \[2\] are outside 0..1"),
+        ("shard_count = 2\nshard_ids = [0, 0]", "lists a shard twice"),
+        ("shard_count = 0", "greater than or equal to 1"),
+    ],
+)
+def test_bad_shard_settings_are_named(write_config, shards: str, message: str) -> None:
+    path = _with(write_config, discord=shards)
+    with pytest.raises(ConfigError, match=message):
+        load_config(path, env={})
