@@ -100,6 +100,7 @@ class RemixModal(discord.ui.Modal, title="Remix"):
         self.zoom: discord.ui.TextInput[RemixModal] = discord.ui.TextInput(
             custom_id="zoom", required=False, max_length=3
         )
+        self.add_item(discord.ui.TextDisplay("Change the prompt, or zoom out"))
         self.add_item(self.prompt)
         self.add_item(discord.ui.Label(text="Zoom (1.0-2.0)", component=self.zoom))
 
@@ -822,7 +823,8 @@ async def test_modal_from_a_button_is_recorded_and_submitted_through_discord_py(
     assert modal is not None and (modal["custom_id"], modal["title"]) == ("remix:modal", "Remix")
     assert submit.payload["type"] == INTERACTION_MODAL_SUBMIT
     assert submit.payload["message"]["id"] == str(grid.id)
-    row, label = submit.payload["data"]["components"]
+    display, row, label = submit.payload["data"]["components"]
+    assert display["type"] == 10 and "content" not in display
     assert row == {
         "type": 1,
         "components": [{"type": 4, "custom_id": "prompt", "value": "a lighthouse at dusk"}],

@@ -750,6 +750,8 @@ class FakeDiscord:
                 child = _submitted(top.get("component") or {}, given, used)
                 if child is not None:
                     submitted.append(_with_id(top, {"type": 18, "component": child}))
+            elif top.get("type") == 10:  # a text display comes back as itself, without its content
+                submitted.append(_with_id(top, {"type": 10}))
         unknown = sorted(set(given) - used)
         if unknown:
             raise ValueError(f"the modal {modal.get('custom_id')!r} has no input {unknown}")
