@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, field_validator
 
-TEMPLATE_KINDS = ("txt2img", "img2img", "upscale", "variation", "zoom", "pan")
+TEMPLATE_KINDS = ("txt2img", "img2img", "upscale", "variation", "zoom", "pan", "blend")
 
 
 class _Frozen(BaseModel):

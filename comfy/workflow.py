@@ -7,9 +7,15 @@ values to inputs, so a prompt is always one literal string and can never change 
 
 Missing values: a bound parameter that is absent from `values` (or None) keeps the value the template's
 JSON holds at that input (the template's default), except the parameters in `REQUIRED_PARAMETERS`
-(positive, seed, checkpoint, image, filename_prefix): a job without them would silently repeat a seed,
-overwrite files or use the wrong model, so rendering fails instead. Values the template does not bind are
-ignored. Bindings may only point at inputs holding a value (never at a link between nodes).
+(positive, seed, checkpoint, image, filename_prefix, and a blend's other images and blend factors): a job
+without them would silently repeat a seed, overwrite files, use the wrong model or mix the wrong pictures,
+so rendering fails instead. Values the template does not bind are ignored. Bindings may only point at
+inputs holding a value (never at a link between nodes).
+
+Blend (`/blend`, 2 to 5 images): a blend template has five image slots, `image` and `image_2`..`image_5`,
+and mixes slot k into the mix of slots 1..k-1 with `blend_factor_k` (k = 2..5), the share of image k in
+the mix of images 1..k. `blend_values()` fills every slot for any count: unused slots repeat the first
+image with factor 0, so they add nothing, and the graph keeps one shape (no nodes to prune or rewire).
 """
 
 from __future__ import annotations
@@ -27,6 +33,13 @@ from typing import Any
 from comfy.profiles import TEMPLATE_KINDS, ModelProfile, TemplateConfig
 
 log = logging.getLogger(__name__)
+
+# A blend mixes 2 to 5 images; a blend template has a slot for each of the 5 (see the module docstring).
+BLEND_SLOTS = 5
+BLEND_MIN_IMAGES = 2
+BLEND_DENOISE = 0.7  # how far the sampler may move from the mixed picture: enough to make one image of it
+_BLEND_IMAGES = ("image", *(f"image_{slot}" for slot in range(2, BLEND_SLOTS + 1)))
+_BLEND_FACTORS = tuple(f"blend_factor_{slot}" for slot in range(2, BLEND_SLOTS + 1))
 
 _STR = (str,)
 _INT = (int,)
@@ -57,15 +70,23 @@ PARAMETERS: Mapping[str, tuple[type, ...]] = MappingProxyType(
         "feathering": _INT,
         "filename_prefix": _STR,
         "tile": _BOOL,
+        **dict.fromkeys(_BLEND_IMAGES[1:], _STR),
+        **dict.fromkeys(_BLEND_FACTORS, _NUM),
     }
 )
 
 # Bound parameters that must be given at render time (see the module docstring).
-REQUIRED_PARAMETERS = frozenset({"positive", "seed", "checkpoint", "image", "filename_prefix"})
+REQUIRED_PARAMETERS = frozenset(
+    {"positive", "seed", "checkpoint", "filename_prefix", *_BLEND_IMAGES, *_BLEND_FACTORS}
+)
 
 # What a template of each kind must bind to be usable by the bot.
 _KIND_NEEDS: Mapping[str, tuple[str, ...]] = MappingProxyType(
-    {kind: ("positive", "seed") if kind == "txt2img" else ("image",) for kind in TEMPLATE_KINDS}
+    {
+        **dict.fromkeys(TEMPLATE_KINDS, ("image",)),
+        "txt2img": ("positive", "seed"),
+        "blend": (*_BLEND_IMAGES, *_BLEND_FACTORS),
+    }
 )
 
 OUTPUT_CLASSES = frozenset(
@@ -133,6 +154,17 @@ _BUILTIN_BINDINGS: Mapping[str, Mapping[str, str | list[str]]] = MappingProxyTyp
         },
         "zoom": {**_COMMON_BINDINGS, **_OUTPAINT_BINDINGS},
         "pan": {**_COMMON_BINDINGS, **_OUTPAINT_BINDINGS},
+        # LoadImage "Image k" -> ImageScale "Resize k" -> ImageBlend "Mix k" (k >= 2, chained from "Resize 1")
+        # -> one VAEEncode -> RepeatLatentBatch -> KSampler at denoise < 1: the mixed picture, redrawn 4 ways.
+        "blend": {
+            **_COMMON_BINDINGS,
+            **{name: f"Image {slot}.image" for slot, name in enumerate(_BLEND_IMAGES, start=1)},
+            **{name: f"Mix {slot}.blend_factor" for slot, name in enumerate(_BLEND_FACTORS, start=2)},
+            "width": [f"Resize {slot}.width" for slot in range(1, BLEND_SLOTS + 1)],
+            "height": [f"Resize {slot}.height" for slot in range(1, BLEND_SLOTS + 1)],
+            "batch_size": "Batch.amount",
+            "denoise": "Sampler.denoise",
+        },
     }
 )
 
@@ -455,6 +487,36 @@ def outpaint_padding(width: int, height: int, action: str) -> dict[str, int]:
         "width": out_width,
         "height": out_height,
     }
+
+
+def blend_values(
+    images: Sequence[str], *, width: int, height: int, denoise: float = BLEND_DENOISE
+) -> dict[str, object]:
+    """The values that fill a blend template's five image slots with 2 to 5 images, weighing them equally.
+
+    `images` are the names LoadImage takes (what `/upload/image` answered), in order; `width` x `height` is
+    the size each image is scaled and centre-cropped to, which is also the output size (multiples of 8).
+    Slot k gets image k and `blend_factor_k` = 1/k, its share of the mix of images 1..k, so each of n
+    images ends up weighing 1/n. Unused slots load the first image again with factor 0.0 and add nothing.
+    `denoise` is returned too, so that merging these values over a fresh prompt's (denoise 1.0, which
+    would ignore the images) keeps the blend's.
+    """
+    count = len(images)
+    if not BLEND_MIN_IMAGES <= count <= BLEND_SLOTS:
+        raise ValueError(f"a blend takes {BLEND_MIN_IMAGES} to {BLEND_SLOTS} images, got {count}")
+    if not all(isinstance(name, str) and name for name in images):
+        raise ValueError(f"image names must be non-empty strings, got {list(images)!r}")
+    for label, size in (("width", width), ("height", height)):
+        if isinstance(size, bool) or not isinstance(size, int) or size < 8 or size % 8:
+            raise ValueError(f"{label} must be a positive multiple of 8, got {size!r}")
+    if not 0.0 < denoise <= 1.0:
+        raise ValueError(f"denoise must be in (0, 1], got {denoise!r}")
+    values: dict[str, object] = {"width": width, "height": height, "denoise": denoise}
+    for slot, name in enumerate(_BLEND_IMAGES, start=1):
+        values[name] = images[slot - 1] if slot <= count else images[0]
+    for slot, name in enumerate(_BLEND_FACTORS, start=2):
+        values[name] = 1.0 / slot if slot <= count else 0.0
+    return values
 
 
 # --- parsing and validation -------------------------------------------------------------------------

@@ -13,6 +13,7 @@ from bot.checks import run_checks
 from bot.config import Config, load_config
 
 TXT2IMG = Path(__file__).resolve().parent.parent / "comfy" / "templates" / "txt2img.json"
+BLEND = TXT2IMG.with_name("blend.json")
 
 CONFIG = """
 [discord]
@@ -114,6 +115,70 @@ async def test_every_kind_a_model_uses_is_checked(fake, make_config, tmp_path) -
     assert all("'ImagePadForOutpaint' does not exist" in p for p in problems)
 
 
+async def test_builtin_blend_is_checked_for_every_model(fake, make_config) -> None:
+    del fake.object_info["ImageBlend"]
+
+    report = await run_checks(make_config(fake.url))
+
+    problems = report.backends[0].problems
+    assert report.exit_code == 1
+    assert [p.split(":")[1].strip() for p in problems] == [
+        f"node 4{k} ('Mix {k}', ImageBlend)" for k in range(2, 6)
+    ]
+    assert all(p.startswith("template 'blend'") and "'ImageBlend' does not exist" in p for p in problems)
+
+
+def blend_template(tmp_path: Path, *, replace_class: str | None = None) -> str:
+    """An operator's blend template (the built-in graph), its mixing node optionally swapped for another class."""
+    graph = json.loads(BLEND.read_text(encoding="utf-8"))
+    if replace_class is not None:
+        graph["45"]["class_type"] = replace_class
+    (tmp_path / "my_blend.json").write_text(json.dumps(graph), encoding="utf-8")
+    images = ", ".join(
+        f'{name} = "Image {k}.image"'
+        for k, name in enumerate(["image", *(f"image_{i}" for i in range(2, 6))], 1)
+    )
+    factors = ", ".join(f'blend_factor_{k} = "Mix {k}.blend_factor"' for k in range(2, 6))
+    return f"""
+[[templates]]
+name = "my_blend"
+kind = "blend"
+path = "my_blend.json"
+bindings = {{ {images}, {factors}, positive = "Positive.text", seed = "Sampler.seed", checkpoint = "Load Checkpoint.ckpt_name" }}
+"""
+
+
+async def test_operator_blend_template_is_checked_against_the_backend(fake, make_config, tmp_path) -> None:
+    model_extra = 'templates = { blend = "my_blend" }'
+    fits = make_config(fake.url, model_extra=model_extra, extra=blend_template(tmp_path))
+    assert (await run_checks(fits)).exit_code == 0
+
+    broken = make_config(
+        fake.url, model_extra=model_extra, extra=blend_template(tmp_path, replace_class="MixFive")
+    )
+    report = await run_checks(broken)
+
+    assert report.exit_code == 1
+    [problem] = report.backends[0].problems
+    assert problem.startswith("template 'my_blend': node 45 ('Mix 5', MixFive)")
+
+
+async def test_blend_template_binding_too_few_slots_is_a_config_problem(fake, make_config, tmp_path) -> None:
+    (tmp_path / "two.json").write_text(BLEND.read_text(encoding="utf-8"), encoding="utf-8")
+    extra = """
+[[templates]]
+name = "two"
+kind = "blend"
+path = "two.json"
+bindings = { image = "Image 1.image", image_2 = "Image 2.image", blend_factor_2 = "Mix 2.blend_factor" }
+"""
+    report = await run_checks(make_config(fake.url, extra=extra))
+
+    assert report.exit_code == 2
+    [problem] = report.config_problems
+    assert "a template of kind 'blend' must bind 'image_3'" in problem
+
+
 async def test_custom_template_that_fits_passes(fake, make_config, tmp_path) -> None:
     config = make_config(
         fake.url, model_extra='templates = { txt2img = "fancy" }', extra=custom_template(tmp_path)
@@ -142,7 +207,7 @@ async def test_model_naming_an_unknown_template_is_a_config_problem(fake, make_c
     assert report.exit_code == 2
     assert report.config_problems == [
         "models: model 'tiny': templates.upscale = 'nope' is not a known template; known: "
-        "img2img, pan, txt2img, upscale, variation, zoom"
+        "blend, img2img, pan, txt2img, upscale, variation, zoom"
     ]
 
 

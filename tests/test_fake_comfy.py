@@ -15,6 +15,7 @@ import aiohttp
 import pytest
 from PIL import Image
 
+from comfy.workflow import blend_values, load_builtin_templates
 from tests.fakes.comfy_server import FakeComfyUI
 
 PROTOCOL = Path(__file__).parent / "data" / "protocol"
@@ -452,6 +453,81 @@ async def test_uploaded_image_flows_through_load_image_and_scaling(fake, http, s
     missing["1"]["inputs"]["image"] = "nothing.png"
     status, body = await post(http, fake, {"prompt": missing})
     assert status == 400 and body["node_errors"]["1"]["errors"][0]["type"] == "custom_validation_failed"
+
+
+BLEND_COLOURS = [(200, 0, 0), (0, 0, 200), (0, 200, 0), (250, 250, 250), (0, 0, 0)]
+
+
+async def upload_png(
+    http: aiohttp.ClientSession,
+    fake: FakeComfyUI,
+    name: str,
+    size: tuple[int, int],
+    colour: tuple[int, int, int],
+) -> str:
+    buffer = io.BytesIO()
+    Image.new("RGB", size, colour).save(buffer, format="PNG")
+    form = aiohttp.FormData()
+    form.add_field("image", buffer.getvalue(), filename=name, content_type="image/png")
+    async with http.post(f"{fake.url}/upload/image", data=form) as response:
+        return str((await response.json())["name"])
+
+
+@pytest.mark.parametrize("count", [2, 5])
+async def test_builtin_blend_runs_and_yields_four_images_mixing_every_input(
+    fake, http, sockets, count
+) -> None:
+    raw = await sockets("bot-1")
+    colours = BLEND_COLOURS[:count]
+    names = [await upload_png(http, fake, f"in_{i}.png", (40 + 8 * i, 30), c) for i, c in enumerate(colours)]
+    values = {
+        "positive": "",
+        "seed": 3,
+        "steps": 2,
+        "checkpoint": "random_sd15_tiny.safetensors",
+        "filename_prefix": "blend/job_1",
+    }
+    graph = load_builtin_templates()["blend"].render(values | blend_values(names, width=64, height=96))
+
+    await run(http, fake, raw, graph)
+
+    images = raw.of_type("executed")[0]["output"]["images"]
+    assert [i["filename"] for i in images] == [f"job_1_0000{n}_.png" for n in (1, 2, 3, 4)]
+    expected = tuple(round(sum(c[channel] for c in colours) / count) for channel in range(3))
+    for image in images:
+        png = Image.open(io.BytesIO(fake.file(image["filename"], "blend") or b""))
+        assert png.size == (64, 96)
+        assert all(abs(got - want) <= 2 for got, want in zip(png.getpixel((5, 5)), expected, strict=True))
+
+
+async def test_latent_blend_weighs_samples1_by_the_factor_like_comfyui(fake, http, sockets) -> None:
+    raw = await sockets("bot-1")
+    red = await upload_png(http, fake, "red.png", (32, 32), (200, 0, 0))
+    blue = await upload_png(http, fake, "blue.png", (32, 32), (0, 0, 200))
+
+    def encoded(image_node: str) -> dict[str, Any]:
+        return {"class_type": "VAEEncode", "inputs": {"pixels": [image_node, 0], "vae": ["1", 2]}}
+
+    graph = {
+        "1": {
+            "class_type": "CheckpointLoaderSimple",
+            "inputs": {"ckpt_name": "random_sd15_tiny.safetensors"},
+        },
+        "2": {"class_type": "LoadImage", "inputs": {"image": red}},
+        "3": {"class_type": "LoadImage", "inputs": {"image": blue}},
+        "4": encoded("2"),
+        "5": encoded("3"),
+        "6": {
+            "class_type": "LatentBlend",
+            "inputs": {"samples1": ["4", 0], "samples2": ["5", 0], "blend_factor": 0.75},
+        },
+        "7": {"class_type": "VAEDecode", "inputs": {"samples": ["6", 0], "vae": ["1", 2]}},
+        "8": {"class_type": "SaveImage", "inputs": {"images": ["7", 0], "filename_prefix": "latent_mix"}},
+    }
+    await run(http, fake, raw, graph)
+
+    png = Image.open(io.BytesIO(fake.file("latent_mix_00001_.png") or b""))
+    assert png.getpixel((1, 1)) == (150, 0, 50)  # samples1 x 0.75 + samples2 x 0.25
 
 
 async def test_upload_without_overwrite_renames_a_different_file(fake, http) -> None:

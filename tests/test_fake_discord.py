@@ -7,25 +7,46 @@ import contextlib
 import io
 import re
 import zlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import discord
 import pytest
 from discord import app_commands
 from discord.ext import commands
+from PIL import Image
 
 from tests.fakes.discord_models import (
     CALLBACK_AUTOCOMPLETE_RESULT,
     CALLBACK_CHANNEL_MESSAGE,
     CALLBACK_DEFERRED_CHANNEL_MESSAGE,
+    CALLBACK_MODAL,
     CALLBACK_UPDATE_MESSAGE,
     FILESIZE_LIMIT_BY_TIER,
+    INTERACTION_MODAL_SUBMIT,
+    allowed_mentions_errors,
     commands_errors,
     components_errors,
 )
-from tests.fakes.discord_server import CALLBACK_ROUTE, EDIT_ROUTE, FOLLOWUP_ROUTE, SEND_ROUTE, FakeDiscord
+from tests.fakes.discord_server import (
+    ADD_REACTION_ROUTE,
+    CALLBACK_ROUTE,
+    CREATE_DM_ROUTE,
+    DELETE_ROUTE,
+    EDIT_ROUTE,
+    FOLLOWUP_ROUTE,
+    REMOVE_OWN_REACTION_ROUTE,
+    SEND_ROUTE,
+    FakeDiscord,
+)
 
 PNG_BYTES = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4
+
+
+def png_bytes(width: int, height: int) -> bytes:
+    """A real PNG of this size (Discord reports an image attachment's width and height)."""
+    buffer = io.BytesIO()
+    Image.new("RGB", (width, height), (10, 20, 30)).save(buffer, format="PNG")
+    return buffer.getvalue()
 
 
 class CounterButton(discord.ui.DynamicItem[discord.ui.Button], template=r"counter:(?P<count>\d+)"):
@@ -68,9 +89,50 @@ class ZlibDecompressionContext:
         return message.decode()
 
 
-def make_bot(held: asyncio.Queue[discord.Interaction] | None = None) -> commands.Bot:
+class RemixModal(discord.ui.Modal, title="Remix"):
+    """A modal prefilled with the parent prompt: one text input in an action row, one inside a Label."""
+
+    def __init__(self, prompt: str) -> None:
+        super().__init__(custom_id="remix:modal")
+        self.prompt: discord.ui.TextInput[RemixModal] = discord.ui.TextInput(
+            label="Prompt", custom_id="prompt", default=prompt, max_length=100
+        )
+        self.zoom: discord.ui.TextInput[RemixModal] = discord.ui.TextInput(
+            custom_id="zoom", required=False, max_length=3
+        )
+        self.add_item(discord.ui.TextDisplay("Change the prompt, or zoom out"))
+        self.add_item(self.prompt)
+        self.add_item(discord.ui.Label(text="Zoom (1.0-2.0)", component=self.zoom))
+
+    async def on_submit(self, interaction: discord.Interaction) -> None:
+        await interaction.response.edit_message(
+            content=f"{self.prompt.value} --zoom {self.zoom.value or '-'}"
+        )
+
+
+class Recorder:
+    """Collects the raw gateway events a bot's listeners receive."""
+
+    def __init__(self, bot: commands.Bot, *events: str) -> None:
+        self.seen: asyncio.Queue[tuple[str, object]] = asyncio.Queue()
+        for event in events:
+            bot.add_listener(self._keep(event), f"on_{event}")
+
+    def _keep(self, event: str) -> Callable[[object], Awaitable[None]]:
+        async def keep(payload: object) -> None:
+            self.seen.put_nowait((event, payload))
+
+        return keep
+
+    async def next(self) -> tuple[str, object]:
+        return await asyncio.wait_for(self.seen.get(), timeout=5)
+
+
+def make_bot(
+    held: asyncio.Queue[discord.Interaction] | None = None, intents: discord.Intents | None = None
+) -> commands.Bot:
     """A plain commands.Bot with the commands the tests drive."""
-    bot = commands.Bot(command_prefix="!", intents=discord.Intents.default())
+    bot = commands.Bot(command_prefix="!", intents=intents or discord.Intents.default())
     bot.add_dynamic_items(CounterButton)
     inbox: asyncio.Queue[discord.Interaction] = held if held is not None else asyncio.Queue()
 
@@ -118,6 +180,29 @@ def make_bot(held: asyncio.Queue[discord.Interaction] | None = None) -> commands
     async def measure(interaction: discord.Interaction, image: discord.Attachment) -> None:
         data = await image.read()
         await interaction.response.send_message(f"{image.filename}: {len(data)} bytes, {image.content_type}")
+
+    @bot.tree.command(name="mix", description="Download two to three attached images")
+    async def mix(
+        interaction: discord.Interaction,
+        image1: discord.Attachment,
+        image2: discord.Attachment,
+        image3: discord.Attachment | None = None,
+    ) -> None:
+        given = [a for a in (image1, image2, image3) if a is not None]
+        sizes = [f"{a.filename} {len(await a.read())} {a.content_type} {a.width}x{a.height}" for a in given]
+        await interaction.response.send_message("; ".join(sizes))
+
+    @bot.tree.command(name="remix", description="Post a message with a Remix button")
+    async def remix(interaction: discord.Interaction) -> None:
+        button: discord.ui.Button[discord.ui.View] = discord.ui.Button(label="Remix", custom_id="remix:1")
+
+        async def open_modal(click: discord.Interaction) -> None:
+            await click.response.send_modal(RemixModal("a lighthouse at dusk"))
+
+        button.callback = open_modal
+        view = discord.ui.View(timeout=None)
+        view.add_item(button)
+        await interaction.response.send_message("a lighthouse at dusk", view=view)
 
     @bot.tree.command(name="pick", description="Pick a sampler")
     async def pick(interaction: discord.Interaction, sampler: str) -> None:
@@ -535,3 +620,257 @@ async def test_leaving_the_fake_restores_discord_py_endpoints() -> None:
         assert str(discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY) == f"{fake.ws_base}/"
 
     assert (discord.http.Route.BASE, discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY) == (base, gateway)
+
+
+# --- reactions, DMs, deletes, modals, attachments, mentions --------------------------------------------
+
+
+async def test_member_reaction_reaches_a_restarted_bot_as_a_raw_event(fake: FakeDiscord) -> None:
+    async with running(fake, make_bot()) as bot:
+        channel = bot.get_channel(fake.channel.id)
+        assert isinstance(channel, discord.TextChannel)
+        sent = await channel.send("your grid")
+
+    bot = make_bot()  # a new process: the message is in no cache, only raw events can report on it
+    events = Recorder(bot, "raw_reaction_add", "raw_reaction_remove", "reaction_add")
+    async with running(fake, bot):
+        added = await fake.react(sent.id, "✉️", user=fake.user)
+        kind, raw = await events.next()
+        removed = await fake.unreact(sent.id, "✉️", user=fake.user)
+        kind_removed, raw_removed = await events.next()
+
+    assert kind == "raw_reaction_add" and isinstance(raw, discord.RawReactionActionEvent)
+    assert (raw.message_id, raw.channel_id, raw.guild_id) == (sent.id, fake.channel.id, fake.guild.id)
+    assert (raw.user_id, raw.message_author_id, str(raw.emoji), raw.burst) == (
+        fake.user.id,
+        fake.application_id,
+        "✉️",
+        False,
+    )
+    assert raw.member is not None and raw.member.display_name == "Alice"
+    assert added is not None and added["member"]["user"]["id"] == str(fake.user.id)
+    assert added["emoji"] == {"id": None, "name": "✉️"} and added["type"] == 0
+    assert kind_removed == "raw_reaction_remove" and isinstance(raw_removed, discord.RawReactionActionEvent)
+    assert raw_removed.member is None and raw_removed.user_id == fake.user.id
+    assert removed is not None and "member" not in removed and "message_author_id" not in removed
+    assert not fake.message(sent.id).reacted("✉️", fake.user)
+    assert fake.dispatched("MESSAGE_REACTION_ADD") == [added]
+
+
+async def test_reactions_are_not_sent_without_the_reactions_intent(fake: FakeDiscord) -> None:
+    intents = discord.Intents.default()
+    intents.reactions = False
+    bot = make_bot(intents=intents)
+    events = Recorder(bot, "raw_reaction_add")
+    async with running(fake, bot) as bot:
+        channel = bot.get_channel(fake.channel.id)
+        assert isinstance(channel, discord.TextChannel)
+        sent = await channel.send("your grid")
+        added = await fake.react(sent.id, "❌", user=fake.admin)
+        await (await fake.slash_command("hello")).response()  # gateway events arrive in order
+
+    assert added is not None and fake.message(sent.id).reacted("❌", fake.admin)
+    assert fake.dispatched("MESSAGE_REACTION_ADD") == []
+    assert events.seen.empty()
+
+
+async def test_reacting_twice_sends_one_event_and_non_members_cannot_react(fake: FakeDiscord) -> None:
+    outsider = fake.add_user("mallory")
+    async with running(fake, make_bot()) as bot:
+        channel = bot.get_channel(fake.channel.id)
+        assert isinstance(channel, discord.TextChannel)
+        sent = await channel.send("your grid")
+        first = await fake.react(sent.id, "✉️")
+        second = await fake.react(sent.id, "✉️")
+        with pytest.raises(ValueError, match="not a member"):
+            await fake.react(sent.id, "✉️", user=outsider)
+        with pytest.raises(ValueError, match="not an emoji"):
+            await fake.react(sent.id, "x")
+
+    assert first is not None and second is None
+    assert len(fake.dispatched("MESSAGE_REACTION_ADD")) == 1
+
+
+async def test_bot_adds_lists_and_removes_reactions_over_rest(fake: FakeDiscord) -> None:
+    bot = make_bot()
+    events = Recorder(bot, "raw_reaction_add")
+    async with running(fake, bot):
+        channel = bot.get_channel(fake.channel.id)
+        assert isinstance(channel, discord.TextChannel)
+        sent = await channel.send("your grid")
+        await sent.add_reaction("✉️")
+        await sent.add_reaction("❌")
+        _, own = await events.next()
+        await fake.react(sent.id, "✉️", user=fake.user)
+        fetched = await channel.fetch_message(sent.id)
+        envelope = next(r for r in fetched.reactions if str(r.emoji) == "✉️")
+        reactors = [u.id async for u in envelope.users()]
+        await sent.remove_reaction("❌", bot.user)  # type: ignore[arg-type]
+        with pytest.raises(discord.HTTPException) as unknown:
+            await sent.add_reaction("x")
+        with pytest.raises(discord.Forbidden) as forbidden:
+            await sent.remove_reaction("✉️", discord.Object(fake.user.id))
+
+    assert isinstance(own, discord.RawReactionActionEvent) and own.user_id == fake.application_id
+    assert (envelope.count, envelope.me) == (2, True)
+    assert sorted(reactors) == sorted([fake.application_id, fake.user.id])
+    assert fake.calls_to(ADD_REACTION_ROUTE)[0].params["emoji"] == "✉️"
+    assert [c.status for c in fake.calls_to(REMOVE_OWN_REACTION_ROUTE)] == [204]
+    assert fake.message(sent.id).reactions == {"✉️": [fake.application_id, fake.user.id]}
+    assert (unknown.value.status, unknown.value.code) == (400, 10014)
+    assert forbidden.value.code == 50013  # removing someone else's reaction needs Manage Messages
+
+
+async def test_dm_with_a_file_is_recorded_in_the_members_dm_channel(fake: FakeDiscord) -> None:
+    async with running(fake, make_bot()) as bot:
+        member = await bot.fetch_user(fake.user.id)
+        sent = await member.send(
+            "a lighthouse at dusk --seed 7", file=discord.File(io.BytesIO(PNG_BYTES), "0.png")
+        )
+        again = await member.send("second")
+
+    channel = fake.dm_channel(fake.user)
+    assert channel is not None and channel.recipient == fake.user
+    assert [m.id for m in fake.dm_messages(fake.user)] == [sent.id, again.id]
+    first = fake.dm_messages(fake.user)[0]
+    assert (first.content, first.guild_id, [a.filename for a in first.attachments]) == (
+        "a lighthouse at dusk --seed 7",
+        None,
+        ["0.png"],
+    )
+    assert fake.calls_to(CREATE_DM_ROUTE)[0].payload == {"recipient_id": fake.user.id}
+    assert fake.messages_in(fake.channel) == []
+
+
+async def test_reaction_in_a_dm_comes_without_guild_or_member(fake: FakeDiscord) -> None:
+    bot = make_bot()
+    events = Recorder(bot, "raw_reaction_add")
+    async with running(fake, bot):
+        sent = await (await bot.fetch_user(fake.user.id)).send("your image")
+        added = await fake.react(sent.id, "❌", user=fake.user)
+        _, raw = await events.next()
+        with pytest.raises(ValueError, match="cannot see the DMs"):
+            await fake.react(sent.id, "❌", user=fake.admin)
+
+    assert isinstance(raw, discord.RawReactionActionEvent)
+    assert (raw.guild_id, raw.member, raw.user_id) == (None, None, fake.user.id)
+    assert added is not None and "guild_id" not in added and "member" not in added
+
+
+async def test_closed_dms_answer_cannot_send_messages_to_this_user(fake: FakeDiscord) -> None:
+    fake.set_dms_open(fake.user, False)
+    async with running(fake, make_bot()) as bot:
+        member = await bot.fetch_user(fake.user.id)
+        with pytest.raises(discord.Forbidden) as closed:
+            await member.send("your image")
+
+    assert (closed.value.status, closed.value.code) == (403, 50007)
+    assert fake.dm_channel(fake.user) is not None and fake.dm_messages(fake.user) == []
+
+
+async def test_deleted_message_is_recorded_and_announced_on_the_gateway(fake: FakeDiscord) -> None:
+    bot = make_bot()
+    events = Recorder(bot, "raw_message_delete")
+    async with running(fake, bot):
+        channel = bot.get_channel(fake.channel.id)
+        assert isinstance(channel, discord.TextChannel)
+        status = await channel.send("Queued, position 1")
+        await status.delete()
+        _, raw = await events.next()
+        with pytest.raises(discord.NotFound) as gone:
+            await status.delete()
+
+    assert isinstance(raw, discord.RawMessageDeleteEvent) and raw.message_id == status.id
+    assert fake.message(status.id).deleted and fake.message(status.id).deleted_at is not None
+    assert fake.latest_message() is None
+    assert fake.dispatched("MESSAGE_DELETE") == [
+        {"id": str(status.id), "channel_id": str(fake.channel.id), "guild_id": str(fake.guild.id)}
+    ]
+    assert [c.status for c in fake.calls_to(DELETE_ROUTE)] == [204, 404] and gone.value.code == 10008
+
+
+async def test_message_delete_needs_the_guild_messages_intent(fake: FakeDiscord) -> None:
+    intents = discord.Intents.default()
+    intents.guild_messages = False
+    async with running(fake, make_bot(intents=intents)) as bot:
+        channel = bot.get_channel(fake.channel.id)
+        assert isinstance(channel, discord.TextChannel)
+        await (await channel.send("Queued")).delete()
+
+    assert fake.dispatched("MESSAGE_DELETE") == []
+
+
+async def test_modal_from_a_button_is_recorded_and_submitted_through_discord_py(fake: FakeDiscord) -> None:
+    async with running(fake, make_bot()):
+        await (await fake.slash_command("remix")).response()
+        grid = fake.latest_message()
+        assert grid is not None
+        click = await fake.click(grid, "remix:1")
+        opened = await click.response()
+        modal = click.modal()
+        with pytest.raises(ValueError, match="no input"):
+            await fake.submit_modal(click, {"seed": "7"})
+        with pytest.raises(ValueError, match="required"):
+            await fake.submit_modal(click, {"prompt": ""})
+        with pytest.raises(ValueError, match="characters"):
+            await fake.submit_modal(click, {"zoom": "1.25"})
+        submit = await fake.submit_modal(click, {"zoom": "1.5"})
+        answer = await submit.response()
+        with pytest.raises(ValueError, match="already submitted"):
+            await fake.submit_modal(click)
+
+    assert opened.callback_type == CALLBACK_MODAL
+    assert modal is not None and (modal["custom_id"], modal["title"]) == ("remix:modal", "Remix")
+    assert submit.payload["type"] == INTERACTION_MODAL_SUBMIT
+    assert submit.payload["message"]["id"] == str(grid.id)
+    display, row, label = submit.payload["data"]["components"]
+    assert display["type"] == 10 and "content" not in display
+    assert row == {
+        "type": 1,
+        "components": [{"type": 4, "custom_id": "prompt", "value": "a lighthouse at dusk"}],
+    }
+    assert label["type"] == 18 and label["component"] == {"type": 4, "custom_id": "zoom", "value": "1.5"}
+    assert answer.callback_type == CALLBACK_UPDATE_MESSAGE
+    assert fake.message(grid.id).content == "a lighthouse at dusk --zoom 1.5"
+
+
+async def test_submitting_without_a_modal_is_a_test_error(fake: FakeDiscord) -> None:
+    async with running(fake, make_bot()):
+        handle = await fake.slash_command("hello")
+        await handle.response()
+        with pytest.raises(ValueError, match="not answered with a modal"):
+            await fake.submit_modal(handle, {"prompt": "x"})
+
+
+async def test_several_attachment_options_keep_their_names_and_content_types(fake: FakeDiscord) -> None:
+    first = fake.upload("a.png", png_bytes(24, 16), content_type="image/png")
+    second = fake.upload("photo", png_bytes(8, 8), content_type="image/webp")
+    async with running(fake, make_bot()):
+        call = await (await fake.slash_command("mix", {"image1": first, "image2": second})).response()
+
+    first_size, second_size = len(first.data), len(second.data)
+    assert call.payload["data"]["content"] == (
+        f"a.png {first_size} image/png 24x16; photo {second_size} image/webp 8x8"
+    )
+    interaction = fake.world.interactions[max(fake.world.interactions)]
+    resolved = interaction.payload["data"]["resolved"]["attachments"]
+    assert set(resolved) == {str(first.id), str(second.id)}
+    assert [o["type"] for o in interaction.payload["data"]["options"]] == [11, 11]
+
+
+async def test_allowed_mentions_decide_who_is_notified(fake: FakeDiscord) -> None:
+    async with running(fake, make_bot()) as bot:
+        channel = bot.get_channel(fake.channel.id)
+        assert isinstance(channel, discord.TextChannel)
+        both = f"<@{fake.user.id}> <@{fake.admin.id}> your grid"
+        owner_only = discord.AllowedMentions(users=[discord.Object(fake.user.id)])
+        only_owner = await channel.send(both, allowed_mentions=owner_only)
+        everyone = await channel.send(both)
+        nobody = await channel.send(both, allowed_mentions=discord.AllowedMentions.none())
+
+    assert fake.message(only_owner.id).mentions == [fake.user]
+    assert fake.message(everyone.id).mentions == [fake.user, fake.admin]
+    assert fake.message(nobody.id).mentions == []
+    assert [u.id for u in only_owner.mentions] == [fake.user.id]  # discord.py reads the answer's mentions
+    exclusive = allowed_mentions_errors({"parse": ["users"], "users": ["1"]})
+    assert exclusive["allowed_mentions"]["_errors"][0]["code"] == "MESSAGE_ALLOWED_MENTIONS_PARSE_EXCLUSIVE"

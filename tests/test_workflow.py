@@ -13,11 +13,13 @@ from hypothesis import strategies as st
 
 from comfy.profiles import TEMPLATE_KINDS, ModelProfile, TemplateConfig
 from comfy.workflow import (
+    BLEND_DENOISE,
     OUTPAINT_ACTIONS,
     Binding,
     TemplateError,
     TemplateRegistry,
     WorkflowTemplate,
+    blend_values,
     check_against_object_info,
     load_builtin_templates,
     load_template,
@@ -49,7 +51,16 @@ BASE_VALUES: dict[str, Any] = {
     "pad_bottom": 0,
     "feathering": 40,
     "filename_prefix": "comfy-imagine/job_12",
+    "image_2": "sub/second.png",
+    "image_3": "sub/bot_upload.png",
+    "image_4": "sub/bot_upload.png",
+    "image_5": "sub/bot_upload.png",
+    "blend_factor_2": 0.5,
+    "blend_factor_3": 0.0,
+    "blend_factor_4": 0.0,
+    "blend_factor_5": 0.0,
 }
+BLEND_IMAGES = ["a.png", "b.png", "c.png", "d.png", "e.png"]
 
 
 @pytest.fixture(scope="module")
@@ -148,10 +159,11 @@ def test_builtin_batch_sizes_and_denoise_defaults(builtins: dict[str, WorkflowTe
     assert rendered["txt2img"]["5"]["inputs"]["batch_size"] == 4
     assert rendered["upscale"]["3"]["inputs"]["denoise"] == pytest.approx(0.35)
     assert rendered["upscale"]["11"]["inputs"]["scale_by"] == 2.0
-    for name in ("img2img", "variation", "zoom", "pan"):
+    for name in ("img2img", "variation", "zoom", "pan", "blend"):
         assert rendered[name]["13"]["inputs"]["amount"] == 4
     for name in ("zoom", "pan"):
         assert rendered[name]["3"]["inputs"]["denoise"] == 1.0
+    assert rendered["blend"]["3"]["inputs"]["denoise"] == BLEND_DENOISE
 
 
 def test_variation_denoise_is_the_callers_strength(builtins: dict[str, WorkflowTemplate]) -> None:
@@ -169,6 +181,142 @@ def test_outpaint_render_sets_pads_and_both_resize_nodes(builtins: dict[str, Wor
     for node_id in ("15", "17"):
         assert (graph[node_id]["inputs"]["width"], graph[node_id]["inputs"]["height"]) == (768, 512)
     assert graph["10"]["inputs"]["image"] == "sub/bot_upload.png"
+
+
+# --- blend: 2 to 5 images in five slots ------------------------------------------------------------
+
+
+def _weights(graph: dict[str, Any]) -> dict[str, float]:
+    """How much each loaded file weighs in the blend graph's mixed picture, following its ImageBlend chain."""
+
+    def weights_of(link: Any) -> dict[str, float]:
+        node = graph[link[0]]
+        if node["class_type"] == "LoadImage":
+            return {node["inputs"]["image"]: 1.0}
+        if node["class_type"] == "ImageScale":
+            return weights_of(node["inputs"]["image"])
+        assert node["class_type"] == "ImageBlend" and node["inputs"]["blend_mode"] == "normal"
+        factor = node["inputs"]["blend_factor"]
+        mixed: dict[str, float] = {}
+        for part, scale in ((node["inputs"]["image1"], 1 - factor), (node["inputs"]["image2"], factor)):
+            for name, weight in weights_of(part).items():
+                mixed[name] = mixed.get(name, 0.0) + weight * scale
+        return mixed
+
+    (encode,) = [n for n in graph.values() if n["class_type"] == "VAEEncode"]
+    return {name: weight for name, weight in weights_of(encode["inputs"]["pixels"]).items() if weight}
+
+
+@pytest.mark.parametrize("count", [2, 3, 4, 5])
+def test_blend_weighs_every_given_image_equally(builtins: dict[str, WorkflowTemplate], count: int) -> None:
+    images = BLEND_IMAGES[:count]
+    graph = builtins["blend"].render(BASE_VALUES | blend_values(images, width=512, height=768))
+
+    assert _weights(graph) == pytest.approx(dict.fromkeys(images, 1 / count))
+    assert set(graph) == set(builtins["blend"].graph)  # one shape for any count: nothing pruned
+
+
+def test_blend_renders_two_images_into_the_five_slots(builtins: dict[str, WorkflowTemplate]) -> None:
+    graph = builtins["blend"].render(BASE_VALUES | blend_values(["a.png", "b.png"], width=512, height=768))
+
+    loads = {
+        n["_meta"]["title"]: n["inputs"]["image"] for n in graph.values() if n["class_type"] == "LoadImage"
+    }
+    assert loads == {
+        f"Image {k}": name for k, name in enumerate(["a.png", "b.png", "a.png", "a.png", "a.png"], 1)
+    }
+    factors = [graph[f"4{k}"]["inputs"]["blend_factor"] for k in range(2, 6)]
+    assert factors == [0.5, 0.0, 0.0, 0.0]
+    sizes = {
+        (n["inputs"]["width"], n["inputs"]["height"])
+        for n in graph.values()
+        if n["class_type"] == "ImageScale"
+    }
+    assert sizes == {(512, 768)}
+    assert (graph["3"]["inputs"]["denoise"], graph["13"]["inputs"]["amount"]) == (BLEND_DENOISE, 4)
+    assert graph["6"]["inputs"]["text"] == "a lighthouse at dusk"
+
+
+def test_blend_renders_five_images_one_per_slot(builtins: dict[str, WorkflowTemplate]) -> None:
+    values = BASE_VALUES | blend_values(BLEND_IMAGES, width=1024, height=1024, denoise=0.6)
+    graph = builtins["blend"].render(values)
+
+    assert [graph[f"2{k}"]["inputs"]["image"] for k in range(1, 6)] == BLEND_IMAGES
+    assert [graph[f"4{k}"]["inputs"]["blend_factor"] for k in range(2, 6)] == pytest.approx(
+        [1 / 2, 1 / 3, 1 / 4, 1 / 5]
+    )
+    assert graph["3"]["inputs"]["denoise"] == 0.6
+
+
+def test_blend_is_made_of_core_comfyui_nodes_only(
+    builtins: dict[str, WorkflowTemplate], object_info: dict[str, Any]
+) -> None:
+    modules = {object_info[n["class_type"]]["python_module"] for n in builtins["blend"].graph.values()}
+    assert modules <= {"nodes", "comfy_extras.nodes_post_processing"}  # never custom_nodes.*
+
+
+@pytest.mark.parametrize(
+    ("images", "size", "expected"),
+    [
+        (["a.png"], (512, 512), "2 to 5 images, got 1"),
+        ([*BLEND_IMAGES, "f.png"], (512, 512), "2 to 5 images, got 6"),
+        (["a.png", ""], (512, 512), "non-empty strings"),
+        (["a.png", "b.png"], (500, 512), "width must be a positive multiple of 8"),
+        (["a.png", "b.png"], (512, 0), "height must be a positive multiple of 8"),
+    ],
+)
+def test_blend_values_refuse_what_no_blend_can_be(
+    images: list[str], size: tuple[int, int], expected: str
+) -> None:
+    with pytest.raises(ValueError, match=expected):
+        blend_values(images, width=size[0], height=size[1])
+
+
+def test_blend_without_a_slot_filled_is_an_error(builtins: dict[str, WorkflowTemplate]) -> None:
+    values = BASE_VALUES | blend_values(["a.png", "b.png"], width=512, height=512)
+    del values["image_3"]
+    with pytest.raises(TemplateError, match=r"no value for 'image_3' \(bound to 23.image\)"):
+        builtins["blend"].render(values)
+
+
+def test_operator_blend_template_must_bind_every_slot_and_factor(tmp_path: Path) -> None:
+    blend = json.loads((Path(__file__).parents[1] / "comfy" / "templates" / "blend.json").read_text())
+    two_slots = {"image": "Image 1.image", "image_2": "Image 2.image", "blend_factor_2": "Mix 2.blend_factor"}
+    message = _load_error(tmp_path, blend, two_slots, kind="blend")
+    assert (
+        "a template of kind 'blend' must bind 'image_3' and 'image_4' and 'image_5' and 'blend_factor_3'"
+        in message
+    )
+
+
+def test_model_may_point_blend_at_an_operator_template(tmp_path: Path, object_info: dict[str, Any]) -> None:
+    blend = json.loads((Path(__file__).parents[1] / "comfy" / "templates" / "blend.json").read_text())
+    blend["3"]["inputs"]["steps"] = 30
+    bindings: dict[str, str | list[str]] = {
+        **{
+            name: f"Image {k}.image"
+            for k, name in enumerate(["image", "image_2", "image_3", "image_4", "image_5"], 1)
+        },
+        **{f"blend_factor_{k}": f"Mix {k}.blend_factor" for k in range(2, 6)},
+        "positive": "Positive.text",
+        "seed": "Sampler.seed",
+        "checkpoint": "Load Checkpoint.ckpt_name",
+    }
+    path = _write(tmp_path, "my_blend.json", blend)
+    registry = TemplateRegistry.from_config(
+        [_config(path, bindings, name="my_blend", kind="blend")], tmp_path
+    )
+    model = ModelProfile(name="sdxl", checkpoint="sd15.safetensors", templates={"blend": "my_blend"})
+
+    template = registry.for_model(model, "blend")
+    graph = template.render(BASE_VALUES | blend_values(BLEND_IMAGES[:3], width=512, height=512))
+
+    assert (template.name, template.kind) == ("my_blend", "blend")
+    assert _weights(graph) == pytest.approx(dict.fromkeys(BLEND_IMAGES[:3], 1 / 3))
+    assert graph["3"]["inputs"]["steps"] == 30  # steps not bound: the operator's own value
+    info = copy.deepcopy(object_info)
+    info["CheckpointLoaderSimple"]["input"]["required"]["ckpt_name"][0] = ["sd15.safetensors"]
+    assert check_against_object_info(template, info, "sd15.safetensors") == []
 
 
 # --- rendering ---------------------------------------------------------------------------------------

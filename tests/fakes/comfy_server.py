@@ -2,7 +2,9 @@
 
 Faithful to the frames recorded from ComfyUI 0.3.64 (tests/data/protocol): message order and shapes,
 routing by client id, caching, validation errors, interrupts, history and `/view` files. Nodes are
-not computed; images are flat-coloured PNGs of the size the graph asks for.
+not computed; images are flat-coloured PNGs of the size the graph asks for, except that loaded images
+flow through scaling, ImageBlend/LatentBlend mix them by their factors, and a sampler below full denoise
+returns the picture it was given.
 
     async with FakeComfyUI() as fake:
         client = ComfyClient(BackendConfig(name="fake", url=fake.url))
@@ -80,9 +82,15 @@ class _Item:
         return [self.number, self.prompt_id, self.graph, self.extra_data, self.outputs]
 
 
+_FileKey = tuple[str, str, str]  # (type, subfolder, filename) of a file the fake holds
+
+
 @dataclass(frozen=True)
 class _Pic:
-    """An IMAGE, LATENT or MASK flowing through the graph: its size and what colours it."""
+    """An IMAGE, LATENT or MASK flowing through the graph: its size and what colours it.
+
+    `source` is the loaded file it shows; `mix` the files it shows blended, with their weights (what
+    ImageBlend and LatentBlend make of loaded images)."""
 
     kind: str
     width: int
@@ -91,7 +99,14 @@ class _Pic:
     channels: int = 3
     seed: int = 0
     color: int | None = None
-    source: tuple[str, str, str] | None = None
+    source: _FileKey | None = None
+    mix: tuple[tuple[_FileKey, float], ...] = ()
+
+    def shown(self) -> tuple[tuple[_FileKey, float], ...] | None:
+        """The loaded files this picture shows with their weights; None when it shows no file."""
+        if self.mix:
+            return self.mix
+        return ((self.source, 1.0),) if self.source is not None else None
 
 
 @dataclass(frozen=True)
@@ -1124,8 +1139,10 @@ class FakeComfyUI:
             await self._sample(run, node_id, self._steps(run, node_id, inputs), latent)
             denoise = inputs.get("denoise", 1.0)
             seed = int(inputs.get("seed", inputs.get("noise_seed", 0)) or 0)
-            keep = latent.source if isinstance(denoise, int | float) and denoise < 1.0 else None
-            sampled = replace(latent, seed=seed, color=None, source=keep)
+            partial = isinstance(denoise, int | float) and denoise < 1.0
+            # Below full denoise the result still looks like the input; the fake shows the input itself.
+            keep, mix = (latent.source, latent.mix) if partial else (None, ())
+            sampled = replace(latent, seed=seed, color=None, source=keep, mix=mix)
             outputs[: len(outputs)] = [sampled] * len(outputs)
         elif class_type == "SaveImage":
             ui = {
@@ -1247,11 +1264,14 @@ class FakeComfyUI:
         return int(match.group(1) or match.group(2)) if match else 4
 
     def _render(self, pic: _Pic, index: int) -> Image.Image:
-        if pic.source is not None and pic.source in self._files:
-            with Image.open(io.BytesIO(self._files[pic.source])) as source:
-                image = source.convert("RGB")
-            if image.size != (pic.width, pic.height):
-                image = image.resize((pic.width, pic.height))
+        shown = pic.shown()
+        if shown is not None and all(key in self._files for key, _ in shown):
+            image = self._file_image(shown[0][0], pic)
+            total = shown[0][1]
+            for key, weight in shown[1:]:
+                # Blending in each file by its share of the total so far weighs every file as `mix` says.
+                total += weight
+                image = Image.blend(image, self._file_image(key, pic), weight / total)
         else:
             if pic.color is not None:
                 rgb = ((pic.color >> 16) & 255, (pic.color >> 8) & 255, pic.color & 255)
@@ -1260,6 +1280,11 @@ class FakeComfyUI:
                 rgb = (rng.randrange(256), rng.randrange(256), rng.randrange(256))
             image = Image.new("RGB", (max(1, pic.width), max(1, pic.height)), rgb)
         return image.convert("RGBA") if pic.channels == 4 else image
+
+    def _file_image(self, key: _FileKey, pic: _Pic) -> Image.Image:
+        with Image.open(io.BytesIO(self._files[key])) as source:
+            image = source.convert("RGB")
+        return image if image.size == (pic.width, pic.height) else image.resize((pic.width, pic.height))
 
     def _png(self, pic: _Pic, index: int, graph: dict[str, Any] | None) -> bytes:
         info = PngInfo()
@@ -1406,6 +1431,29 @@ def _scaled(pic: _Pic, width: int, height: int) -> _Pic:
     return replace(pic, width=width, height=height)
 
 
+def _blended(class_type: str, inputs: dict[str, Any]) -> list[Any] | None:
+    """ImageBlend (normal mode): image1 x (1 - f) + image2 x f; LatentBlend: samples1 x f + samples2 x (1 - f).
+    The result shows both inputs' files, weighted; None (pass image1 through) when an input shows no file."""
+    image = class_type == "ImageBlend"
+    first = inputs.get("image1" if image else "samples1")
+    second = inputs.get("image2" if image else "samples2")
+    factor = inputs.get("blend_factor")
+    if image and inputs.get("blend_mode") != "normal":
+        return None
+    if not isinstance(first, _Pic) or not isinstance(second, _Pic) or not isinstance(factor, int | float):
+        return None
+    first_files, second_files = first.shown(), second.shown()
+    if first_files is None or second_files is None:
+        return None
+    share = float(factor) if image else 1.0 - float(factor)  # the second input's weight
+    weights: dict[_FileKey, float] = {}
+    for files, scale in ((first_files, 1.0 - share), (second_files, share)):
+        for key, weight in files:
+            weights[key] = weights.get(key, 0.0) + weight * scale
+    mix = tuple((key, weight) for key, weight in weights.items() if weight > 0)
+    return [replace(first, source=None, mix=mix)]
+
+
 def _transform(
     class_type: str, inputs: dict[str, Any], upscale_factor: Callable[[object], int]
 ) -> list[Any] | None:
@@ -1451,6 +1499,8 @@ def _transform(
                 )
             return [replace(first, batch=first.batch + second.batch)]
         return None
+    if class_type in ("ImageBlend", "LatentBlend"):
+        return _blended(class_type, inputs)
     if class_type == "RepeatLatentBatch":
         return [replace(pic, batch=pic.batch * max(1, _int(inputs.get("amount"), 1)))]
     if class_type in ("LatentFromBatch", "ImageFromBatch"):

@@ -17,7 +17,7 @@ from typing import Any, Protocol
 
 from aiohttp import WSMsgType, web
 
-from tests.fakes.discord_models import FakeGuild, FakeUser
+from tests.fakes.discord_models import INTENT_GUILD_MEMBERS, FakeGuild, FakeUser
 
 log = logging.getLogger(__name__)
 
@@ -32,8 +32,6 @@ OP_REQUEST_GUILD_MEMBERS = 8
 OP_INVALID_SESSION = 9
 OP_HELLO = 10
 OP_HEARTBEAT_ACK = 11
-
-INTENT_GUILD_MEMBERS = 1 << 1
 
 # Close codes (https://discord.com/developers/docs/topics/opcodes-and-status-codes#gateway-close-event-codes).
 CLOSE_UNKNOWN_OPCODE = 4001
@@ -199,6 +197,7 @@ class GatewayServer:
         self.disallowed_intents = 0
         self.sessions: dict[str, GatewaySession] = {}
         self.frames: list[ReceivedFrame] = []
+        self.events: list[tuple[str, Any]] = []  # what dispatch/broadcast sent: (event name, data)
         self.connections: list[ConnectionInfo] = []
         self._sockets: set[web.WebSocketResponse] = set()
         self.changed = changed
@@ -218,15 +217,30 @@ class GatewayServer:
         """Sessions the bot has not ended (connected or waiting to RESUME)."""
         return [s for s in self.sessions.values() if s.alive]
 
-    async def dispatch(self, event: str, data: Any) -> None:
-        """Send a DISPATCH to every live session (queued for replay if a session is between connections)."""
-        sessions = self.live_sessions()
-        if not sessions:
+    async def dispatch(self, event: str, data: Any, *, intent: int | None = None) -> int:
+        """Send a DISPATCH to every live session (queued for replay if a session is between connections).
+
+        With `intent`, only sessions that IDENTIFYed with that intent bit get it, as on Discord.
+        Returns how many sessions got it; RuntimeError when no bot has a session at all."""
+        if not self.live_sessions():
             raise RuntimeError(
                 f"cannot dispatch {event}: no bot has an open gateway session (did it connect?)"
             )
+        return await self.broadcast(event, data, intent=intent)
+
+    async def broadcast(self, event: str, data: Any, *, intent: int | None = None) -> int:
+        """`dispatch` for events that REST calls cause: no session is no error. Returns the sessions reached."""
+        sessions = [s for s in self.live_sessions() if intent is None or s.intents & intent]
         for session in sessions:
             await session.dispatch(event, data)
+        if sessions:
+            self.events.append((event, data))
+        return len(sessions)
+
+    def dispatched(self, event: str) -> list[Any]:
+        """The data of every `event` that `dispatch`/`broadcast` sent to at least one session, oldest first
+        (once each, however many sessions got it; READY and GUILD_CREATE are not listed)."""
+        return [data for name, data in self.events if name == event]
 
     async def wait_until_ready(self, timeout: float = 10.0) -> GatewaySession:
         """Wait until a live session got READY and every GUILD_CREATE (and is connected)."""

@@ -43,6 +43,17 @@ EVERYONE_PERMISSIONS = (
     | USE_APPLICATION_COMMANDS
 )
 
+# Gateway intents (https://discord.com/developers/docs/events/gateway#gateway-intents): which events a bot gets.
+INTENT_GUILD_MEMBERS = 1 << 1
+INTENT_GUILD_MESSAGES = 1 << 9
+INTENT_GUILD_MESSAGE_REACTIONS = 1 << 10
+INTENT_DIRECT_MESSAGES = 1 << 12
+INTENT_DIRECT_MESSAGE_REACTIONS = 1 << 13
+
+# Channel types.
+CHANNEL_GUILD_TEXT = 0
+CHANNEL_DM = 1
+
 # Message flags.
 FLAG_SUPPRESS_EMBEDS = 1 << 2
 FLAG_EPHEMERAL = 1 << 6
@@ -126,6 +137,7 @@ class FakeUser:
     bot: bool = False
     discriminator: str = "0"
     locale: str = "en-US"
+    dms_open: bool = True  # False: the bot's DMs to this user answer 403 (50007)
 
     def payload(self) -> dict[str, Any]:
         """The user object as Discord sends it."""
@@ -199,6 +211,31 @@ class FakeChannel:
         if with_guild_id:
             data["guild_id"] = str(self.guild_id)
         return data
+
+
+@dataclass(slots=True)
+class FakeDMChannel:
+    """The bot's direct-message channel with one user (created by `POST /users/@me/channels`)."""
+
+    id: int
+    recipient: FakeUser
+    type: int = CHANNEL_DM
+    accessible: bool = True
+
+    @property
+    def guild_id(self) -> None:
+        """DM channels belong to no guild."""
+        return None
+
+    def payload(self) -> dict[str, Any]:
+        """The channel object as Discord sends it."""
+        return {
+            "id": str(self.id),
+            "type": self.type,
+            "last_message_id": None,
+            "flags": 0,
+            "recipients": [self.recipient.payload()],
+        }
 
 
 @dataclass(slots=True)
@@ -366,10 +403,11 @@ class StoredAttachment:
 
 
 def make_attachment(
-    attachment_id: int, filename: str, data: bytes, url: str, **extra: Any
+    attachment_id: int, filename: str, data: bytes, url: str, content_type: str | None = None, **extra: Any
 ) -> StoredAttachment:
-    """Build a stored attachment, guessing its content type and (for images) its dimensions."""
-    content_type = mimetypes.guess_type(filename)[0]
+    """Build a stored attachment: its content type (guessed from the filename unless given) and, for
+    images, its dimensions."""
+    content_type = content_type or mimetypes.guess_type(filename)[0]
     width = height = None
     if content_type is not None and content_type.startswith("image/"):
         try:
@@ -411,7 +449,14 @@ class StoredMessage:
     interaction_metadata: dict[str, Any] | None = None
     edited_at: float | None = None
     deleted: bool = False
+    deleted_at: float | None = None
     history: list[dict[str, Any]] = field(default_factory=list)
+    # Who reacted with what: emoji as URLs spell it ("✉️", or "name:id" for a custom one) -> user ids, in order.
+    reactions: dict[str, list[int]] = field(default_factory=dict)
+    # Users Discord notified when the message was created: the `<@id>` in `content` that `allowed_mentions`
+    # (as sent then) let through.
+    mentions: list[FakeUser] = field(default_factory=list)
+    allowed_mentions: dict[str, Any] | None = None
 
     @property
     def ephemeral(self) -> bool:
@@ -449,8 +494,14 @@ class StoredMessage:
         """The component with this custom id, if the message has it."""
         return next((c for c in self.iter_components() if c.get("custom_id") == custom_id), None)
 
-    def payload(self) -> dict[str, Any]:
-        """The message object as Discord sends it."""
+    def reacted(self, emoji: str, user: FakeUser | int) -> bool:
+        """Whether `user` has reacted to this message with `emoji` ("✉️", or "name:id")."""
+        user_id = user if isinstance(user, int) else user.id
+        return user_id in self.reactions.get(emoji, [])
+
+    def payload(self, *, viewer_id: int | None = None) -> dict[str, Any]:
+        """The message object as Discord sends it to `viewer_id` (default: the author, i.e. the bot)."""
+        viewer = self.author.id if viewer_id is None else viewer_id
         data: dict[str, Any] = {
             "id": str(self.id),
             "channel_id": str(self.channel_id),
@@ -461,7 +512,7 @@ class StoredMessage:
             "edited_timestamp": None if self.edited_at is None else iso(self.edited_at),
             "tts": False,
             "mention_everyone": False,
-            "mentions": [],
+            "mentions": [user.payload() for user in self.mentions],
             "mention_roles": [],
             "attachments": [a.payload() for a in self.attachments],
             "embeds": self.embeds,
@@ -477,7 +528,107 @@ class StoredMessage:
             data["application_id"] = str(self.application_id)
         if self.interaction_metadata is not None:
             data["interaction_metadata"] = self.interaction_metadata
+        reactions = [
+            {
+                "count": len(users),
+                "count_details": {"burst": 0, "normal": len(users)},
+                "me": viewer in users,
+                "me_burst": False,
+                "emoji": emoji_payload(emoji),
+                "burst_colors": [],
+            }
+            for emoji, users in self.reactions.items()
+            if users
+        ]
+        if reactions:
+            data["reactions"] = reactions
         return data
+
+
+_CUSTOM_EMOJI = re.compile(r"^:?(?P<name>\w{2,32}):(?P<id>\d{1,21})$")
+
+
+def reaction_key(emoji: str) -> str | None:
+    """An emoji as reaction URLs spell it: a unicode emoji as is, a custom one as `name:id`
+    (`<:name:id>` and `:name:id` are accepted); None when it is neither (Discord: 10014 Unknown Emoji)."""
+    text = emoji.strip().strip("<>")
+    custom = _CUSTOM_EMOJI.match(text)
+    if custom is not None:
+        return f"{custom['name']}:{custom['id']}"
+    # Discord checks its list of unicode emoji; any short run of non-ASCII characters is close enough here.
+    if text and len(text) <= 16 and not any(c.isspace() or c == ":" for c in text) and not text.isascii():
+        return text
+    return None
+
+
+def emoji_payload(key: str) -> dict[str, Any]:
+    """The partial emoji object of a reaction key: `{"id": None, "name": "✉️"}` or a custom emoji's id and name."""
+    custom = _CUSTOM_EMOJI.match(key)
+    if custom is None:
+        return {"id": None, "name": key}
+    return {"id": custom["id"], "name": custom["name"], "animated": False}
+
+
+def reaction_event(
+    message: StoredMessage, emoji: str, user: FakeUser, member: FakeMember | None, *, added: bool
+) -> dict[str, Any]:
+    """The MESSAGE_REACTION_ADD / _REMOVE payload for `user` reacting to `message` with `emoji`.
+
+    Guild reactions carry `guild_id` (and, when added, the reacting `member`); additions also carry
+    `message_author_id` and `burst_colors`, as on Discord."""
+    data: dict[str, Any] = {
+        "user_id": str(user.id),
+        "channel_id": str(message.channel_id),
+        "message_id": str(message.id),
+        "emoji": emoji_payload(emoji),
+        "burst": False,
+        "type": 0,
+    }
+    if message.guild_id is not None:
+        data["guild_id"] = str(message.guild_id)
+    if added:
+        data["message_author_id"] = str(message.author.id)
+        data["burst_colors"] = []
+        if member is not None:
+            data["member"] = member.payload()
+    return data
+
+
+_USER_MENTION = re.compile(r"<@!?(\d{1,21})>")
+
+
+def mentioned_users(
+    content: str, allowed: dict[str, Any] | None, users: dict[int, FakeUser]
+) -> list[FakeUser]:
+    """The users a message notifies: `<@id>` in `content` (never phantom pings), filtered by `allowed_mentions`
+    (absent: every user mention; else `parse` with "users", or the ids in `users`)."""
+    found: list[FakeUser] = []
+    for raw in _USER_MENTION.findall(content):
+        user = users.get(int(raw))
+        if user is None or user in found:
+            continue
+        if allowed is not None:
+            listed = {str(u) for u in allowed.get("users") or []}
+            if "users" not in (allowed.get("parse") or []) and str(user.id) not in listed:
+                continue
+        found.append(user)
+    return found
+
+
+def allowed_mentions_errors(allowed: Any) -> dict[str, Any]:
+    """Discord refuses `parse: ["users"]` together with a `users` list (and the same for roles)."""
+    if allowed is None:
+        return {}
+    if not isinstance(allowed, dict):
+        return {"allowed_mentions": leaf_error("DICT_TYPE_CONVERT", "Only dictionaries may be used.")}
+    parse = allowed.get("parse") or []
+    for kind in ("users", "roles"):
+        if kind in parse and allowed.get(kind):
+            message = f'parse:["{kind}"] and {kind}: [ids...] are mutually exclusive.'
+            return {"allowed_mentions": leaf_error("MESSAGE_ALLOWED_MENTIONS_PARSE_EXCLUSIVE", message)}
+    if len(allowed.get("users") or []) > 100:
+        return {"allowed_mentions": {"users": too_long(100)}}
+    return {}
 
 
 @dataclass(slots=True)
@@ -496,6 +647,7 @@ class InteractionRecord:
     callback_type: int | None = None
     original_message_id: int | None = None
     message_ids: list[int] = field(default_factory=list)
+    modal: dict[str, Any] | None = None  # the modal the bot answered with (callback type 9), as sent
     expired: bool = False
     response: asyncio.Future[RecordedCall] | None = None
 
@@ -578,14 +730,24 @@ class FakeWorld:
     guild_commands: dict[int, dict[tuple[str, int], dict[str, Any]]] = field(default_factory=dict)
     cdn: dict[int, StoredAttachment] = field(default_factory=dict)
     upload_limit: int | None = None
+    dm_channels: dict[int, FakeDMChannel] = field(default_factory=dict)
 
-    def channel(self, channel_id: int) -> FakeChannel | None:
-        """The channel with this id in any guild."""
+    def channel(self, channel_id: int) -> FakeChannel | FakeDMChannel | None:
+        """The channel with this id in any guild, or the DM channel with this id."""
         for guild in self.guilds.values():
             channel = guild.channels.get(channel_id)
             if channel is not None:
                 return channel
-        return None
+        return self.dm_channels.get(channel_id)
+
+    def dm_channel_with(self, user: FakeUser) -> FakeDMChannel:
+        """The bot's DM channel with `user`, created on first use (Discord returns the same one every time)."""
+        for channel in self.dm_channels.values():
+            if channel.recipient.id == user.id:
+                return channel
+        channel = FakeDMChannel(self.snowflake(), user)
+        self.dm_channels[channel.id] = channel
+        return channel
 
     def upload_limit_for(self, guild_id: int | None) -> int:
         """The per-file upload limit: the injected one, else the guild's boost tier limit."""

@@ -19,6 +19,7 @@ from typing import Any
 from aiohttp import BodyPartReader, hdrs, web
 
 from tests.fakes.discord_models import (
+    ADD_REACTIONS,
     CALLBACK_AUTOCOMPLETE_RESULT,
     CALLBACK_CHANNEL_MESSAGE,
     CALLBACK_DEFERRED_CHANNEL_MESSAGE,
@@ -31,6 +32,10 @@ from tests.fakes.discord_models import (
     FLAG_LOADING,
     FLAG_SUPPRESS_EMBEDS,
     FLAG_SUPPRESS_NOTIFICATIONS,
+    INTENT_DIRECT_MESSAGE_REACTIONS,
+    INTENT_DIRECT_MESSAGES,
+    INTENT_GUILD_MESSAGE_REACTIONS,
+    INTENT_GUILD_MESSAGES,
     INTERACTION_APPLICATION_COMMAND,
     INTERACTION_AUTOCOMPLETE,
     INTERACTION_MESSAGE_COMPONENT,
@@ -38,21 +43,29 @@ from tests.fakes.discord_models import (
     INTERACTION_PING,
     INTERACTION_RESPONSE_DEADLINE,
     INTERACTION_TOKEN_LIFETIME,
+    MANAGE_MESSAGES,
     UNMATCHED_ROUTE,
     V2_LEGACY_MESSAGE,
     FakeChannel,
+    FakeDMChannel,
+    FakeUser,
     FakeWorld,
     InteractionRecord,
     RecordedCall,
     RecordedFile,
     StoredAttachment,
     StoredMessage,
+    allowed_mentions_errors,
     choices_errors,
     commands_errors,
     components_errors,
+    emoji_payload,
     leaf_error,
+    mentioned_users,
     message_form_errors,
     modal_errors,
+    reaction_event,
+    reaction_key,
 )
 
 log = logging.getLogger(__name__)
@@ -64,6 +77,10 @@ FOLLOWUP_ROUTE = "POST /webhooks/{application_id}/{interaction_token}"
 EDIT_ORIGINAL_ROUTE = "PATCH /webhooks/{application_id}/{interaction_token}/messages/@original"
 SEND_ROUTE = "POST /channels/{channel_id}/messages"
 EDIT_ROUTE = "PATCH /channels/{channel_id}/messages/{message_id}"
+DELETE_ROUTE = "DELETE /channels/{channel_id}/messages/{message_id}"
+CREATE_DM_ROUTE = "POST /users/@me/channels"
+ADD_REACTION_ROUTE = "PUT /channels/{channel_id}/messages/{message_id}/reactions/{emoji}/@me"
+REMOVE_OWN_REACTION_ROUTE = "DELETE /channels/{channel_id}/messages/{message_id}/reactions/{emoji}/@me"
 # discord.py retries these by itself, so they are never a final answer.
 RETRIED_STATUSES = frozenset({429, 500, 502, 504, 524})
 
@@ -213,6 +230,13 @@ def _compile(template: str) -> re.Pattern[str]:
 
 
 Handler = Callable[[IncomingCall], Awaitable[Reply]]
+# Sends a gateway event caused by a REST call (a deleted message, the bot's own reaction) to the
+# sessions whose intents include `intent`; FakeDiscord wires it to the gateway.
+EventSink = Callable[[str, dict[str, Any], int], Awaitable[object]]
+
+
+async def _no_gateway(event: str, data: dict[str, Any], intent: int) -> None:
+    return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -234,6 +258,7 @@ class RestApi:
         self.faults: list[FaultRule] = []
         self.rate_limits: list[RateLimitRule] = []
         self.interaction_deadline = INTERACTION_RESPONSE_DEADLINE
+        self.send_event: EventSink = _no_gateway
         self._routes: list[_Route] = []
         self._add_routes()
 
@@ -272,6 +297,7 @@ class RestApi:
     def _add_routes(self) -> None:
         r = self._route
         r("GET", "/users/@me", self._get_me)
+        r("POST", "/users/@me/channels", self._create_dm)
         r("GET", "/users/{user_id}", self._get_user)
         r("GET", "/oauth2/applications/@me", self._get_application)
         r("GET", "/applications/@me", self._get_application)
@@ -283,6 +309,13 @@ class RestApi:
         r("GET", "/channels/{channel_id}/messages/{message_id}", self._get_message)
         r("PATCH", "/channels/{channel_id}/messages/{message_id}", self._edit_message)
         r("DELETE", "/channels/{channel_id}/messages/{message_id}", self._delete_message)
+        reactions = "/channels/{channel_id}/messages/{message_id}/reactions"
+        r("PUT", reactions + "/{emoji}/@me", self._add_own_reaction)
+        r("DELETE", reactions + "/{emoji}/@me", self._remove_own_reaction)
+        r("DELETE", reactions + "/{emoji}/{user_id}", self._remove_user_reaction)
+        r("GET", reactions + "/{emoji}", self._list_reaction_users)
+        r("DELETE", reactions + "/{emoji}", self._clear_reactions)
+        r("DELETE", reactions, self._clear_reactions)
         r("POST", "/channels/{channel_id}/typing", self._typing)
         r("GET", "/guilds/{guild_id}", self._get_guild)
         r("GET", "/guilds/{guild_id}/channels", self._get_guild_channels)
@@ -517,7 +550,7 @@ class RestApi:
             raise form_error({name: leaf_error("NUMBER_TYPE_COERCE", f'Value "{value}" is not snowflake.')})
         return int(value)
 
-    def _channel(self, call: IncomingCall) -> FakeChannel:
+    def _channel(self, call: IncomingCall) -> FakeChannel | FakeDMChannel:
         channel = self._world.channel(self._snowflake(call.params["channel_id"], "channel_id"))
         if channel is None:
             raise ApiError(404, 10003, "Unknown Channel")
@@ -525,7 +558,7 @@ class RestApi:
             raise ApiError(403, 50001, "Missing Access")
         return channel
 
-    def _channel_message(self, call: IncomingCall, channel: FakeChannel) -> StoredMessage:
+    def _channel_message(self, call: IncomingCall, channel: FakeChannel | FakeDMChannel) -> StoredMessage:
         message = self._world.messages.get(self._snowflake(call.params["message_id"], "message_id"))
         # Ephemeral messages exist only for the interaction webhook, never on the channel.
         if message is None or message.channel_id != channel.id or message.deleted or message.ephemeral:
@@ -627,6 +660,9 @@ class RestApi:
     async def _create_message(self, call: IncomingCall) -> Reply:
         channel = self._channel(call)
         payload = _require_object(call.payload)
+        if isinstance(channel, FakeDMChannel) and (channel.recipient.bot or not channel.recipient.dms_open):
+            # Closed DMs (privacy settings, a block, no shared server) and bots: Discord refuses the message.
+            raise ApiError(403, 50007, "Cannot send messages to this user")
         message = StoredMessage(
             id=self._world.snowflake(),
             channel_id=channel.id,
@@ -651,7 +687,136 @@ class RestApi:
 
     async def _delete_message(self, call: IncomingCall) -> Reply:
         channel = self._channel(call)
-        self._channel_message(call, channel).deleted = True
+        await self.delete(self._channel_message(call, channel))
+        return Reply(204)
+
+    async def delete(self, message: StoredMessage) -> None:
+        """Mark `message` deleted and send MESSAGE_DELETE (GUILD_MESSAGES or DIRECT_MESSAGES intent)."""
+        message.deleted = True
+        message.deleted_at = self._world.clock.time()
+        if message.ephemeral:
+            return  # nobody but the interaction's user ever saw it
+        data: dict[str, Any] = {"id": str(message.id), "channel_id": str(message.channel_id)}
+        if message.guild_id is not None:
+            data["guild_id"] = str(message.guild_id)
+        intent = INTENT_GUILD_MESSAGES if message.guild_id is not None else INTENT_DIRECT_MESSAGES
+        await self.send_event("MESSAGE_DELETE", data, intent)
+
+    # --- direct messages -------------------------------------------------------------------------------
+
+    async def _create_dm(self, call: IncomingCall) -> Reply:
+        payload = _require_object(call.payload)
+        raw = payload.get("recipient_id")
+        if raw is None:
+            raise form_error({"recipient_id": leaf_error("BASE_TYPE_REQUIRED", "This field is required")})
+        user = self._world.users.get(self._snowflake(str(raw), "recipient_id"))
+        if user is None:
+            raise ApiError(404, 10013, "Unknown User")
+        # Opening the channel always works; whether a message gets through is decided when it is sent.
+        return Reply(200, self._world.dm_channel_with(user).payload())
+
+    # --- reactions -------------------------------------------------------------------------------------
+
+    def _reaction_target(self, call: IncomingCall) -> tuple[StoredMessage, str]:
+        channel = self._channel(call)
+        message = self._channel_message(call, channel)
+        emoji = reaction_key(call.params["emoji"])
+        if emoji is None:
+            raise ApiError(400, 10014, "Unknown Emoji")
+        return message, emoji
+
+    def _require_manage_messages(self, message: StoredMessage) -> None:
+        if message.guild_id is None:
+            raise ApiError(403, 50003, "Cannot execute action on a DM channel")
+        guild = self._world.guilds[message.guild_id]
+        if not guild.permissions_of(self._world.bot_user.id) & MANAGE_MESSAGES:
+            raise ApiError(403, 50013, "Missing Permissions")
+
+    def reaction_refusal(self, message: StoredMessage, emoji: str, user: FakeUser) -> ApiError | None:
+        """Why Discord would refuse `user`'s new reaction (20 emoji at most; a new emoji needs
+        Add Reactions), or None."""
+        if emoji in message.reactions:
+            return None
+        if len(message.reactions) >= 20:
+            return ApiError(400, 30010, "Maximum number of reactions reached (20)")
+        if message.guild_id is not None:
+            guild = self._world.guilds[message.guild_id]
+            if not guild.permissions_of(user.id) & ADD_REACTIONS:
+                return ApiError(403, 50013, "Missing Permissions")
+        return None
+
+    async def set_reaction(
+        self, message: StoredMessage, emoji: str, user: FakeUser, *, present: bool
+    ) -> dict[str, Any] | None:
+        """Add (`present`) or remove `user`'s reaction and send MESSAGE_REACTION_ADD / _REMOVE to sessions
+        with the (guild or direct) message reactions intent. Returns the event, None if nothing changed."""
+        users = message.reactions.get(emoji, [])
+        if present == (user.id in users):
+            return None
+        if present:
+            message.reactions.setdefault(emoji, []).append(user.id)
+        else:
+            users.remove(user.id)
+            if not users:
+                del message.reactions[emoji]
+        member = None
+        if message.guild_id is not None:
+            member = self._world.guilds[message.guild_id].members.get(user.id)
+        data = reaction_event(message, emoji, user, member, added=present)
+        guild_message = message.guild_id is not None
+        intent = INTENT_GUILD_MESSAGE_REACTIONS if guild_message else INTENT_DIRECT_MESSAGE_REACTIONS
+        await self.send_event("MESSAGE_REACTION_ADD" if present else "MESSAGE_REACTION_REMOVE", data, intent)
+        return data
+
+    async def _add_own_reaction(self, call: IncomingCall) -> Reply:
+        message, emoji = self._reaction_target(call)
+        refusal = self.reaction_refusal(message, emoji, self._world.bot_user)
+        if refusal is not None:
+            raise refusal
+        await self.set_reaction(message, emoji, self._world.bot_user, present=True)
+        return Reply(204)
+
+    async def _remove_own_reaction(self, call: IncomingCall) -> Reply:
+        message, emoji = self._reaction_target(call)
+        await self.set_reaction(message, emoji, self._world.bot_user, present=False)
+        return Reply(204)
+
+    async def _remove_user_reaction(self, call: IncomingCall) -> Reply:
+        message, emoji = self._reaction_target(call)
+        user_id = self._snowflake(call.params["user_id"], "user_id")
+        if user_id != self._world.bot_user.id:
+            self._require_manage_messages(message)
+        user = self._world.users.get(user_id)
+        if user is not None:
+            await self.set_reaction(message, emoji, user, present=False)
+        return Reply(204)
+
+    async def _list_reaction_users(self, call: IncomingCall) -> Reply:
+        message, emoji = self._reaction_target(call)
+        raw_limit = call.query.get("limit", "25")
+        limit = max(1, min(int(raw_limit) if raw_limit.isdigit() else 25, 100))
+        raw_after = call.query.get("after", "0")
+        after = int(raw_after) if raw_after.isdigit() else 0
+        ids = sorted(u for u in message.reactions.get(emoji, []) if u > after)[:limit]
+        return Reply(200, [self._world.users[u].payload() for u in ids if u in self._world.users])
+
+    async def _clear_reactions(self, call: IncomingCall) -> Reply:
+        channel = self._channel(call)
+        message = self._channel_message(call, channel)
+        self._require_manage_messages(message)
+        data: dict[str, Any] = {"channel_id": str(message.channel_id), "message_id": str(message.id)}
+        if message.guild_id is not None:
+            data["guild_id"] = str(message.guild_id)
+        if "emoji" in call.params:
+            emoji = reaction_key(call.params["emoji"])
+            if emoji is None:
+                raise ApiError(400, 10014, "Unknown Emoji")
+            if message.reactions.pop(emoji, None):
+                data["emoji"] = emoji_payload(emoji)
+                await self.send_event("MESSAGE_REACTION_REMOVE_EMOJI", data, INTENT_GUILD_MESSAGE_REACTIONS)
+        elif message.reactions:
+            message.reactions.clear()
+            await self.send_event("MESSAGE_REACTION_REMOVE_ALL", data, INTENT_GUILD_MESSAGE_REACTIONS)
         return Reply(204)
 
     async def _typing(self, call: IncomingCall) -> Reply:
@@ -668,7 +833,9 @@ class RestApi:
         allowed_flags: int = 0,
     ) -> None:
         """Validate a create/edit payload like Discord does, then change the stored message."""
-        errors = message_form_errors(payload)
+        # A deferred response's placeholder becomes the real message with its first content.
+        first_content = creating or message.loading
+        errors = message_form_errors(payload) | allowed_mentions_errors(payload.get("allowed_mentions"))
         if errors:
             raise form_error(errors)
         limit = self._world.upload_limit_for(message.guild_id)
@@ -717,6 +884,9 @@ class RestApi:
             flags &= ~FLAG_LOADING
         message.content, message.embeds, message.components = content, embeds, components
         message.attachments, message.flags = attachments, flags
+        if first_content:  # only a new message notifies anyone; edits never ping again
+            message.allowed_mentions = payload.get("allowed_mentions")
+            message.mentions = mentioned_users(content, message.allowed_mentions, self._world.users)
 
     def _attachments(
         self,
@@ -873,6 +1043,7 @@ class RestApi:
             errors = modal_errors(data)
             if errors:
                 raise form_error({"data": errors})
+            record.modal = data
         record.callback_type = kind
 
         if call.query.get("with_response") not in ("1", "true", "True"):
@@ -979,7 +1150,7 @@ class RestApi:
 
     async def _del_hook(self, call: IncomingCall) -> Reply:
         record = self._webhook_interaction(call)
-        self._hook_message(call, record).deleted = True
+        await self.delete(self._hook_message(call, record))
         return Reply(204)
 
     # --- CDN -------------------------------------------------------------------------------------------

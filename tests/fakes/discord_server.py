@@ -8,6 +8,9 @@
         call = await handle.response()              # the recorded interaction callback
         edit = await fake.wait_for_call(EDIT_ROUTE, since=before)
         click = await fake.click(handle.original(), "upscale:1:...", user=fake.user)
+        submit = await fake.submit_modal(click, {"prompt": "a fox"})   # after the bot answered with a modal
+        await fake.react(result, "✉️", user=fake.user)  # MESSAGE_REACTION_ADD, raw payload
+        fake.dm_messages(fake.user); fake.message(status.id).deleted; fake.dispatched("MESSAGE_DELETE")
         ...
         await bot.close(); await task               # before leaving the fake
 
@@ -36,6 +39,14 @@ What discord.py 2.7 does (read from its source) and how the fake answers it, as 
   tier, or `upload_limit`) are 413 Request entity too large (40005).
 - Bodies are validated like Discord does (content length, embeds, components, command definitions) and
   rejected with 400 Invalid Form Body (50035) and an `errors` tree that discord.py turns into text.
+- Gateway events follow intents: MESSAGE_REACTION_ADD/REMOVE need GUILD_MESSAGE_REACTIONS (DMs:
+  DIRECT_MESSAGE_REACTIONS), MESSAGE_DELETE needs GUILD_MESSAGES (DMs: DIRECT_MESSAGES). The fake sends no
+  MESSAGE_CREATE, so discord.py never caches a message: reactions reach a bot only as raw events, as they
+  do on Discord for any message older than the bot's process. The bot's own reactions come back to it too.
+- DMs: `POST /users/@me/channels` always opens the channel; sending there answers 403 Cannot send messages
+  to this user (50007) when the user closed DMs (`set_dms_open`) or is a bot.
+- Mentions: a new message records whom it notified (`StoredMessage.mentions`): `<@id>` in its content that
+  its `allowed_mentions` let through.
 """
 
 # Test helpers here take `timeout=` like asyncio.wait_for does; that reads better in tests.
@@ -62,9 +73,11 @@ from tests.fakes.discord_models import (
     INTERACTION_APPLICATION_COMMAND,
     INTERACTION_AUTOCOMPLETE,
     INTERACTION_MESSAGE_COMPONENT,
+    INTERACTION_MODAL_SUBMIT,
     MANAGE_GUILD,
     FakeChannel,
     FakeClock,
+    FakeDMChannel,
     FakeGuild,
     FakeMember,
     FakeRole,
@@ -75,12 +88,17 @@ from tests.fakes.discord_models import (
     SnowflakeFactory,
     StoredAttachment,
     StoredMessage,
+    reaction_key,
 )
 from tests.fakes.discord_rest import (
+    ADD_REACTION_ROUTE,
     CALLBACK_ROUTE,
+    CREATE_DM_ROUTE,
+    DELETE_ROUTE,
     EDIT_ORIGINAL_ROUTE,
     EDIT_ROUTE,
     FOLLOWUP_ROUTE,
+    REMOVE_OWN_REACTION_ROUTE,
     SEND_ROUTE,
     FaultRule,
     RateLimitRule,
@@ -89,11 +107,15 @@ from tests.fakes.discord_rest import (
 )
 
 __all__ = [
+    "ADD_REACTION_ROUTE",
     "APPLICATION_ID",
     "CALLBACK_ROUTE",
+    "CREATE_DM_ROUTE",
+    "DELETE_ROUTE",
     "EDIT_ORIGINAL_ROUTE",
     "EDIT_ROUTE",
     "FOLLOWUP_ROUTE",
+    "REMOVE_OWN_REACTION_ROUTE",
     "SEND_ROUTE",
     "FakeDiscord",
     "InteractionHandle",
@@ -162,6 +184,10 @@ class InteractionHandle:
                 f"connected gateway sessions: {connected}"
             ) from None
 
+    def modal(self) -> dict[str, Any] | None:
+        """The modal the bot answered with (callback type 9: custom_id, title, components), None if none."""
+        return self.record.modal
+
     def original(self) -> StoredMessage | None:
         """The message `@original` refers to (the response, the deferred placeholder or the clicked message)."""
         message_id = self.record.original_message_id
@@ -215,6 +241,8 @@ class FakeDiscord:
             ws_base=lambda: self.ws_base,
             heartbeat_interval_ms=heartbeat_interval_ms,
         )
+        self.rest.send_event = self._send_event
+        self._submitted_modals: set[int] = set()
         self._runner: web.AppRunner | None = None
         self._exit_stack = contextlib.ExitStack()
 
@@ -368,10 +396,82 @@ class FakeDiscord:
         payload = guild.gateway_payload(bot_id=self.bot_user.id, all_members=False)
         await self.dispatch("GUILD_CREATE", payload)
 
-    def upload(self, filename: str, data: bytes, *, channel: FakeChannel | None = None) -> StoredAttachment:
-        """A file a user attached to a slash command option; the bot can download it from the fake CDN."""
+    def upload(
+        self,
+        filename: str,
+        data: bytes,
+        *,
+        content_type: str | None = None,
+        channel: FakeChannel | None = None,
+    ) -> StoredAttachment:
+        """A file a user attached to a slash command option (pass it as the option's value); the bot can
+        download it from the fake CDN (`Attachment.read()`). `content_type` defaults to a guess from the
+        filename; images get their width and height, as on Discord."""
         channel = channel or self.channel
-        return self.world.new_attachment(channel.id, filename, data, ephemeral=True)
+        return self.world.new_attachment(
+            channel.id, filename, data, ephemeral=True, content_type=content_type
+        )
+
+    # --- direct messages ---------------------------------------------------------------------------
+
+    def set_dms_open(self, user: FakeUser, open: bool) -> None:
+        """Whether the bot may DM `user` (False: its messages there answer 403 Cannot send messages to
+        this user, code 50007, as when a member closed DMs from server members or blocked the bot)."""
+        user.dms_open = open
+
+    def dm_channel(self, user: FakeUser) -> FakeDMChannel | None:
+        """The bot's DM channel with `user`, None if the bot never opened one."""
+        return next((c for c in self.world.dm_channels.values() if c.recipient.id == user.id), None)
+
+    def dm_messages(self, user: FakeUser, *, include_deleted: bool = False) -> list[StoredMessage]:
+        """The messages the bot sent to `user` in DMs, oldest first."""
+        channel = self.dm_channel(user)
+        return [] if channel is None else self.messages_in(channel, include_deleted=include_deleted)
+
+    # --- reactions -------------------------------------------------------------------------------------
+
+    async def react(
+        self, message: StoredMessage | int, emoji: str, *, user: FakeUser | None = None
+    ) -> dict[str, Any] | None:
+        """`user` (default: `self.user`) reacts to a stored message with `emoji` ("✉️", or "name:id").
+
+        Sends MESSAGE_REACTION_ADD to the bot if it asked for GUILD_MESSAGE_REACTIONS (DIRECT_MESSAGE_REACTIONS
+        in DMs), with the raw payload Discord sends, so it works for messages from before a restart too.
+        Returns that payload; None if `user` had already reacted so (Discord sends nothing then).
+        ValueError for what the Discord client would not let `user` do."""
+        stored, key, user = self._reaction_target(message, emoji, user)
+        refusal = self.rest.reaction_refusal(stored, key, user)
+        if refusal is not None:
+            raise ValueError(f"{user.username} cannot react with {emoji!r}: {refusal.message}")
+        return await self.rest.set_reaction(stored, key, user, present=True)
+
+    async def unreact(
+        self, message: StoredMessage | int, emoji: str, *, user: FakeUser | None = None
+    ) -> dict[str, Any] | None:
+        """`user` removes their `emoji` reaction: MESSAGE_REACTION_REMOVE (same intents as `react`).
+        Returns that payload; None if `user` had not reacted so."""
+        stored, key, user = self._reaction_target(message, emoji, user)
+        return await self.rest.set_reaction(stored, key, user, present=False)
+
+    def _reaction_target(
+        self, message: StoredMessage | int, emoji: str, user: FakeUser | None
+    ) -> tuple[StoredMessage, str, FakeUser]:
+        user = user or self.user
+        stored = self.message(message if isinstance(message, int) else message.id)
+        if stored.deleted or stored.ephemeral:
+            raise ValueError(f"message {stored.id} is deleted or ephemeral; nobody can react to it")
+        key = reaction_key(emoji)
+        if key is None:
+            raise ValueError(f"{emoji!r} is not an emoji (a unicode emoji, or name:id for a custom one)")
+        channel = self.world.channel(stored.channel_id)
+        if isinstance(channel, FakeDMChannel):
+            if user.id not in (channel.recipient.id, self.bot_user.id):
+                raise ValueError(
+                    f"{user.username} cannot see the DMs between the bot and {channel.recipient.username}"
+                )
+        elif stored.guild_id is not None and user.id not in self.world.guilds[stored.guild_id].members:
+            raise ValueError(f"{user.username} is not a member of the message's guild; call add_member first")
+        return stored, key, user
 
     # --- knobs ---------------------------------------------------------------------------------------
 
@@ -488,7 +588,7 @@ class FakeDiscord:
             raise KeyError(f"the bot never created message {message_id}") from None
 
     def messages_in(
-        self, channel: FakeChannel | None = None, *, include_deleted: bool = False
+        self, channel: FakeChannel | FakeDMChannel | None = None, *, include_deleted: bool = False
     ) -> list[StoredMessage]:
         """Messages in a channel (default: the default channel), oldest first."""
         channel = channel or self.channel
@@ -516,9 +616,19 @@ class FakeDiscord:
                 f"REST calls: {[f'{c.method} {c.path} -> {c.status}' for c in self.calls]}"
             ) from None
 
-    async def dispatch(self, event: str, data: Any) -> None:
-        """Send any gateway DISPATCH event (e.g. "INTERACTION_CREATE") to the connected bot."""
-        await self.gateway.dispatch(event, data)
+    async def dispatch(self, event: str, data: Any, *, intent: int | None = None) -> int:
+        """Send any gateway DISPATCH event (e.g. "INTERACTION_CREATE") to the connected bot; with `intent`,
+        only to sessions that asked for it. Returns how many sessions got it."""
+        return await self.gateway.dispatch(event, data, intent=intent)
+
+    def dispatched(self, event: str) -> list[Any]:
+        """The data of every `event` the gateway sent the bot(s), e.g. "MESSAGE_DELETE", oldest first."""
+        return self.gateway.dispatched(event)
+
+    async def _send_event(self, event: str, data: dict[str, Any], intent: int) -> None:
+        await self.gateway.broadcast(event, data, intent=intent)
+        async with self._changed:
+            self._changed.notify_all()
 
     @property
     def gateway_frames(self) -> list[ReceivedFrame]:
@@ -608,6 +718,54 @@ class FakeDiscord:
         data = {"custom_id": custom_id, "component_type": kind, "values": list(values)}
         return await self._interact(INTERACTION_MESSAGE_COMPONENT, data, user=user, message=stored)
 
+    async def submit_modal(
+        self, opened: InteractionHandle, values: Mapping[str, str | Sequence[str]] | None = None
+    ) -> InteractionHandle:
+        """Dispatch a MODAL_SUBMIT interaction: the user who got the modal `opened` answered with submits it.
+
+        `values` maps a text input's custom_id to its text (a string select's to its chosen values); inputs
+        left out keep the value the bot prefilled (empty if none). The data is what Discord sends:
+        `{"custom_id", "components": [{"type": 1, "components": [{"type": 4, "custom_id", "value"}]}]}`
+        (a Label, type 18, carries its input in `component`). A modal opened from a button carries that
+        button's message, so the bot may answer by updating it. ValueError for what the Discord client
+        prevents: an unknown input, a required input left empty, a text outside min/max_length, a second
+        submission."""
+        modal = opened.modal()
+        if modal is None:
+            raise ValueError(
+                f"interaction {opened.id} was not answered with a modal (callback type {opened.callback_type})"
+            )
+        if opened.id in self._submitted_modals:
+            raise ValueError(f"the modal of interaction {opened.id} was already submitted; Discord closed it")
+        given = dict(values or {})
+        used: set[str] = set()
+        submitted: list[dict[str, Any]] = []
+        for top in modal.get("components") or []:
+            if top.get("type") == 1:
+                children = [_submitted(c, given, used) for c in top.get("components") or []]
+                row = [c for c in children if c is not None]
+                if row:
+                    submitted.append(_with_id(top, {"type": 1, "components": row}))
+            elif top.get("type") == 18:
+                child = _submitted(top.get("component") or {}, given, used)
+                if child is not None:
+                    submitted.append(_with_id(top, {"type": 18, "component": child}))
+            elif top.get("type") == 10:  # a text display comes back as itself, without its content
+                submitted.append(_with_id(top, {"type": 10}))
+        unknown = sorted(set(given) - used)
+        if unknown:
+            raise ValueError(f"the modal {modal.get('custom_id')!r} has no input {unknown}")
+        self._submitted_modals.add(opened.id)
+        record = opened.record
+        source = self.world.messages.get(record.source_message_id or 0)
+        channel = self.world.channel(record.channel_id)
+        if not isinstance(channel, FakeChannel):
+            raise ValueError("the fake dispatches interactions in guild channels only")
+        data = {"custom_id": modal["custom_id"], "components": submitted}
+        return await self._interact(
+            INTERACTION_MODAL_SUBMIT, data, user=record.user, channel=channel, message=source
+        )
+
     def _component(
         self, message: StoredMessage | int, custom_id: str
     ) -> tuple[StoredMessage, dict[str, Any]]:
@@ -639,6 +797,8 @@ class FakeDiscord:
             found = world.channel(message.channel_id)
             if found is None:
                 raise ValueError(f"message {message.id} is in unknown channel {message.channel_id}")
+            if not isinstance(found, FakeChannel):
+                raise ValueError("the fake dispatches interactions in guild channels only")
             channel = found
         assert channel is not None
         guild = world.guilds[channel.guild_id]
@@ -803,6 +963,45 @@ class FakeDiscord:
         if kind == OPTION_BOOLEAN:
             return bool(value)
         raise ValueError(f"cannot send {value!r} as an option of type {kind}")
+
+
+def _with_id(source: Mapping[str, Any], submitted: dict[str, Any]) -> dict[str, Any]:
+    """Discord echoes a component's numeric `id` in the submission when the modal had one."""
+    return {"id": source["id"], **submitted} if "id" in source else submitted
+
+
+def _submitted(
+    component: Mapping[str, Any], values: Mapping[str, str | Sequence[str]], used: set[str]
+) -> dict[str, Any] | None:
+    """One modal input as submitted: its custom_id with the user's value, checked like the Discord client."""
+    kind, custom_id = component.get("type"), component.get("custom_id")
+    if custom_id is None:
+        return None  # text displays and other non-inputs are not submitted
+    used.add(custom_id)
+    if kind == 4:
+        value = values.get(custom_id, component.get("value") or "")
+        if not isinstance(value, str):
+            raise ValueError(f"text input {custom_id!r} takes a string, not {value!r}")
+        if component.get("required", True) and not value:
+            raise ValueError(f"text input {custom_id!r} is required; the client will not submit it empty")
+        low, high = component.get("min_length"), component.get("max_length")
+        if value and ((low is not None and len(value) < low) or (high is not None and len(value) > high)):
+            raise ValueError(
+                f"text input {custom_id!r} takes {low or 0}-{high or 4000} characters, got {len(value)}"
+            )
+        return _with_id(component, {"type": 4, "custom_id": custom_id, "value": value})
+    if kind == 3:
+        chosen = values.get(custom_id, [])
+        if isinstance(chosen, str):
+            chosen = [chosen]
+        allowed = {o.get("value") for o in component.get("options") or []}
+        if set(chosen) - allowed:
+            raise ValueError(f"{sorted(set(chosen) - allowed)} are not options of {custom_id!r}")
+        low = component.get("min_values", 1)
+        if component.get("required", True) and len(chosen) < low:
+            raise ValueError(f"select {custom_id!r} needs at least {low} value(s)")
+        return _with_id(component, {"type": 3, "custom_id": custom_id, "values": list(chosen)})
+    raise ValueError(f"the fake cannot submit modal component type {kind} ({custom_id!r})")
 
 
 def _infer_option_type(value: Any) -> int:
