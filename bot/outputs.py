@@ -63,12 +63,12 @@ class OutputStore:
             for index, data in enumerate(images):
                 width, height = image_size(data)
                 path = self.image_path(job_id, index)
-                _write_atomically(path, data)
+                write_atomically(path, data)
                 saved.append(SavedImage(index, path, width, height, len(data)))
             grid = None
-            if len(images) > 1:
+            if (grid_data := grid_of(images)) is not None:
                 grid = self.grid_path(job_id)
-                _write_atomically(grid, compose_grid(images).data)
+                write_atomically(grid, grid_data)
             return SavedOutputs(tuple(saved), grid)
         except ImageError as exc:
             raise OutputError(f"ComfyUI returned an image that cannot be read ({exc})") from None
@@ -97,7 +97,13 @@ class OutputStore:
         return removed
 
 
-def _write_atomically(path: Path, data: bytes) -> None:
+def grid_of(images: Sequence[bytes]) -> bytes | None:
+    """The 2x2 (or smaller) grid PNG of several images, None for a single one; raises ImageError."""
+    return compose_grid(images).data if len(images) > 1 else None
+
+
+def write_atomically(path: Path, data: bytes) -> None:
+    """Write `data` to `path` through `path.part`, synced and renamed: a reader sees all or nothing."""
     tmp = path.with_name(path.name + ".part")
     with open(tmp, "wb") as handle:
         handle.write(data)

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from bot.outputs import OutputError, OutputStore
+from bot.outputs import OutputError, OutputStore, write_atomically
 
 
 def _png(size: int = 64) -> bytes:
@@ -44,6 +44,14 @@ async def test_an_unwritable_folder_fails_with_a_member_readable_reason(tmp_path
 async def test_unreadable_image_bytes_fail_clearly(tmp_path: Path) -> None:
     with pytest.raises(OutputError, match="cannot be read"):
         await OutputStore(tmp_path).save(1, [b"garbage"])
+
+
+def test_an_atomic_write_replaces_the_file_whole_and_leaves_no_part_file(tmp_path: Path) -> None:
+    path = tmp_path / "image.png"
+    path.write_bytes(b"old")
+    write_atomically(path, b"new image")
+    assert path.read_bytes() == b"new image"
+    assert [p.name for p in tmp_path.iterdir()] == ["image.png"]
 
 
 async def test_delete_ignores_missing_files(tmp_path: Path) -> None:
