@@ -127,7 +127,7 @@ async def run(urls: list[str], model: ModelProfile, jobs: int, prefetch: int) ->
             if isinstance(event, Completed | Failed):
                 remaining.discard(event.job_id)
                 if isinstance(event, Failed):
-                    raise RuntimeError(f"job {event.job_id} failed: {event.reason}")
+                    raise RuntimeError(f"job {event.job_id} failed: {event.failure}")
         wall = time.perf_counter() - begin
         per_backend = []
         for backend in backends:

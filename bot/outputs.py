@@ -10,13 +10,18 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from bot.reasons import Failure, FailureKind
 from comfy.images import ImageError, compose_grid, image_size
 
 log = logging.getLogger(__name__)
 
 
 class OutputError(Exception):
-    """Images could not be saved; the message is fit for the member (no paths) and the operator log."""
+    """Images could not be saved: `failure` says why (the message, for the log, holds no path)."""
+
+    def __init__(self, failure: Failure, message: str) -> None:
+        super().__init__(message)
+        self.failure = failure
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,13 +76,16 @@ class OutputStore:
                 write_atomically(grid, grid_data)
             return SavedOutputs(tuple(saved), grid)
         except ImageError as exc:
-            raise OutputError(f"ComfyUI returned an image that cannot be read ({exc})") from None
+            failure = Failure(FailureKind.UNREADABLE_IMAGE, str(exc))
+            raise OutputError(failure, f"ComfyUI returned an image that cannot be read ({exc})") from None
         except OSError as exc:
             if exc.errno in (errno.ENOSPC, errno.EDQUOT):
                 log.error("disk full while saving job %s under %s (storage.output_dir)", job_id, self.root)
-                raise OutputError("the bot's disk is full, so the images could not be saved") from None
+                failure = Failure(FailureKind.DISK_FULL)
+                raise OutputError(failure, "disk full: the images could not be saved") from None
             log.error("cannot write job %s images under %s (storage.output_dir): %s", job_id, self.root, exc)
-            raise OutputError("the images could not be saved on the bot's server") from None
+            message = f"the images could not be saved ({exc.strerror or type(exc).__name__})"
+            raise OutputError(Failure(FailureKind.NOT_SAVED), message) from None
 
     async def delete(self, paths: Iterable[str | Path]) -> int:
         """Delete files (missing ones are fine); returns how many were removed."""
