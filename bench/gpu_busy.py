@@ -26,7 +26,7 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +38,7 @@ from bot.outputs import OutputStore
 from bot.scheduler import Scheduler, SchedulerSettings
 from bot.store import JobStore
 from comfy.client import ComfyClient
+from comfy.models import QueuedPrompt
 from comfy.params import ParseContext, parse_prompt, request_to_json
 from comfy.profiles import BackendConfig, ModelProfile
 from comfy.workflow import TemplateRegistry, load_builtin_templates
@@ -78,6 +79,20 @@ async def _spans(client: ComfyClient, prompt_ids: list[str]) -> list[tuple[float
     return sorted(spans)
 
 
+def _record_posts(client: ComfyClient, posted_at: dict[str, float]) -> None:
+    """Note the wall-clock time each prompt was accepted by ComfyUI, to compare with its own timestamps."""
+    queue_prompt = client.queue_prompt
+
+    async def recording(
+        graph: Mapping[str, Any], prompt_id: str | None = None, **kwargs: Any
+    ) -> QueuedPrompt:
+        queued = await queue_prompt(graph, prompt_id, **kwargs)
+        posted_at[queued.prompt_id] = time.time()
+        return queued
+
+    client.queue_prompt = recording  # type: ignore[method-assign]
+
+
 async def run(urls: list[str], model: ModelProfile, jobs: int, prefetch: int) -> dict[str, Any]:
     """Queue `jobs` jobs, run them over the backends at `urls`, and measure each backend."""
     with tempfile.TemporaryDirectory() as folder:
@@ -92,6 +107,9 @@ async def run(urls: list[str], model: ModelProfile, jobs: int, prefetch: int) ->
             )
             for i, url in enumerate(urls)
         ]
+        posted_at: dict[str, float] = {}  # prompt id -> wall-clock time ComfyUI accepted it
+        for backend in backends:
+            _record_posts(backend.client, posted_at)
         scheduler = Scheduler(
             store=store,
             backends=backends,
@@ -109,7 +127,7 @@ async def run(urls: list[str], model: ModelProfile, jobs: int, prefetch: int) ->
             if isinstance(event, Completed | Failed):
                 remaining.discard(event.job_id)
                 if isinstance(event, Failed):
-                    raise RuntimeError(f"job {event.job_id} failed: {event.reason}")
+                    raise RuntimeError(f"job {event.job_id} failed: {event.failure}")
         wall = time.perf_counter() - begin
         per_backend = []
         for backend in backends:
@@ -122,7 +140,7 @@ async def run(urls: list[str], model: ModelProfile, jobs: int, prefetch: int) ->
             gaps = [(b[0] - a[1]) * 1000 for a, b in itertools.pairwise(spans)]
             # A gap is the bot's fault only if the next prompt was not yet in ComfyUI's queue when the
             # previous one ended; otherwise ComfyUI itself idled (its periodic gc between prompts).
-            posted = sorted(scheduler.posted_at[p] for p in prompt_ids if p in scheduler.posted_at)
+            posted = sorted(posted_at[p] for p in prompt_ids if p in posted_at)
             late = sum(
                 1 for (a, b), t in zip(itertools.pairwise(spans), posted[1:], strict=False) if t > a[1]
             )

@@ -67,7 +67,7 @@ async def run(jobs: int, step_time: float, steps: int) -> dict[str, Any]:
                             break
                     end = time.time()
                     if isinstance(event, Failed):
-                        raise RuntimeError(f"job {job.id} failed: {event.reason}")
+                        raise RuntimeError(f"job {job.id} failed: {event.failure}")
                     stored = await store.get(job.id)
                     assert stored is not None and stored.prompt_id is not None
                     entry = await client.history(stored.prompt_id)

@@ -12,6 +12,8 @@ import logging
 from collections import deque
 from dataclasses import dataclass, field, replace
 
+from bot.reasons import Failure, WaitReason
+
 log = logging.getLogger(__name__)
 
 
@@ -46,9 +48,9 @@ class Queued(JobEvent):
 
 @dataclass(frozen=True, slots=True)
 class Waiting(JobEvent):
-    """The job waits for a reason the user should see (for example: no backend is up)."""
+    """The job waits for a reason its member should know (for example: no backend is up)."""
 
-    reason: str = ""
+    reason: WaitReason = WaitReason.NO_BACKEND
 
     @property
     def coalesces(self) -> bool:
@@ -92,9 +94,9 @@ class Completed(JobEvent):
 
 @dataclass(frozen=True, slots=True)
 class Failed(JobEvent):
-    """The job failed; `reason` is written for the member who asked."""
+    """The job failed; `failure` says why (the cogs put it into words)."""
 
-    reason: str = ""
+    failure: Failure
 
     @property
     def terminal(self) -> bool:

@@ -1,7 +1,8 @@
 """`comfy-imagine generate`: one prompt through a ComfyUI backend to image files, without Discord or the queue.
 
-The same pipeline the bot runs (parse, template, render, post, follow, download, grid), on the first
-backend that answers, with a progress bar on stderr and the written paths on stdout.
+The bot's own pipeline (parse, template, render; `bot.prompt_run` to post, follow and download; the grid
+and atomic writes of `bot.outputs`), on the first backend that answers, with a progress bar on stderr and
+the written paths on stdout.
 """
 
 from __future__ import annotations
@@ -10,24 +11,24 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
-import os
 import random
 import re
 import signal
 import sys
-import time
 import unicodedata
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TextIO
 
 import aiohttp
 
 from bot.config import Config
-from comfy.client import ComfyClient, PromptWatch
-from comfy.events import Event, Outcome, OutcomeStatus, ProgressSnapshot, ProgressTracker, Started
-from comfy.images import ImageError, compose_grid
+from bot.outputs import grid_of, write_atomically
+from bot.prompt_run import NoImages, PromptRun
+from bot.terminal_progress import TerminalProgress
+from comfy.client import ComfyClient
+from comfy.events import Event, Outcome, OutcomeStatus, ProgressSnapshot, Started
+from comfy.images import ImageError
 from comfy.models import BackendUnavailable, ComfyError, PromptRejected, new_prompt_id
 from comfy.params import GenerationRequest, ParamError, ParseContext, parse_prompt
 from comfy.profiles import BackendConfig
@@ -84,82 +85,6 @@ class GenerateResult:
         return tuple(path for job in self.jobs for path in job.paths)
 
 
-# ---------------------------------------------------------------------------------------- progress
-
-
-class TerminalProgress:
-    """A progress line on a terminal: one updating line on a TTY, else one line per ~10 %."""
-
-    def __init__(
-        self,
-        stream: TextIO,
-        *,
-        tty: bool | None = None,
-        width: int = 24,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self.stream = stream
-        self.tty = stream.isatty() if tty is None else tty
-        self.width = width
-        self._clock = clock
-        self._label = ""
-        self._started_at = 0.0
-        self._last_decile = -1
-
-    def begin(self, label: str) -> None:
-        """A new prompt is being followed; it waits in ComfyUI's queue until it starts."""
-        self._label = label
-        self._started_at = self._clock()
-        self._last_decile = -1
-        self._write(f"{label}: waiting in ComfyUI's queue", final=not self.tty)
-
-    def running(self) -> None:
-        """ComfyUI started the prompt."""
-        if self.tty:
-            self._write(f"{self._label}: running")
-
-    def update(self, snapshot: ProgressSnapshot) -> None:
-        """Show overall progress (step n/N, percent, ETA)."""
-        percent = int(snapshot.fraction * 100)
-        if self.tty:
-            filled = round(self.width * snapshot.fraction)
-            bar = "#" * filled + "-" * (self.width - filled)
-            self._write(f"{self._label} [{bar}] {self._numbers(snapshot, percent)}")
-            return
-        decile = percent // 10
-        if decile > self._last_decile and snapshot.total_steps:
-            self._last_decile = decile
-            self._write(f"{self._label}: {self._numbers(snapshot, percent)}", final=True)
-
-    def end(self, text: str) -> None:
-        """Close the prompt's line with how it ended."""
-        seconds = self._clock() - self._started_at
-        self._write(f"{self._label}: {text} ({seconds:.1f} s)", final=True)
-
-    def message(self, text: str) -> None:
-        """A line of its own (never mixed into the progress line)."""
-        self._write(text, final=True)
-
-    @staticmethod
-    def _numbers(snapshot: ProgressSnapshot, percent: int) -> str:
-        text = f"step {snapshot.step}/{snapshot.total_steps} {percent:3d}%"
-        if snapshot.eta_s is not None and snapshot.fraction < 1:
-            text += f" ETA {_duration(snapshot.eta_s)}"
-        return text
-
-    def _write(self, text: str, *, final: bool = False) -> None:
-        if self.tty:
-            self.stream.write("\r\x1b[K" + text + ("\n" if final else ""))
-        elif final:
-            self.stream.write(text + "\n")
-        self.stream.flush()
-
-
-def _duration(seconds: float) -> str:
-    seconds = max(0, round(seconds))
-    return f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
-
-
 # ---------------------------------------------------------------------------------------- pipeline
 
 
@@ -167,9 +92,7 @@ def _duration(seconds: float) -> str:
 class _Posted:
     request: GenerationRequest
     template: WorkflowTemplate
-    graph: dict[str, object]
-    watch: PromptWatch
-    prompt_id: str = ""
+    prompt: PromptRun
 
 
 @dataclass(slots=True)
@@ -233,7 +156,7 @@ async def generate(
         raise
     finally:
         for posted in run.posted:
-            posted.watch.close()
+            posted.prompt.close()
         if run.client is not None:
             await run.client.close()
 
@@ -300,18 +223,16 @@ async def _post_all(
         except (TemplateError, RenderError) as exc:
             raise SetupError(f"templates: {exc}") from None
     for request, template, graph in graphs:
-        prompt_id = new_prompt_id()
-        posted = _Posted(request, template, graph, client.watch(prompt_id), prompt_id)
+        posted = _Posted(request, template, PromptRun.new(client, graph, new_prompt_id()))
         run.posted.append(posted)
         try:
-            queued = await client.queue_prompt(graph, prompt_id)
+            await posted.prompt.post()
         except PromptRejected as exc:
             raise GenerateError(
                 f"ComfyUI at {client.base_url} rejected the workflow:\n  {_indent(exc)}"
             ) from None
         except ComfyError as exc:
             raise GenerateError(f"cannot post the prompt: {exc}") from None
-        posted.prompt_id = queued.prompt_id
     if progress is not None:
         count = len(graphs)
         progress.message(
@@ -344,7 +265,7 @@ async def _follow_all(
                 progress.end(outcome.status.value)
             continue
         try:
-            job = await _save(client, posted, outcome, out_dir)
+            job = await _save(posted, outcome, out_dir)
         except _JobFailed as exc:
             failures.append(f"{label}: {exc}")
             if progress is not None:
@@ -370,85 +291,61 @@ async def _follow(
     job_timeout_s: float,
 ) -> Outcome:
     """Show one prompt's progress until it ends; give up when the backend stays gone or it runs too long."""
-    watch = posted.watch
-    tracker = ProgressTracker.from_graph(posted.graph)
     tick = max(0.05, min(1.0, lost_after_s / 4))
     loop = asyncio.get_running_loop()
     deadline = loop.time() + job_timeout_s
     down_since: float | None = None
-    events = aiter(watch)
-    # One pending read that survives the ticks: cancelling and re-creating it each tick (wait_for) could
-    # swallow a Ctrl-C that lands just as an event arrives.
-    reader: asyncio.Task[Event | None] | None = None
-    try:
-        while True:
-            if reader is None:
-                reader = asyncio.create_task(_next_event(events))
-            done, _ = await asyncio.wait({reader}, timeout=tick)
-            if not done:
-                now = loop.time()
-                if client.connected:
-                    down_since = None
-                else:
-                    down_since = now if down_since is None else down_since
-                    if now - down_since >= lost_after_s:
-                        raise GenerateError(
-                            f"lost the connection to ComfyUI at {client.base_url} and it did not come back "
-                            f"within {lost_after_s:g} s; is it still running?"
-                        )
-                if now >= deadline:
-                    raise GenerateError(
-                        f"prompt {watch.prompt_id} took longer than {job_timeout_s:g} s "
-                        "(scheduler.job_timeout_s); it was cancelled"
-                    )
-                continue
-            event, reader = reader.result(), None
-            if event is None:
-                break
-            if progress is None:
-                continue
-            if isinstance(event, Started):
-                progress.running()
-            snapshot = tracker.update(event)
-            if snapshot is not None:
-                progress.update(snapshot)
-    finally:
-        if reader is not None:
-            reader.cancel()
-    return await watch.result()
 
+    def check() -> None:
+        nonlocal down_since
+        now = loop.time()
+        if client.connected:
+            down_since = None
+        else:
+            down_since = now if down_since is None else down_since
+            if now - down_since >= lost_after_s:
+                raise GenerateError(
+                    f"lost the connection to ComfyUI at {client.base_url} and it did not come back "
+                    f"within {lost_after_s:g} s; is it still running?"
+                )
+        if now >= deadline:
+            raise GenerateError(
+                f"prompt {posted.prompt.prompt_id} took longer than {job_timeout_s:g} s "
+                "(scheduler.job_timeout_s); it was cancelled"
+            )
 
-async def _next_event(events: AsyncIterator[Event]) -> Event | None:
-    """The watch's next event, None after the last."""
-    try:
-        return await anext(events)
-    except StopAsyncIteration:
-        return None
+    async def show(event: Event, snapshot: ProgressSnapshot | None) -> None:
+        if progress is None:
+            return
+        if isinstance(event, Started):
+            progress.running()
+        if snapshot is not None:
+            progress.update(snapshot)
+
+    return await posted.prompt.follow(show, check=check, tick_s=tick)
 
 
 class _JobFailed(Exception):
     """One job's images could not be fetched or read; the others may still be fine."""
 
 
-async def _save(client: ComfyClient, posted: _Posted, outcome: Outcome, out_dir: Path) -> GeneratedJob:
-    refs = [ref for ref in outcome.images if ref.type == "output"] or list(outcome.images)
-    if not refs:
-        raise _JobFailed("ComfyUI finished without producing an image")
+async def _save(posted: _Posted, outcome: Outcome, out_dir: Path) -> GeneratedJob:
     try:
-        images = [await client.download_image(ref) for ref in refs]
+        downloaded = await posted.prompt.download(outcome)
+    except NoImages:
+        raise _JobFailed("ComfyUI finished without producing an image") from None
     except ComfyError as exc:
         raise _JobFailed(f"cannot download the images: {exc}") from None
-    grid: bytes | None = None
-    if len(images) > 1:
-        try:
-            grid = (await asyncio.to_thread(compose_grid, images)).data
-        except ImageError as exc:
-            raise _JobFailed(f"ComfyUI returned an image that cannot be read ({exc})") from None
-    suffixes = [Path(ref.filename).suffix.lower() or ".png" for ref in refs]
+    images = [data for _, data in downloaded]
+    try:
+        grid = await asyncio.to_thread(grid_of, images)
+    except ImageError as exc:
+        raise _JobFailed(f"ComfyUI returned an image that cannot be read ({exc})") from None
+    suffixes = [Path(ref.filename).suffix.lower() or ".png" for ref, _ in downloaded]
     paths, grid_path = await asyncio.to_thread(
         _write_files, out_dir, _stem(posted.request), images, suffixes, grid
     )
-    return GeneratedJob(posted.request, posted.prompt_id, paths, grid_path)
+    return GeneratedJob(posted.request, posted.prompt.prompt_id, paths, grid_path)
 
 
 def _stem(request: GenerationRequest) -> str:
@@ -471,17 +368,10 @@ def _write_files(
         attempt += 1
         base = f"{stem}-{attempt}"
     for path, data in zip(paths, images, strict=True):
-        _write_atomically(path, data)
+        write_atomically(path, data)
     if grid_path is not None and grid is not None:
-        _write_atomically(grid_path, grid)
+        write_atomically(grid_path, grid)
     return tuple(paths), grid_path
-
-
-def _write_atomically(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".part")
-    with open(tmp, "wb") as handle:
-        handle.write(data)
-    os.replace(tmp, path)
 
 
 def _failure_text(outcome: Outcome) -> str:
@@ -511,14 +401,14 @@ def _indent(exc: BaseException) -> str:
 async def _cancel_unfinished(run: _Run) -> None:
     """Best effort: take the prompts this run posted and did not finish off ComfyUI's queue."""
     client = run.client
-    pending = [posted for posted in run.posted if not posted.watch.done and posted.prompt_id]
+    pending = [posted for posted in run.posted if not posted.prompt.done]
     if client is None or not pending:
         return
     try:
         async with asyncio.timeout(CANCEL_TIMEOUT_S):
             for posted in reversed(pending):  # the waiting ones first, so none starts meanwhile
-                await client.cancel(posted.prompt_id)
-                log.info("cancelled prompt %s on %s", posted.prompt_id, client.base_url)
+                await client.cancel(posted.prompt.prompt_id)
+                log.info("cancelled prompt %s on %s", posted.prompt.prompt_id, client.base_url)
     except (ComfyError, TimeoutError) as exc:
         log.warning("could not cancel every posted prompt on %s: %s", client.base_url, exc)
 

@@ -10,13 +10,18 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from bot.reasons import Failure, FailureKind
 from comfy.images import ImageError, compose_grid, image_size
 
 log = logging.getLogger(__name__)
 
 
 class OutputError(Exception):
-    """Images could not be saved; the message is fit for the member (no paths) and the operator log."""
+    """Images could not be saved: `failure` says why (the message, for the log, holds no path)."""
+
+    def __init__(self, failure: Failure, message: str) -> None:
+        super().__init__(message)
+        self.failure = failure
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,21 +68,24 @@ class OutputStore:
             for index, data in enumerate(images):
                 width, height = image_size(data)
                 path = self.image_path(job_id, index)
-                _write_atomically(path, data)
+                write_atomically(path, data)
                 saved.append(SavedImage(index, path, width, height, len(data)))
             grid = None
-            if len(images) > 1:
+            if (grid_data := grid_of(images)) is not None:
                 grid = self.grid_path(job_id)
-                _write_atomically(grid, compose_grid(images).data)
+                write_atomically(grid, grid_data)
             return SavedOutputs(tuple(saved), grid)
         except ImageError as exc:
-            raise OutputError(f"ComfyUI returned an image that cannot be read ({exc})") from None
+            failure = Failure(FailureKind.UNREADABLE_IMAGE, str(exc))
+            raise OutputError(failure, f"ComfyUI returned an image that cannot be read ({exc})") from None
         except OSError as exc:
             if exc.errno in (errno.ENOSPC, errno.EDQUOT):
                 log.error("disk full while saving job %s under %s (storage.output_dir)", job_id, self.root)
-                raise OutputError("the bot's disk is full, so the images could not be saved") from None
+                failure = Failure(FailureKind.DISK_FULL)
+                raise OutputError(failure, "disk full: the images could not be saved") from None
             log.error("cannot write job %s images under %s (storage.output_dir): %s", job_id, self.root, exc)
-            raise OutputError("the images could not be saved on the bot's server") from None
+            message = f"the images could not be saved ({exc.strerror or type(exc).__name__})"
+            raise OutputError(Failure(FailureKind.NOT_SAVED), message) from None
 
     async def delete(self, paths: Iterable[str | Path]) -> int:
         """Delete files (missing ones are fine); returns how many were removed."""
@@ -97,7 +105,13 @@ class OutputStore:
         return removed
 
 
-def _write_atomically(path: Path, data: bytes) -> None:
+def grid_of(images: Sequence[bytes]) -> bytes | None:
+    """The 2x2 (or smaller) grid PNG of several images, None for a single one; raises ImageError."""
+    return compose_grid(images).data if len(images) > 1 else None
+
+
+def write_atomically(path: Path, data: bytes) -> None:
+    """Write `data` to `path` through `path.part`, synced and renamed: a reader sees all or nothing."""
     tmp = path.with_name(path.name + ".part")
     with open(tmp, "wb") as handle:
         handle.write(data)

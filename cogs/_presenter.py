@@ -37,6 +37,7 @@ from bot.imagine_service import ImagineService, QueuedJob
 from bot.jobs import Job
 from cogs._buttons import cancel_view, grid_view, upscale_view
 from cogs._edit_budget import EditBudget, EditPriority
+from cogs._failure_text import failure_text, waiting_text
 from cogs._render import (
     NO_MENTIONS,
     StatusState,
@@ -154,7 +155,9 @@ class _Tracker:
                     position=event.position, waiting=None if state.started else state.waiting
                 )
             elif isinstance(event, Waiting):
-                self.state = replace(state, waiting=event.reason) if not state.started else state
+                self.state = (
+                    replace(state, waiting=waiting_text(event.reason)) if not state.started else state
+                )
             elif isinstance(event, Started):
                 self.state = StatusState(started=True)
             elif event.terminal:
@@ -493,7 +496,8 @@ class Presenter:
         if isinstance(event, Completed):
             await self._deliver_result(job, ref, event)
         elif isinstance(event, Failed):
-            await self._deliver(job, ref, embeds=[failed_embed(event.reason)], view=None, notify_if_gone=True)
+            embed = failed_embed(failure_text(event.failure))
+            await self._deliver(job, ref, embeds=[embed], view=None, notify_if_gone=True)
         elif isinstance(event, Cancelled):
             await self._deliver(job, ref, embeds=[cancelled_embed()], view=None, notify_if_gone=False)
 

@@ -19,10 +19,10 @@ from bot.generate import (
     EXIT_USAGE,
     GenerateError,
     SetupError,
-    TerminalProgress,
     generate,
     generate_command,
 )
+from bot.terminal_progress import TerminalProgress
 from comfy.events import ProgressSnapshot
 from comfy.params import ParamError
 from tests.cli import run_cli

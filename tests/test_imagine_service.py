@@ -18,6 +18,7 @@ from bot.config import Config, load_config
 from bot.events import Cancelled, Completed, Failed, JobEvent
 from bot.imagine_service import ImagineService, UserError
 from bot.jobs import Job, JobKind, JobStatus
+from bot.reasons import Failure, FailureKind
 from bot.services import Services
 from comfy.params import request_from_json
 from tests.e2e import write_e2e_config
@@ -363,7 +364,7 @@ async def test_an_image_prompt_whose_file_is_gone_fails_with_a_reason(h: Harness
     jobs = await h.service.prepare("a fox", guild_id=GUILD, channel_id=CHANNEL, user_id=ALICE, has_image=True)
     (queued,) = await h.service.submit(h.service.with_image(jobs, image))
     event = await h.finished(queued.job.id)
-    assert isinstance(event, Failed) and "deleted from the bot's disk" in event.reason
+    assert isinstance(event, Failed) and event.failure == Failure(FailureKind.IMAGE_PROMPT_DELETED)
     job = await h.services.store.get(queued.job.id)
     assert job is not None and job.status is JobStatus.FAILED
 

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from bot.outputs import OutputError, OutputStore
+from bot.outputs import OutputError, OutputStore, write_atomically
+from bot.reasons import Failure, FailureKind
 
 
 def _png(size: int = 64) -> bytes:
@@ -33,17 +34,27 @@ async def test_one_image_has_no_grid(tmp_path: Path) -> None:
     assert (saved.images[0].width, saved.images[0].height) == (96, 96)
 
 
-async def test_an_unwritable_folder_fails_with_a_member_readable_reason(tmp_path: Path) -> None:
+async def test_an_unwritable_folder_fails_as_not_saved_without_naming_the_path(tmp_path: Path) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("not a folder")
     with pytest.raises(OutputError, match="could not be saved") as info:
         await OutputStore(blocker / "out").save(1, [_png()])
+    assert info.value.failure == Failure(FailureKind.NOT_SAVED)
     assert str(tmp_path) not in str(info.value)
 
 
 async def test_unreadable_image_bytes_fail_clearly(tmp_path: Path) -> None:
-    with pytest.raises(OutputError, match="cannot be read"):
+    with pytest.raises(OutputError, match="cannot be read") as info:
         await OutputStore(tmp_path).save(1, [b"garbage"])
+    assert info.value.failure.kind is FailureKind.UNREADABLE_IMAGE and info.value.failure.detail
+
+
+def test_an_atomic_write_replaces_the_file_whole_and_leaves_no_part_file(tmp_path: Path) -> None:
+    path = tmp_path / "image.png"
+    path.write_bytes(b"old")
+    write_atomically(path, b"new image")
+    assert path.read_bytes() == b"new image"
+    assert [p.name for p in tmp_path.iterdir()] == ["image.png"]
 
 
 async def test_delete_ignores_missing_files(tmp_path: Path) -> None:

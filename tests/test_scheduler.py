@@ -10,10 +10,13 @@ from pathlib import Path
 
 import pytest
 
+from bot.backend_health import BackendHealth
 from bot.backends import MAX_PAUSE_S, Backend, stable_client_id
 from bot.events import Cancelled, Completed, EventBus, Failed, JobEvent, Progress, Started
+from bot.inflight import InFlightJob, InFlightJobs
 from bot.jobs import JobKind, JobStatus, NewJob
 from bot.outputs import OutputStore
+from bot.reasons import Failure, FailureKind
 from bot.scheduler import Scheduler, SchedulerSettings
 from bot.store import JobStore
 from comfy.client import ComfyClient
@@ -151,6 +154,61 @@ async def test_a_job_runs_to_completion_with_progress_and_saved_images(tmp_path:
         assert body["client_id"] == h.scheduler.backends[0].client.client_id
 
 
+async def test_a_job_in_flight_has_one_record_holding_a_slot_on_its_backend(tmp_path: Path) -> None:
+    async with harness(tmp_path) as h:
+        backend = h.scheduler.backends[0]
+        h.fakes[0].pause()
+        (job,) = await h.scheduler.submit([new_job()])
+        await h.event(Started, job.id)
+        record = h.scheduler.inflight.get(job.id)
+        assert record is not None and record.backend is backend and record.executing
+        assert backend.jobs == {job.id} and backend.free_slots == backend.capacity - 1
+        h.fakes[0].resume()
+        await h.event(Completed, job.id)
+        assert record.task is not None
+        await record.task
+        assert h.scheduler.inflight.get(job.id) is None and not record.executing
+        assert backend.jobs == set() and backend.free_slots == backend.capacity
+
+
+async def test_a_record_replaced_by_a_new_claim_frees_its_slot_and_leaves_the_new_one(tmp_path: Path) -> None:
+    async with harness(tmp_path, count=2, start=False) as h:
+        first, second = h.scheduler.backends
+        (job,) = await h.store.enqueue_many([new_job()])
+        inflight = InFlightJobs()
+        old, new = InFlightJob(job, first), InFlightJob(job, second)
+        inflight.add(old)
+        assert first.jobs == {job.id}
+        inflight.add(new)  # the job went back to the queue and was claimed again before its old task ended
+        assert (first.jobs, second.jobs) == (set(), {job.id})
+        assert not inflight.remove(old)  # the old task ends: nothing of the new claim is freed
+        assert second.jobs == {job.id} and inflight.get(job.id) is new
+        assert inflight.remove(new) and second.jobs == set() and len(inflight) == 0
+
+
+async def test_a_cancel_landing_while_the_job_is_being_claimed_stops_it_before_it_is_posted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with harness(tmp_path, start=False) as h:
+        backend = h.scheduler.backends[0]
+        await h.scheduler.health.refresh()
+        await h.store.enqueue_many([new_job()])
+        claimed = await h.store.claim_next(backend.name)  # the dispatcher has it, but does not follow it yet
+        assert claimed is not None
+        cancel_on_comfyui = backend.client.cancel
+
+        async def claim_finishing_meanwhile(prompt_id: str) -> None:
+            record = InFlightJob(claimed, backend)
+            h.scheduler._spawn(record, h.scheduler.runner.run(record))
+            await cancel_on_comfyui(prompt_id)
+
+        monkeypatch.setattr(backend.client, "cancel", claim_finishing_meanwhile)
+        assert await h.scheduler.cancel(claimed.id) is JobStatus.SUBMITTED
+        await h.event(Cancelled, claimed.id)
+        assert h.fakes[0].received_prompts == []
+        assert await h.status(claimed.id) is JobStatus.CANCELLED
+
+
 async def test_prefetch_keeps_one_prompt_waiting_in_comfyui_under_backlog(tmp_path: Path) -> None:
     async with harness(tmp_path) as h:
         fake = h.fakes[0]
@@ -234,8 +292,11 @@ async def test_a_node_error_fails_the_job_with_a_short_reason(tmp_path: Path) ->
         h.fakes[0].fail_node = "KSampler"
         (job,) = await h.scheduler.submit([new_job()])
         failed = await h.event(Failed, job.id)
-        assert "RuntimeError" in failed.reason and "tensor([[" not in failed.reason
-        assert len(failed.reason) < 300
+        assert isinstance(failed, Failed) and failed.failure.kind is FailureKind.EXECUTION_FAILED
+        assert "RuntimeError" in failed.failure.detail and "tensor([[" not in failed.failure.detail
+        assert len(failed.failure.detail) < 300
+        stored = await h.store.get(job.id)
+        assert stored is not None and Failure.decode(stored.error) == failed.failure
         assert await h.status(job.id) is JobStatus.FAILED
 
 
@@ -245,7 +306,7 @@ async def test_a_job_over_its_timeout_fails_and_is_interrupted_by_id(tmp_path: P
         fake.pause()
         (job,) = await h.scheduler.submit([new_job()])
         failed = await h.event(Failed, job.id)
-        assert "longer than" in failed.reason
+        assert isinstance(failed, Failed) and failed.failure == Failure(FailureKind.TIMED_OUT, number=0.5)
         stored = await h.store.get(job.id)
         assert stored is not None and stored.prompt_id in fake.interrupt_requests
         assert fake.global_interrupts == 0
@@ -384,9 +445,9 @@ async def test_the_health_loop_survives_a_check_that_raises(
     async with harness(tmp_path, health_interval_s=0.01):
         checks = 0
         second = asyncio.Event()
-        original = Scheduler._refresh_backends
+        original = BackendHealth.refresh
 
-        async def flaky(self: Scheduler) -> bool:
+        async def flaky(self: BackendHealth) -> bool:
             nonlocal checks
             checks += 1
             if checks == 1:
@@ -394,7 +455,7 @@ async def test_the_health_loop_survives_a_check_that_raises(
             second.set()
             return await original(self)
 
-        monkeypatch.setattr(Scheduler, "_refresh_backends", flaky)
+        monkeypatch.setattr(BackendHealth, "refresh", flaky)
         async with asyncio.timeout(TIMEOUT):
             await second.wait()  # the loop went on after the failure
 

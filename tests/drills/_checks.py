@@ -11,6 +11,8 @@ import os
 from collections import Counter
 
 from bot.jobs import Job, JobStatus
+from bot.reasons import Failure
+from cogs._failure_text import failure_text
 from tests.e2e import E2E, guild_jobs, shown
 from tests.fakes.discord_models import StoredMessage
 
@@ -77,7 +79,8 @@ async def assert_nothing_lost(e2e: E2E, jobs: list[Job]) -> None:
             assert outputs and not missing, f"job {job.id}: images missing: {missing}"
         elif job.status is JobStatus.FAILED:
             assert job.error, f"job {job.id} failed without a reason"
-            shown_to_member = [m for m in visible_messages(e2e, job) if told(m, job.error[:60])]
+            reason = failure_text(Failure.decode(job.error))
+            shown_to_member = [m for m in visible_messages(e2e, job) if told(m, reason[:60])]
             assert shown_to_member, f"job {job.id} failed ({job.error!r}) but no message says so"
     executed = Counter(prompt for comfy in e2e.comfy for prompt in comfy.executed_prompt_ids)
     twice = [prompt for prompt, times in executed.items() if times > 1]

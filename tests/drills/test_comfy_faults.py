@@ -322,10 +322,12 @@ async def test_prompt_route_answering_500_for_good_fails_the_job_after_max_attem
 
     (job,) = jobs
     assert job.status is JobStatus.FAILED and job.attempts == 2
-    assert job.error == "The job failed 3 times (backend gpu0 unavailable)."
+    assert job.error == "attempts/3/backend_unavailable: gpu0"
     assert comfy.failed_requests == ["POST /prompt"] * 3 and comfy.received_prompts == []
     final = e2e.discord.message(status.id)
-    assert final.embeds[0]["description"] == f"❌ **Failed:** {job.error}"
+    assert (
+        final.embeds[0]["description"] == "❌ **Failed:** The job failed 3 times (backend gpu0 unavailable)."
+    )
     assert not final.custom_ids()  # no Cancel button left on a job that ended
 
 
