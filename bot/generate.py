@@ -23,7 +23,8 @@ from pathlib import Path
 import aiohttp
 
 from bot.config import Config
-from bot.outputs import grid_of, write_atomically
+from bot.image_storage import write_atomically
+from bot.outputs import grid_of
 from bot.prompt_run import NoImages, PromptRun
 from bot.terminal_progress import TerminalProgress
 from comfy.client import ComfyClient

@@ -13,7 +13,6 @@ import contextlib
 import logging
 import os
 import re
-import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -284,12 +283,14 @@ class S3Storage:
 
 
 def write_atomically(path: Path, data: bytes) -> None:
-    """Write `path` through a temporary file in the same folder and a rename (no partial file is ever seen)."""
+    """Write `data` to `path` through `path.part`, synced and renamed: a reader sees all or nothing."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
+    tmp = path.with_name(path.name + ".part")
     try:
-        with os.fdopen(fd, "wb") as handle:
+        with open(tmp, "wb") as handle:
             handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):

@@ -5,11 +5,11 @@ from __future__ import annotations
 import asyncio
 import errno
 import logging
-import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from bot.image_storage import write_atomically
 from bot.reasons import Failure, FailureKind
 from comfy.images import ImageError, compose_grid, image_size
 
@@ -108,13 +108,3 @@ class OutputStore:
 def grid_of(images: Sequence[bytes]) -> bytes | None:
     """The 2x2 (or smaller) grid PNG of several images, None for a single one; raises ImageError."""
     return compose_grid(images).data if len(images) > 1 else None
-
-
-def write_atomically(path: Path, data: bytes) -> None:
-    """Write `data` to `path` through `path.part`, synced and renamed: a reader sees all or nothing."""
-    tmp = path.with_name(path.name + ".part")
-    with open(tmp, "wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)

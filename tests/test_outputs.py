@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from bot.outputs import OutputError, OutputStore, write_atomically
+from bot.image_storage import write_atomically
+from bot.outputs import OutputError, OutputStore
 from bot.reasons import Failure, FailureKind
 
 
