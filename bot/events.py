@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 from bot.reasons import Failure, WaitReason
@@ -181,10 +182,24 @@ class Subscription:
 
 
 class EventBus:
-    """Fan-out of job events to subscriptions; `publish` is synchronous and never blocks."""
+    """Fan-out of job events to subscriptions; `publish` is synchronous and never blocks.
+
+    Events published here also go to the forwarders (the relay to other bot processes sharing the
+    database); events that arrive from another process come in through `deliver`, which is not forwarded.
+    """
 
     def __init__(self) -> None:
         self._subscriptions: list[Subscription] = []
+        self._forwarders: list[Callable[[JobEvent], None]] = []
+
+    def add_forwarder(self, forward: Callable[[JobEvent], None]) -> None:
+        """Hand every event published in this process to `forward` too (it must not block)."""
+        self._forwarders.append(forward)
+
+    def remove_forwarder(self, forward: Callable[[JobEvent], None]) -> None:
+        """Stop forwarding to `forward` (no error if it was not added)."""
+        if forward in self._forwarders:
+            self._forwarders.remove(forward)
 
     def subscribe(self) -> Subscription:
         """A new subscription receiving every event published from now on."""
@@ -198,6 +213,12 @@ class EventBus:
             self._subscriptions.remove(subscription)
 
     def publish(self, event: JobEvent) -> None:
-        """Deliver `event` to every subscription."""
+        """Deliver an event of this process to every subscription and forwarder."""
+        self.deliver(event)
+        for forward in self._forwarders:
+            forward(event)
+
+    def deliver(self, event: JobEvent) -> None:
+        """Deliver `event` to every subscription only (an event relayed from another process)."""
         for subscription in self._subscriptions:
             subscription.offer(event)
