@@ -1,7 +1,8 @@
 """What /imagine and its buttons do, without Discord: check, parse, apply settings, queue, follow up.
 
-Every refusal a member caused (bad parameters, a banned word, a limit, a follow-up that cannot be made,
-a job from another server) is raised as `UserError`, whose text is written for the member.
+Every refusal a member caused (bad parameters, a banned word, a follow-up that cannot be made, a job from
+another server) is raised as `UserError`, whose text is written for the member; a broken limit is the
+store's `LimitExceeded`, worded by the cogs.
 """
 
 from __future__ import annotations
@@ -29,7 +30,6 @@ from bot.jobs import (
     JobKind,
     JobNotFound,
     JobStatus,
-    LimitExceeded,
     NewJob,
     UserSettings,
     cancel_refusal,
@@ -198,11 +198,9 @@ class ImagineService:
         return result
 
     async def submit(self, jobs: Sequence[NewJob]) -> list[QueuedJob]:
-        """Queue the jobs of one command (limits checked atomically); raises `UserError` over a limit."""
+        """Queue the jobs of one command (limits checked atomically); raises `LimitExceeded` over a limit."""
         try:
             created = await self.services.scheduler.submit(jobs, limits=self.enqueue_limits())
-        except LimitExceeded as exc:
-            raise UserError(str(exc)) from None
         except JobNotFound:
             raise UserError("The image this starts from no longer exists.") from None
         store = self.services.store

@@ -117,14 +117,29 @@ class LimitKind(StrEnum):
 
 
 class LimitExceeded(Exception):
-    """An enqueue would break a limit; `str(exc)` is a message fit to show the member."""
+    """An enqueue would break a limit. Facts only; the member-facing wording lives with the cogs.
 
-    def __init__(self, kind: LimitKind, allowed: int, retry_after_s: float | None, message: str) -> None:
-        super().__init__(message)
+    `allowed` is the configured cap, `requested` how many jobs the refused command asked for, `current`
+    what already counts against the cap (the member's active jobs in the guild, the guild's queued jobs,
+    or the member's commands in the last minute; 0 for `max_jobs_per_command`), `retry_after_s` when a
+    per-minute refusal would pass (None for the other kinds).
+    """
+
+    def __init__(
+        self,
+        kind: LimitKind,
+        allowed: int,
+        retry_after_s: float | None = None,
+        *,
+        requested: int,
+        current: int = 0,
+    ) -> None:
+        super().__init__(f"{kind.value} limit {allowed}: {current} counted, {requested} requested")
         self.kind = kind
         self.allowed = allowed
         self.retry_after_s = retry_after_s
-        self.message = message
+        self.requested = requested
+        self.current = current
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import math
 import os
 import re
 import sqlite3
@@ -176,10 +175,6 @@ def _in_list(values: Iterable[Enum | str]) -> str:
 
 def _placeholders(count: int) -> str:
     return ",".join("?" * count)
-
-
-def _plural(count: int, word: str) -> str:
-    return f"{count} {word}" if count == 1 else f"{count} {word}s"
 
 
 _ACTIVE_SQL: Final = _in_list(ACTIVE_STATUSES)
@@ -405,8 +400,8 @@ class JobStore:
 
         With limits, all jobs must belong to one guild and one user. The check and the insert
         share one `BEGIN IMMEDIATE` transaction, so concurrent commands (even from another
-        process) cannot both slip under a cap. Raises `LimitExceeded` (its text is fit for the
-        member), `JobNotFound` for a missing parent job, `ValueError` for malformed jobs.
+        process) cannot both slip under a cap. Raises `LimitExceeded` (with the facts of the broken
+        cap), `JobNotFound` for a missing parent job, `ValueError` for malformed jobs.
         The jobs form one batch: one command for the per-minute limit.
         """
         if not jobs:
@@ -482,12 +477,7 @@ class JobStore:
     ) -> None:
         cap = limits.max_jobs_per_command
         if cap is not None and count > cap:
-            raise LimitExceeded(
-                LimitKind.MAX_JOBS_PER_COMMAND,
-                cap,
-                None,
-                f"One command can make at most {_plural(cap, 'job')}; this one asked for {count}.",
-            )
+            raise LimitExceeded(LimitKind.MAX_JOBS_PER_COMMAND, cap, requested=count)
         cap = limits.per_user_per_minute
         if cap is not None:
             times = await self._command_times(db, user_id, now - RATE_WINDOW_S)
@@ -496,42 +486,18 @@ class JobStore:
                 release = times[len(times) - cap] if cap > 0 else now + RATE_WINDOW_S
                 retry = max(0.0, release + RATE_WINDOW_S - now)
                 raise LimitExceeded(
-                    LimitKind.PER_USER_PER_MINUTE,
-                    cap,
-                    retry,
-                    f"Slow down: at most {_plural(cap, 'command')} a minute. "
-                    f"Try again in {max(1, math.ceil(retry))} s.",
+                    LimitKind.PER_USER_PER_MINUTE, cap, retry, requested=count, current=len(times)
                 )
         cap = limits.per_user_active
         if cap is not None:
             active = await self._count_active(db, guild_id, user_id)
             if active + count > cap:
-                if active >= cap:
-                    text = (
-                        f"You already have {_plural(active, 'job')} waiting or running; "
-                        f"the limit is {cap}. Wait for one to finish."
-                    )
-                else:
-                    text = (
-                        f"You have {_plural(active, 'job')} waiting or running and this command adds "
-                        f"{count}; the limit is {cap}. Wait for one to finish, or ask for fewer."
-                    )
-                raise LimitExceeded(LimitKind.PER_USER_ACTIVE, cap, None, text)
+                raise LimitExceeded(LimitKind.PER_USER_ACTIVE, cap, requested=count, current=active)
         cap = limits.per_guild_queued
         if cap is not None:
             queued = await self._count_queued(db, guild_id)
             if queued + count > cap:
-                if queued >= cap:
-                    text = (
-                        f"This server's queue is full: {_plural(queued, 'job')} waiting, "
-                        f"the limit is {cap}. Try again once some have started."
-                    )
-                else:
-                    text = (
-                        f"This server's queue has room for {_plural(cap - queued, 'more job')} and "
-                        f"this command adds {count}. Try again once some have started, or ask for fewer."
-                    )
-                raise LimitExceeded(LimitKind.PER_GUILD_QUEUED, cap, None, text)
+                raise LimitExceeded(LimitKind.PER_GUILD_QUEUED, cap, requested=count, current=queued)
 
     @staticmethod
     async def _command_times(db: aiosqlite.Connection, user_id: int, since: float) -> list[float]:

@@ -43,6 +43,7 @@ from bot.store import (
     load_migrations,
     split_statements,
 )
+from cogs._errors import limit_text
 
 GUILD_A, GUILD_B, GUILD_C = 1001, 1002, 1003
 
@@ -596,7 +597,7 @@ async def test_limit_messages_tell_the_member_what_is_allowed(store: JobStore, c
     with pytest.raises(LimitExceeded) as caught:
         await store.enqueue(new_job(user=1), active)
     assert (
-        str(caught.value)
+        limit_text(caught.value)
         == "You already have 4 jobs waiting or running; the limit is 4. Wait for one to finish."
     )
     assert (caught.value.kind, caught.value.allowed, caught.value.retry_after_s) == (
@@ -604,17 +605,42 @@ async def test_limit_messages_tell_the_member_what_is_allowed(store: JobStore, c
         4,
         None,
     )
+    assert (caught.value.current, caught.value.requested) == (4, 1)
+    with pytest.raises(LimitExceeded) as caught:
+        await store.enqueue_many([new_job(user=1)] * 2, EnqueueLimits(per_user_active=5))
+    assert limit_text(caught.value) == (
+        "You have 4 jobs waiting or running and this command adds 2; the limit is 5. "
+        "Wait for one to finish, or ask for fewer."
+    )
 
-    with pytest.raises(LimitExceeded, match="One command can make at most 4 jobs; this one asked for 5"):
+    with pytest.raises(LimitExceeded) as caught:
         await store.enqueue_many([new_job(user=2)] * 5, EnqueueLimits(max_jobs_per_command=4))
+    assert limit_text(caught.value) == "One command can make at most 4 jobs; this one asked for 5."
+    assert (caught.value.kind, caught.value.allowed, caught.value.requested) == (
+        LimitKind.MAX_JOBS_PER_COMMAND,
+        4,
+        5,
+    )
 
     queue = EnqueueLimits(per_guild_queued=6)
     await store.enqueue(new_job(user=3), queue)
-    with pytest.raises(LimitExceeded, match=r"queue has room for 1 more job and this command adds 2"):
+    with pytest.raises(LimitExceeded) as caught:
         await store.enqueue_many([new_job(user=3)] * 2, queue)
+    assert limit_text(caught.value) == (
+        "This server's queue has room for 1 more job and this command adds 2. "
+        "Try again once some have started, or ask for fewer."
+    )
     await store.enqueue(new_job(user=3), queue)
-    with pytest.raises(LimitExceeded, match=r"queue is full: 6 jobs waiting, the limit is 6"):
+    with pytest.raises(LimitExceeded) as caught:
         await store.enqueue(new_job(user=5), queue)
+    assert limit_text(caught.value) == (
+        "This server's queue is full: 6 jobs waiting, the limit is 6. Try again once some have started."
+    )
+    assert (caught.value.kind, caught.value.current, caught.value.requested) == (
+        LimitKind.PER_GUILD_QUEUED,
+        6,
+        1,
+    )
 
 
 async def test_per_minute_limit_counts_commands_and_says_when_to_retry(
@@ -631,8 +657,9 @@ async def test_per_minute_limit_counts_commands_and_says_when_to_retry(
     clock.now = start + 37
     with pytest.raises(LimitExceeded) as caught:
         await store.enqueue(new_job(user=7), rate)
-    assert str(caught.value) == "Slow down: at most 6 commands a minute. Try again in 23 s."
+    assert limit_text(caught.value) == "Slow down: at most 6 commands a minute. Try again in 23 s."
     assert caught.value.retry_after_s == pytest.approx(23.0)
+    assert (caught.value.kind, caught.value.current) == (LimitKind.PER_USER_PER_MINUTE, 6)
 
     clock.now = start + 60.5  # the first command left the window
     await store.enqueue(new_job(user=7), rate)
