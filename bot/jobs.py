@@ -144,7 +144,7 @@ class LimitExceeded(Exception):
 
 @dataclass(frozen=True, slots=True)
 class EnqueueLimits:
-    """Caps checked atomically by `JobStore.enqueue_many`; None switches one off."""
+    """Caps checked atomically by `Store.enqueue_many`; None switches one off."""
 
     per_user_active: int | None = None
     per_guild_queued: int | None = None
@@ -301,23 +301,6 @@ def round_robin(queues: Iterable[Sequence[T]]) -> list[T]:
         order.append(item)  # type: ignore[arg-type]
         pending.append(it)
     return order
-
-
-def overall_position(local_position: int, guild_rank: int, waiting_in_order: Sequence[int]) -> int:
-    """Return a job's 1-based place in the dispatch order across all guilds.
-
-    `local_position` is its place in its guild's order, `guild_rank` its guild's 0-based index in
-    `waiting_in_order`, the waiting counts of every guild with waiting jobs in the order they will
-    next be served. Round robin serves round k as the k-th job of each guild that still has one.
-    """
-    if local_position < 1 or not 0 <= guild_rank < len(waiting_in_order):
-        raise ValueError("position out of range")
-    ahead = local_position - 1
-    for rank, waiting in enumerate(waiting_in_order):
-        if rank == guild_rank:
-            continue
-        ahead += min(waiting, local_position if rank < guild_rank else local_position - 1)
-    return ahead + 1
 
 
 def clamp_progress(progress: float) -> float:

@@ -11,13 +11,13 @@ from pathlib import Path
 
 from bot.outputs import OutputStore
 from bot.scheduler import IMAGE_PROMPT_DIR, IMAGE_PROMPT_KEY, image_prompt_of
-from bot.store import JobStore
+from bot.store import Store
 
 log = logging.getLogger(__name__)
 
 
 async def apply_retention(
-    store: JobStore,
+    store: Store,
     outputs: OutputStore,
     *,
     retention_days: float,
@@ -52,7 +52,7 @@ async def apply_retention(
     return removed
 
 
-async def _unused_image_prompts(store: JobStore, outputs: OutputStore, before: float) -> list[Path]:
+async def _unused_image_prompts(store: Store, outputs: OutputStore, before: float) -> list[Path]:
     """Attached images last written or used before `before` that no job in the database refers to."""
     folder = outputs.root / IMAGE_PROMPT_DIR
     old = await asyncio.to_thread(_files_older_than, folder, before)
