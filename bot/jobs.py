@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
@@ -153,6 +154,30 @@ class EnqueueLimits:
 
 
 @dataclass(frozen=True, slots=True)
+class ImagePrompt:
+    """An image a member attached, saved under the output folder (`file` is relative to it)."""
+
+    file: str
+    width: int
+    height: int
+
+    def to_json(self) -> str:
+        """Serialize for storage: `{"file", "width", "height"}`."""
+        return json.dumps({"file": self.file, "width": self.width, "height": self.height}, ensure_ascii=False)
+
+    @classmethod
+    def from_json(cls, text: str) -> ImagePrompt:
+        """Rebuild a stored image prompt; a missing or mistyped size reads as 0 (ComfyUI then keeps its own)."""
+        data = json.loads(text)
+        width, height = data.get("width"), data.get("height")
+        return cls(
+            file=str(data.get("file", "")),
+            width=width if isinstance(width, int) else 0,
+            height=height if isinstance(height, int) else 0,
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class NewJob:
     """A job to enqueue. `request_json` is the parsed request as JSON text, opaque to the store."""
 
@@ -167,6 +192,7 @@ class NewJob:
     parent_index: int | None = None
     action: str | None = None  # e.g. "vary_strong", "zoom_2", "pan_left"
     status_message_id: int | None = None
+    image_prompt: ImagePrompt | None = None  # img2img: the attached image the job starts from
 
 
 @dataclass(frozen=True, slots=True)
@@ -223,6 +249,7 @@ class Job:
     submitted_at: float | None
     started_at: float | None
     finished_at: float | None
+    image_prompt: ImagePrompt | None = None
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> Job:
@@ -230,6 +257,8 @@ class Job:
         values = {name: row[name] for name in cls.__slots__}
         values["kind"] = JobKind(values["kind"])
         values["status"] = JobStatus(values["status"])
+        if values["image_prompt"] is not None:
+            values["image_prompt"] = ImagePrompt.from_json(values["image_prompt"])
         return cls(**values)
 
 

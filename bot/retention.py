@@ -10,7 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from bot.outputs import OutputStore
-from bot.scheduler import IMAGE_PROMPT_DIR, IMAGE_PROMPT_KEY, image_prompt_of
+from bot.scheduler import IMAGE_PROMPT_DIR
 from bot.store import Store
 
 log = logging.getLogger(__name__)
@@ -58,11 +58,7 @@ async def _unused_image_prompts(store: Store, outputs: OutputStore, before: floa
     old = await asyncio.to_thread(_files_older_than, folder, before)
     if not old:
         return []
-    used: set[str] = set()
-    for raw in await store.request_jsons_mentioning(f'"{IMAGE_PROMPT_KEY}"'):
-        image_prompt = image_prompt_of(raw)
-        if image_prompt is not None and isinstance(file := image_prompt.get("file"), str):
-            used.add(Path(file).name)
+    used = {Path(file).name for file in await store.image_prompt_files_in_use()}
     return [path for path in old if path.name not in used]
 
 

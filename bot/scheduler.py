@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import time
 from collections import OrderedDict
@@ -19,7 +18,7 @@ from dataclasses import dataclass
 
 from bot.backends import Backend
 from bot.events import Cancelled, Completed, EventBus, Failed, Progress, Queued, Started, Waiting
-from bot.jobs import EnqueueLimits, InvalidTransition, Job, JobStatus, NewJob, OutputFile
+from bot.jobs import EnqueueLimits, ImagePrompt, InvalidTransition, Job, JobStatus, NewJob, OutputFile
 from bot.metrics import Metrics
 from bot.outputs import OutputError, OutputStore
 from bot.store import JobStore
@@ -36,9 +35,8 @@ log = logging.getLogger(__name__)
 
 POSTED_AT_KEPT = 4096
 
-# An image prompt (img2img) travels in the job's request_json under this key: {"file", "width", "height"},
-# `file` relative to the output folder (under IMAGE_PROMPT_DIR), uploaded to ComfyUI when the job runs.
-IMAGE_PROMPT_KEY = "image_prompt"
+# Where attached images (a job's `image_prompt`) are kept, under the output folder; each is uploaded to
+# ComfyUI when its job runs.
 IMAGE_PROMPT_DIR = "image_prompts"
 
 
@@ -399,8 +397,8 @@ class Scheduler:
         source = None
         if job.parent_job_id is not None:
             source = await self._upload_parent(backend, job)
-        elif (image_prompt := image_prompt_of(job.request_json)) is not None:
-            source = await self._upload_image_prompt(backend, image_prompt)
+        elif job.image_prompt is not None:
+            source = await self._upload_image_prompt(backend, job.image_prompt)
         kind = kind_for(job.action, has_image=source is not None)
         template = self.templates.for_model(model, kind)
         values = template_values(
@@ -421,8 +419,8 @@ class Scheduler:
         uploaded = await backend.client.upload_image(data, f"imagine_{job.parent_job_id}_{index}.png")
         return SourceImage(uploaded.load_image_name, match.width, match.height)
 
-    async def _upload_image_prompt(self, backend: Backend, image_prompt: dict[str, object]) -> SourceImage:
-        file = str(image_prompt.get("file", ""))
+    async def _upload_image_prompt(self, backend: Backend, image_prompt: ImagePrompt) -> SourceImage:
+        file = image_prompt.file
         path = (self.outputs.root / file).resolve()
         if not file or self.outputs.root.resolve() not in path.parents:
             raise RenderError("the attached image of this job is missing")
@@ -431,12 +429,7 @@ class Scheduler:
         except OSError:
             raise RenderError("the attached image was deleted from the bot's disk") from None
         uploaded = await backend.client.upload_image(data, f"imagine_prompt_{path.name}")
-        width, height = image_prompt.get("width"), image_prompt.get("height")
-        return SourceImage(
-            uploaded.load_image_name,
-            width if isinstance(width, int) else 0,
-            height if isinstance(height, int) else 0,
-        )
+        return SourceImage(uploaded.load_image_name, image_prompt.width, image_prompt.height)
 
     # ------------------------------------------------------------------ endings
 
@@ -577,15 +570,6 @@ class Scheduler:
 
     def _backend(self, name: str | None) -> Backend | None:
         return next((b for b in self.backends if b.name == name), None)
-
-
-def image_prompt_of(request_json: str) -> dict[str, object] | None:
-    """The image prompt a job's request carries ({"file", "width", "height"}), or None."""
-    try:
-        value = json.loads(request_json).get(IMAGE_PROMPT_KEY)
-    except (ValueError, AttributeError):
-        return None
-    return value if isinstance(value, dict) else None
 
 
 def _read_file(path: str) -> bytes:

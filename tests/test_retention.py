@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import io
-import json
 import os
 from pathlib import Path
 
 from PIL import Image
 
-from bot.jobs import JobKind, JobStatus, NewJob, OutputFile
+from bot.jobs import ImagePrompt, JobKind, JobStatus, NewJob, OutputFile
 from bot.outputs import OutputStore
 from bot.retention import apply_retention
-from bot.scheduler import IMAGE_PROMPT_DIR, IMAGE_PROMPT_KEY
+from bot.scheduler import IMAGE_PROMPT_DIR
 from bot.store import Store
 from tests.store_engines import StoreEngine
 
@@ -100,9 +99,9 @@ async def test_attached_images_go_when_old_and_no_job_uses_them(
     for path in (old_unused, old_used):
         os.utime(path, (clock.now - 10 * DAY, clock.now - 10 * DAY))
     os.utime(fresh, (clock.now - DAY, clock.now - DAY))  # attached yesterday: maybe not queued yet
-    request = json.dumps({"text": "x", IMAGE_PROMPT_KEY: {"file": f"{IMAGE_PROMPT_DIR}/{old_used.name}"}})
+    image = ImagePrompt(f"{IMAGE_PROMPT_DIR}/{old_used.name}", 64, 64)
     await store.enqueue_many(
-        [NewJob(guild_id=1, channel_id=1, user_id=1, kind=JobKind.IMAGINE, prompt="x", request_json=request)]
+        [NewJob(guild_id=1, channel_id=1, user_id=1, kind=JobKind.IMG2IMG, prompt="x", image_prompt=image)]
     )
     try:
         removed = await apply_retention(store, outputs, retention_days=5, max_total_mb=0, now=clock)

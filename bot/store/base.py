@@ -287,6 +287,6 @@ class Store(Protocol):
         """Return the summed size of all stored outputs."""
         ...
 
-    async def request_jsons_mentioning(self, needle: str) -> list[str]:
-        """Return the request_json of every job whose request contains `needle` (for hourly upkeep)."""
+    async def image_prompt_files_in_use(self) -> set[str]:
+        """Return the `file` of every image prompt a job in the database still has, whatever its status."""
         ...

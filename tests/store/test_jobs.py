@@ -9,7 +9,9 @@ import pytest
 from bot.jobs import (
     TRANSITIONS,
     CancelRefusal,
+    ImagePrompt,
     InvalidTransition,
+    JobKind,
     JobNotFound,
     JobStatus,
     OutputFile,
@@ -143,6 +145,19 @@ async def test_status_and_result_messages_are_remembered(store: Store) -> None:
     assert stored is not None
     assert (stored.status_channel_id, stored.status_message_id) == (77, 88)
     assert (stored.result_channel_id, stored.result_message_id) == (77, 99)
+
+
+async def test_an_image_prompt_is_stored_with_its_job_and_survives_every_change(store: Store) -> None:
+    image = ImagePrompt("image_prompts/" + "b" * 32 + ".webp", 1024, 768)
+    job = await enqueue(store, new_job(kind=JobKind.IMG2IMG, image_prompt=image, request_json='{"seed": 3}'))
+    plain = await enqueue(store, new_job())
+
+    assert (job.image_prompt, job.request_json) == (image, '{"seed": 3}')
+    assert plain.image_prompt is None
+    claimed = await store.claim_next("gpu0")
+    assert claimed is not None and claimed.image_prompt == image
+    await store.requeue(job.id, "backend went away")
+    assert (await store.get(job.id)).image_prompt == image  # type: ignore[union-attr]
 
 
 # --------------------------------------------------------------------------------- lists, stats

@@ -37,7 +37,7 @@ def _store_calls_in(folder: Path) -> set[str]:
 
 def test_the_protocol_lists_every_store_method_the_app_and_benchmarks_call() -> None:
     called = set().union(*(_store_calls_in(ROOT / folder) for folder in ("bot", "cogs", "bench")))
-    assert {"enqueue_many", "claim_next", "get_user_settings", "request_jsons_mentioning"} <= called
+    assert {"enqueue_many", "claim_next", "get_user_settings", "image_prompt_files_in_use"} <= called
     assert called <= set(_protocol_methods())
 
 

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from pathlib import Path
 
 import pytest
 
+from bot.jobs import ImagePrompt, JobKind
 from bot.store import JobStore, Migration, SchemaTooNew, load_migrations, split_statements
 from tests.store.helpers import enqueue, new_job, raw
 
@@ -81,3 +83,38 @@ def test_split_statements_keeps_trigger_bodies_and_quoted_semicolons_whole() -> 
 def test_shipped_migrations_are_numbered_from_one_without_gaps() -> None:
     versions = [m.version for m in load_migrations()]
     assert versions == list(range(1, len(versions) + 1))
+
+
+async def test_version_1_image_prompts_move_from_the_request_into_their_own_column(db_path: Path) -> None:
+    shipped = load_migrations()
+    async with await JobStore.open(db_path, migrations=shipped[:1]):
+        pass
+    prompt = {"file": "image_prompts/" + "a" * 32 + ".png", "width": 640, "height": 480}
+    requests = {
+        "img2img": json.dumps(
+            {"text": "make it blue", "seed": 7, "image_prompt": prompt}, ensure_ascii=False
+        ),
+        "plain": json.dumps({"text": "a fox", "seed": 8}),
+        "not an object": json.dumps({"text": "odd", "image_prompt": "lost.png"}),
+    }
+    with raw(db_path) as conn:  # rows as version 1 of the bot wrote them
+        for prompt_text, request in requests.items():
+            conn.execute(
+                "INSERT INTO jobs (guild_id, channel_id, user_id, kind, prompt, request_json, "
+                "created_at, queued_at) VALUES (1, 1, 1, 'img2img', ?, ?, 0, 0)",
+                (prompt_text, request),
+            )
+
+    async with await JobStore.open(db_path) as store:
+        assert await store.schema_version() == len(shipped) >= 2
+        img2img, plain, odd = [await store.get(job_id) for job_id in (1, 2, 3)]
+        assert await store.image_prompt_files_in_use() == {prompt["file"]}
+
+    assert img2img is not None and plain is not None and odd is not None
+    assert img2img.kind is JobKind.IMG2IMG
+    assert img2img.image_prompt == ImagePrompt(str(prompt["file"]), 640, 480)
+    assert json.loads(img2img.request_json) == {"text": "make it blue", "seed": 7}
+    assert (plain.image_prompt, plain.request_json) == (None, requests["plain"])  # untouched
+    assert odd.image_prompt is None and json.loads(odd.request_json) == {"text": "odd"}
+    with raw(db_path) as conn, pytest.raises(sqlite3.IntegrityError, match="CHECK"):
+        conn.execute("UPDATE jobs SET image_prompt = 'not json' WHERE id = 1")

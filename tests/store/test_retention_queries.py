@@ -1,8 +1,8 @@
-"""What retention asks of the store, on every engine: purging, sizes, unshown results."""
+"""What retention asks of the store, on every engine: purging, sizes, unshown results, image prompts in use."""
 
 from __future__ import annotations
 
-from bot.jobs import JobStatus
+from bot.jobs import ImagePrompt, JobKind, JobStatus
 from bot.store import Store
 from tests.store.helpers import FakeClock, drive_to, enqueue, new_job
 
@@ -83,3 +83,25 @@ async def test_unshown_results_are_found_between_since_and_until(store: Store, c
     found = await store.completed_without_result_message(finished[0], until=finished[2])
     assert [j.id for j in found] == [jobs[1].id]  # type: ignore[union-attr]
     assert [j.id for j in await store.completed_without_result_message(0)] == [j.id for j in jobs[1:]]  # type: ignore[union-attr]
+
+
+async def test_image_prompt_files_in_use_are_those_of_every_job_still_stored(
+    store: Store, clock: FakeClock
+) -> None:
+    def image(name: str) -> ImagePrompt:
+        return ImagePrompt(f"image_prompts/{name * 32}.png", 512, 512)
+
+    assert await store.image_prompt_files_in_use() == set()
+    waiting = await enqueue(store, new_job(kind=JobKind.IMG2IMG, image_prompt=image("a")))
+    twice = [await enqueue(store, new_job(kind=JobKind.IMG2IMG, image_prompt=image("b"))) for _ in range(2)]
+    await enqueue(store, new_job())  # no image prompt
+    old = await enqueue(store, new_job(kind=JobKind.IMG2IMG, image_prompt=image("c")))
+    await store.fail(old.id, "gone")
+    clock.advance(60)
+
+    assert await store.image_prompt_files_in_use() == {image(n).file for n in "abc"}
+    await store.purge_finished_before(clock())
+    assert await store.image_prompt_files_in_use() == {image(n).file for n in "ab"}
+    await store.cancel(waiting.id)  # finished, but still in the database: still in use
+    await store.cancel(twice[0].id)
+    assert await store.image_prompt_files_in_use() == {image(n).file for n in "ab"}

@@ -121,9 +121,9 @@ class SqliteQueue(SqliteConnection):
                     db,
                     """
                     INSERT INTO jobs (batch_id, guild_id, channel_id, user_id, kind, action,
-                        parent_job_id, parent_index, prompt, request_json, model,
+                        parent_job_id, parent_index, prompt, request_json, image_prompt, model,
                         status_channel_id, status_message_id, created_at, queued_at)
-                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                     RETURNING id
                     """,
                     (
@@ -137,6 +137,7 @@ class SqliteQueue(SqliteConnection):
                         job.parent_index,
                         job.prompt,
                         job.request_json,
+                        job.image_prompt.to_json() if job.image_prompt is not None else None,
                         job.model,
                         job.channel_id if job.status_message_id is not None else None,
                         job.status_message_id,

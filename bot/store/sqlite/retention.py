@@ -1,4 +1,4 @@
-"""SQLite retention queries: purging finished jobs, output sizes, results never shown, requests in use."""
+"""SQLite retention queries: purging finished jobs, output sizes, results never shown, image prompts in use."""
 
 from __future__ import annotations
 
@@ -8,6 +8,11 @@ from bot.jobs import Job
 from bot.store.sqlite.connection import ACTIVE_SQL, TERMINAL_SQL, SqliteConnection
 
 log = logging.getLogger(__name__)
+
+# Reads idx_jobs_image_prompt_file (migrations/0002_image_prompt.sql): only jobs that have an image prompt.
+IMAGE_PROMPT_FILES_SQL = (
+    "SELECT DISTINCT json_extract(image_prompt, '$.file') AS file FROM jobs WHERE image_prompt IS NOT NULL"
+)
 
 
 class SqliteRetention(SqliteConnection):
@@ -68,7 +73,7 @@ class SqliteRetention(SqliteConnection):
         rows = await self._fetch("SELECT COALESCE(SUM(bytes), 0) FROM job_outputs")
         return int(rows[0][0])
 
-    async def request_jsons_mentioning(self, needle: str) -> list[str]:
-        """The request_json of every job whose request contains `needle` (a scan; for hourly upkeep)."""
-        rows = await self._fetch("SELECT request_json FROM jobs WHERE instr(request_json, ?) > 0", (needle,))
-        return [str(row["request_json"]) for row in rows]
+    async def image_prompt_files_in_use(self) -> set[str]:
+        """Return the `file` of every image prompt a job still has, whatever its status."""
+        rows = await self._fetch(IMAGE_PROMPT_FILES_SQL)
+        return {row["file"] for row in rows if isinstance(row["file"], str)}
