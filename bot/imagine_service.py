@@ -1,7 +1,8 @@
 """What /imagine and its buttons do, without Discord: check, parse, apply settings, queue, follow up.
 
-Every refusal a member caused (bad parameters, a banned word, a limit, a follow-up that cannot be made,
-a job from another server) is raised as `UserError`, whose text is written for the member.
+Every refusal a member caused (bad parameters, a banned word, a follow-up that cannot be made, a job from
+another server) is raised as `UserError`, whose text is written for the member; a broken limit is the
+store's `LimitExceeded`, worded by the cogs.
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ import contextlib
 import dataclasses
 import hashlib
 import io
-import json
 import logging
 import os
 import random
@@ -25,16 +25,16 @@ from bot.events import Completed
 from bot.jobs import (
     CancelRefusal,
     EnqueueLimits,
+    ImagePrompt,
     Job,
     JobKind,
     JobNotFound,
     JobStatus,
-    LimitExceeded,
     NewJob,
     UserSettings,
     cancel_refusal,
 )
-from bot.scheduler import IMAGE_PROMPT_DIR, IMAGE_PROMPT_KEY
+from bot.scheduler import IMAGE_PROMPT_DIR
 from comfy.images import ImageError, image_size
 from comfy.params import (
     GenerationRequest,
@@ -89,15 +89,6 @@ UNSHOWN_WINDOW_S = 7 * 86400.0
 
 class UserError(Exception):
     """Something the member did that the bot refuses; `str(exc)` says what and what is allowed."""
-
-
-@dataclass(frozen=True, slots=True)
-class ImagePrompt:
-    """An image a member attached, saved under the output folder (`file` is relative to it)."""
-
-    file: str
-    width: int
-    height: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,23 +177,12 @@ class ImagineService:
     @staticmethod
     def with_image(jobs: Sequence[NewJob], image: ImagePrompt) -> list[NewJob]:
         """The jobs turned into image-prompt (img2img) jobs starting from `image`."""
-        result = []
-        for job in jobs:
-            data = json.loads(job.request_json)
-            data[IMAGE_PROMPT_KEY] = {"file": image.file, "width": image.width, "height": image.height}
-            result.append(
-                dataclasses.replace(
-                    job, kind=JobKind.IMG2IMG, request_json=json.dumps(data, ensure_ascii=False)
-                )
-            )
-        return result
+        return [dataclasses.replace(job, kind=JobKind.IMG2IMG, image_prompt=image) for job in jobs]
 
     async def submit(self, jobs: Sequence[NewJob]) -> list[QueuedJob]:
-        """Queue the jobs of one command (limits checked atomically); raises `UserError` over a limit."""
+        """Queue the jobs of one command (limits checked atomically); raises `LimitExceeded` over a limit."""
         try:
             created = await self.services.scheduler.submit(jobs, limits=self.enqueue_limits())
-        except LimitExceeded as exc:
-            raise UserError(str(exc)) from None
         except JobNotFound:
             raise UserError("The image this starts from no longer exists.") from None
         store = self.services.store
@@ -247,7 +227,8 @@ class ImagineService:
                 user_id=user_id,
                 kind=JobKind.REROLL,
                 prompt=parent.prompt,
-                request_json=_with_request(parent.request_json, with_new_seed(request, self._rng)),
+                request_json=request_to_json(with_new_seed(request, self._rng)),
+                image_prompt=parent.image_prompt,
                 model=parent.model,
                 parent_job_id=parent.parent_job_id,
                 parent_index=parent.parent_index,
@@ -281,7 +262,7 @@ class ImagineService:
                 user_id=user_id,
                 kind=_KIND_OF_ACTION[ACTION_KINDS[action]],
                 prompt=parent.prompt,
-                request_json=_with_request(parent.request_json, request, drop_image_prompt=True),
+                request_json=request_to_json(request),
                 model=parent.model,
                 parent_job_id=parent.id,
                 parent_index=index,
@@ -481,13 +462,6 @@ class ImagineService:
         if job.status is not JobStatus.COMPLETED:
             raise UserError(f"Job #{job.id} has {_ended(job.status)}, so there are no images to use yet.")
         return job
-
-
-def _with_request(request_json: str, request: GenerationRequest, *, drop_image_prompt: bool = False) -> str:
-    """A stored request with its generation parameters replaced, keeping extra keys (the image prompt)."""
-    data = json.loads(request_json)
-    extra = {k: v for k, v in data.items() if k == IMAGE_PROMPT_KEY and not drop_image_prompt}
-    return json.dumps({**json.loads(request_to_json(request)), **extra}, ensure_ascii=False)
 
 
 def _with_negative(request: GenerationRequest, negative: str) -> GenerationRequest:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
@@ -117,24 +118,63 @@ class LimitKind(StrEnum):
 
 
 class LimitExceeded(Exception):
-    """An enqueue would break a limit; `str(exc)` is a message fit to show the member."""
+    """An enqueue would break a limit. Facts only; the member-facing wording lives with the cogs.
 
-    def __init__(self, kind: LimitKind, allowed: int, retry_after_s: float | None, message: str) -> None:
-        super().__init__(message)
+    `allowed` is the configured cap, `requested` how many jobs the refused command asked for, `current`
+    what already counts against the cap (the member's active jobs in the guild, the guild's queued jobs,
+    or the member's commands in the last minute; 0 for `max_jobs_per_command`), `retry_after_s` when a
+    per-minute refusal would pass (None for the other kinds).
+    """
+
+    def __init__(
+        self,
+        kind: LimitKind,
+        allowed: int,
+        retry_after_s: float | None = None,
+        *,
+        requested: int,
+        current: int = 0,
+    ) -> None:
+        super().__init__(f"{kind.value} limit {allowed}: {current} counted, {requested} requested")
         self.kind = kind
         self.allowed = allowed
         self.retry_after_s = retry_after_s
-        self.message = message
+        self.requested = requested
+        self.current = current
 
 
 @dataclass(frozen=True, slots=True)
 class EnqueueLimits:
-    """Caps checked atomically by `JobStore.enqueue_many`; None switches one off."""
+    """Caps checked atomically by `Store.enqueue_many`; None switches one off."""
 
     per_user_active: int | None = None
     per_guild_queued: int | None = None
     per_user_per_minute: int | None = None
     max_jobs_per_command: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ImagePrompt:
+    """An image a member attached, saved under the output folder (`file` is relative to it)."""
+
+    file: str
+    width: int
+    height: int
+
+    def to_json(self) -> str:
+        """Serialize for storage: `{"file", "width", "height"}`."""
+        return json.dumps({"file": self.file, "width": self.width, "height": self.height}, ensure_ascii=False)
+
+    @classmethod
+    def from_json(cls, text: str) -> ImagePrompt:
+        """Rebuild a stored image prompt; a missing or mistyped size reads as 0 (ComfyUI then keeps its own)."""
+        data = json.loads(text)
+        width, height = data.get("width"), data.get("height")
+        return cls(
+            file=str(data.get("file", "")),
+            width=width if isinstance(width, int) else 0,
+            height=height if isinstance(height, int) else 0,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,6 +192,7 @@ class NewJob:
     parent_index: int | None = None
     action: str | None = None  # e.g. "vary_strong", "zoom_2", "pan_left"
     status_message_id: int | None = None
+    image_prompt: ImagePrompt | None = None  # img2img: the attached image the job starts from
 
 
 @dataclass(frozen=True, slots=True)
@@ -208,6 +249,7 @@ class Job:
     submitted_at: float | None
     started_at: float | None
     finished_at: float | None
+    image_prompt: ImagePrompt | None = None
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> Job:
@@ -215,6 +257,8 @@ class Job:
         values = {name: row[name] for name in cls.__slots__}
         values["kind"] = JobKind(values["kind"])
         values["status"] = JobStatus(values["status"])
+        if values["image_prompt"] is not None:
+            values["image_prompt"] = ImagePrompt.from_json(values["image_prompt"])
         return cls(**values)
 
 
@@ -286,23 +330,6 @@ def round_robin(queues: Iterable[Sequence[T]]) -> list[T]:
         order.append(item)  # type: ignore[arg-type]
         pending.append(it)
     return order
-
-
-def overall_position(local_position: int, guild_rank: int, waiting_in_order: Sequence[int]) -> int:
-    """Return a job's 1-based place in the dispatch order across all guilds.
-
-    `local_position` is its place in its guild's order, `guild_rank` its guild's 0-based index in
-    `waiting_in_order`, the waiting counts of every guild with waiting jobs in the order they will
-    next be served. Round robin serves round k as the k-th job of each guild that still has one.
-    """
-    if local_position < 1 or not 0 <= guild_rank < len(waiting_in_order):
-        raise ValueError("position out of range")
-    ahead = local_position - 1
-    for rank, waiting in enumerate(waiting_in_order):
-        if rank == guild_rank:
-            continue
-        ahead += min(waiting, local_position if rank < guild_rank else local_position - 1)
-    return ahead + 1
 
 
 def clamp_progress(progress: float) -> float:

@@ -10,14 +10,14 @@ from collections.abc import Callable
 from pathlib import Path
 
 from bot.outputs import OutputStore
-from bot.scheduler import IMAGE_PROMPT_DIR, IMAGE_PROMPT_KEY, image_prompt_of
-from bot.store import JobStore
+from bot.scheduler import IMAGE_PROMPT_DIR
+from bot.store import Store
 
 log = logging.getLogger(__name__)
 
 
 async def apply_retention(
-    store: JobStore,
+    store: Store,
     outputs: OutputStore,
     *,
     retention_days: float,
@@ -52,17 +52,13 @@ async def apply_retention(
     return removed
 
 
-async def _unused_image_prompts(store: JobStore, outputs: OutputStore, before: float) -> list[Path]:
+async def _unused_image_prompts(store: Store, outputs: OutputStore, before: float) -> list[Path]:
     """Attached images last written or used before `before` that no job in the database refers to."""
     folder = outputs.root / IMAGE_PROMPT_DIR
     old = await asyncio.to_thread(_files_older_than, folder, before)
     if not old:
         return []
-    used: set[str] = set()
-    for raw in await store.request_jsons_mentioning(f'"{IMAGE_PROMPT_KEY}"'):
-        image_prompt = image_prompt_of(raw)
-        if image_prompt is not None and isinstance(file := image_prompt.get("file"), str):
-            used.add(Path(file).name)
+    used = {Path(file).name for file in await store.image_prompt_files_in_use()}
     return [path for path in old if path.name not in used]
 
 

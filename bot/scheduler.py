@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import time
 from collections.abc import Callable, Coroutine, Sequence
@@ -16,7 +15,7 @@ from bot.backends import Backend
 from bot.events import Cancelled, EventBus, Queued, Waiting
 from bot.inflight import InFlightJob, InFlightJobs
 from bot.job_runner import JobRunner
-from bot.jobs import EnqueueLimits, InvalidTransition, Job, JobStatus, NewJob
+from bot.jobs import EnqueueLimits, ImagePrompt, InvalidTransition, Job, JobStatus, NewJob
 from bot.metrics import Metrics
 from bot.outputs import OutputStore
 from bot.reasons import Failure, FailureKind, JobFailure, WaitReason
@@ -29,9 +28,8 @@ from comfy.workflow import TemplateRegistry
 
 log = logging.getLogger(__name__)
 
-# An image prompt (img2img) travels in the job's request_json under this key: {"file", "width", "height"},
-# `file` relative to the output folder (under IMAGE_PROMPT_DIR), uploaded to ComfyUI when the job runs.
-IMAGE_PROMPT_KEY = "image_prompt"
+# Where attached images (a job's `image_prompt`) are kept, under the output folder; each is uploaded to
+# ComfyUI when its job runs.
 IMAGE_PROMPT_DIR = "image_prompts"
 
 
@@ -273,8 +271,8 @@ class Scheduler:
         source = None
         if job.parent_job_id is not None:
             source = await self._upload_parent(backend, job)
-        elif (image_prompt := image_prompt_of(job.request_json)) is not None:
-            source = await self._upload_image_prompt(backend, image_prompt)
+        elif job.image_prompt is not None:
+            source = await self._upload_image_prompt(backend, job.image_prompt)
         kind = kind_for(job.action, has_image=source is not None)
         template = self.templates.for_model(model, kind)
         values = template_values(
@@ -295,8 +293,8 @@ class Scheduler:
         uploaded = await backend.client.upload_image(data, f"imagine_{job.parent_job_id}_{index}.png")
         return SourceImage(uploaded.load_image_name, match.width, match.height)
 
-    async def _upload_image_prompt(self, backend: Backend, image_prompt: dict[str, object]) -> SourceImage:
-        file = str(image_prompt.get("file", ""))
+    async def _upload_image_prompt(self, backend: Backend, image_prompt: ImagePrompt) -> SourceImage:
+        file = image_prompt.file
         path = (self.outputs.root / file).resolve()
         if not file or self.outputs.root.resolve() not in path.parents:
             raise JobFailure(Failure(FailureKind.IMAGE_PROMPT_MISSING))
@@ -305,21 +303,7 @@ class Scheduler:
         except OSError:
             raise JobFailure(Failure(FailureKind.IMAGE_PROMPT_DELETED)) from None
         uploaded = await backend.client.upload_image(data, f"imagine_prompt_{path.name}")
-        width, height = image_prompt.get("width"), image_prompt.get("height")
-        return SourceImage(
-            uploaded.load_image_name,
-            width if isinstance(width, int) else 0,
-            height if isinstance(height, int) else 0,
-        )
-
-
-def image_prompt_of(request_json: str) -> dict[str, object] | None:
-    """The image prompt a job's request carries ({"file", "width", "height"}), or None."""
-    try:
-        value = json.loads(request_json).get(IMAGE_PROMPT_KEY)
-    except (ValueError, AttributeError):
-        return None
-    return value if isinstance(value, dict) else None
+        return SourceImage(uploaded.load_image_name, image_prompt.width, image_prompt.height)
 
 
 def _read_file(path: str) -> bytes:

@@ -3,19 +3,20 @@
 from __future__ import annotations
 
 import logging
+import math
 import secrets
 
 import discord
 from discord import app_commands
 
 from bot.imagine_service import UserError
-from bot.jobs import LimitExceeded
+from bot.jobs import LimitExceeded, LimitKind
 from comfy.params import ParamError
 from comfy.render import RenderError
 
 log = logging.getLogger(__name__)
 
-# Exceptions whose text is written for the member.
+# Exceptions the member caused: their text is written for the member (a LimitExceeded's by `limit_text`).
 MEMBER_ERRORS: tuple[type[BaseException], ...] = (UserError, ParamError, LimitExceeded, RenderError)
 MAX_MESSAGE = 2000
 
@@ -25,8 +26,43 @@ def new_reference() -> str:
     return secrets.token_hex(3)
 
 
+def _plural(count: int, word: str) -> str:
+    return f"{count} {word}" if count == 1 else f"{count} {word}s"
+
+
+def limit_text(exc: LimitExceeded) -> str:
+    """What a member reads when a `[limits]` cap refused their command: what is allowed, and what to do."""
+    cap, asked, counted = exc.allowed, exc.requested, exc.current
+    if exc.kind is LimitKind.MAX_JOBS_PER_COMMAND:
+        return f"One command can make at most {_plural(cap, 'job')}; this one asked for {asked}."
+    if exc.kind is LimitKind.PER_USER_PER_MINUTE:
+        retry = max(1, math.ceil(exc.retry_after_s or 0.0))
+        return f"Slow down: at most {_plural(cap, 'command')} a minute. Try again in {retry} s."
+    if exc.kind is LimitKind.PER_USER_ACTIVE:
+        if counted >= cap:
+            return (
+                f"You already have {_plural(counted, 'job')} waiting or running; "
+                f"the limit is {cap}. Wait for one to finish."
+            )
+        return (
+            f"You have {_plural(counted, 'job')} waiting or running and this command adds "
+            f"{asked}; the limit is {cap}. Wait for one to finish, or ask for fewer."
+        )
+    if counted >= cap:
+        return (
+            f"This server's queue is full: {_plural(counted, 'job')} waiting, "
+            f"the limit is {cap}. Try again once some have started."
+        )
+    return (
+        f"This server's queue has room for {_plural(cap - counted, 'more job')} and "
+        f"this command adds {asked}. Try again once some have started, or ask for fewer."
+    )
+
+
 def member_text(error: BaseException) -> str | None:
     """The member-facing text of an expected error, None for an unexpected one."""
+    if isinstance(error, LimitExceeded):
+        return limit_text(error)
     if isinstance(error, MEMBER_ERRORS):
         return str(error) or "That can't be done."
     if isinstance(error, app_commands.NoPrivateMessage):

@@ -1,4 +1,4 @@
-"""Shared fixtures: config files written into tmp_path, and a fake ComfyUI server."""
+"""Shared fixtures: config files written into tmp_path, a fake ComfyUI server, the job store engines."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from tests.fakes.comfy_server import FakeComfyUI
+from tests.store_engines import STORE_ENGINES, StoreEngine
 
 MINIMAL_CONFIG = """
 [discord]
@@ -51,3 +52,10 @@ async def fake() -> AsyncIterator[FakeComfyUI]:
     """A fake ComfyUI on loopback (test files about Discord override `fake` with a fake Discord)."""
     async with FakeComfyUI() as server:
         yield server
+
+
+@pytest.fixture(params=STORE_ENGINES, ids=lambda engine: engine.name)
+def store_engine(request: pytest.FixtureRequest) -> StoreEngine:
+    """Each database engine of the job store in turn: store tests run once per engine."""
+    engine: StoreEngine = request.param
+    return engine

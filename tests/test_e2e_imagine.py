@@ -260,7 +260,7 @@ async def test_an_attached_image_becomes_an_image_prompt(tmp_path: Path) -> None
 
     assert defer.callback_type == CALLBACK_DEFERRED_CHANNEL_MESSAGE
     assert status.custom_ids()[0] == f"ci:upscale_2x:{job.id}:1"
-    assert job.kind.value == "img2img" and '"image_prompt"' in job.request_json
+    assert job.kind.value == "img2img" and job.image_prompt is not None
     assert uploaded == attachment.data
     graph = comfy.received_prompts[-1]
     assert any(node["class_type"] == "LoadImage" for node in graph.values())

@@ -17,9 +17,10 @@ from PIL import Image
 from bot.config import Config, load_config
 from bot.events import Cancelled, Completed, Failed, JobEvent
 from bot.imagine_service import ImagineService, UserError
-from bot.jobs import Job, JobKind, JobStatus
+from bot.jobs import Job, JobKind, JobStatus, LimitExceeded
 from bot.reasons import Failure, FailureKind
 from bot.services import Services
+from cogs._errors import member_text
 from comfy.params import request_from_json
 from tests.e2e import write_e2e_config
 from tests.fakes.comfy_server import FakeComfyUI
@@ -185,8 +186,11 @@ async def test_one_command_may_not_make_more_jobs_than_the_cap(h: Harness) -> No
 async def test_limits_refuse_a_member_with_too_many_jobs(h: Harness) -> None:
     h.comfy.pause()
     await h.imagine("a {1, 2, 3, 4} fox")
-    with pytest.raises(UserError, match="already have 4 jobs waiting or running; the limit is 4"):
+    with pytest.raises(LimitExceeded) as caught:
         await h.imagine("one more")
+    assert member_text(caught.value) == (
+        "You already have 4 jobs waiting or running; the limit is 4. Wait for one to finish."
+    )
     h.comfy.resume()
 
 
@@ -264,8 +268,9 @@ async def test_a_follow_up_counts_against_the_pressers_limits(h: Harness) -> Non
     parent = await h.completed()
     h.comfy.pause()
     await h.imagine("a {1, 2, 3, 4} bird", user=BOB)
-    with pytest.raises(UserError, match="already have 4 jobs"):
+    with pytest.raises(LimitExceeded) as caught:
         await h.service.follow_up(parent.id, 0, "upscale_2x", guild_id=GUILD, channel_id=CHANNEL, user_id=BOB)
+    assert "already have 4 jobs" in (member_text(caught.value) or "")
     h.comfy.resume()
 
 

@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 import io
-import json
 import os
 from pathlib import Path
 
 from PIL import Image
 
-from bot.jobs import JobKind, JobStatus, NewJob, OutputFile
+from bot.jobs import ImagePrompt, JobKind, JobStatus, NewJob, OutputFile
 from bot.outputs import OutputStore
 from bot.retention import apply_retention
-from bot.scheduler import IMAGE_PROMPT_DIR, IMAGE_PROMPT_KEY
-from bot.store import JobStore
+from bot.scheduler import IMAGE_PROMPT_DIR
+from bot.store import Store
+from tests.store_engines import StoreEngine
 
 DAY = 86400.0
 
@@ -32,7 +32,7 @@ def _png() -> bytes:
     return out.getvalue()
 
 
-async def _finished_job(store: JobStore, outputs: OutputStore, size: int = 0) -> int:
+async def _finished_job(store: Store, outputs: OutputStore, size: int = 0) -> int:
     (job,) = await store.enqueue_many(
         [NewJob(guild_id=1, channel_id=1, user_id=1, kind=JobKind.IMAGINE, prompt="p", model="m")]
     )
@@ -44,9 +44,11 @@ async def _finished_job(store: JobStore, outputs: OutputStore, size: int = 0) ->
     return job.id
 
 
-async def test_jobs_older_than_the_retention_lose_their_rows_and_files(tmp_path: Path) -> None:
+async def test_jobs_older_than_the_retention_lose_their_rows_and_files(
+    store_engine: StoreEngine, tmp_path: Path
+) -> None:
     clock = Clock()
-    store = await JobStore.open(str(tmp_path / "db.sqlite"), clock=clock)
+    store = await store_engine.open(store_engine.location(tmp_path), clock=clock)
     outputs = OutputStore(tmp_path / "out")
     try:
         old = await _finished_job(store, outputs)
@@ -63,9 +65,11 @@ async def test_jobs_older_than_the_retention_lose_their_rows_and_files(tmp_path:
         await store.close()
 
 
-async def test_the_oldest_jobs_go_first_when_over_the_size_cap(tmp_path: Path) -> None:
+async def test_the_oldest_jobs_go_first_when_over_the_size_cap(
+    store_engine: StoreEngine, tmp_path: Path
+) -> None:
     clock = Clock()
-    store = await JobStore.open(str(tmp_path / "db.sqlite"), clock=clock)
+    store = await store_engine.open(store_engine.location(tmp_path), clock=clock)
     outputs = OutputStore(tmp_path / "out")
     mb = 1024 * 1024
     try:
@@ -81,9 +85,11 @@ async def test_the_oldest_jobs_go_first_when_over_the_size_cap(tmp_path: Path) -
         await store.close()
 
 
-async def test_attached_images_go_when_old_and_no_job_uses_them(tmp_path: Path) -> None:
+async def test_attached_images_go_when_old_and_no_job_uses_them(
+    store_engine: StoreEngine, tmp_path: Path
+) -> None:
     clock = Clock()
-    store = await JobStore.open(str(tmp_path / "db.sqlite"), clock=clock)
+    store = await store_engine.open(store_engine.location(tmp_path), clock=clock)
     outputs = OutputStore(tmp_path / "out")
     folder = tmp_path / "out" / IMAGE_PROMPT_DIR
     folder.mkdir(parents=True)
@@ -93,9 +99,9 @@ async def test_attached_images_go_when_old_and_no_job_uses_them(tmp_path: Path) 
     for path in (old_unused, old_used):
         os.utime(path, (clock.now - 10 * DAY, clock.now - 10 * DAY))
     os.utime(fresh, (clock.now - DAY, clock.now - DAY))  # attached yesterday: maybe not queued yet
-    request = json.dumps({"text": "x", IMAGE_PROMPT_KEY: {"file": f"{IMAGE_PROMPT_DIR}/{old_used.name}"}})
+    image = ImagePrompt(f"{IMAGE_PROMPT_DIR}/{old_used.name}", 64, 64)
     await store.enqueue_many(
-        [NewJob(guild_id=1, channel_id=1, user_id=1, kind=JobKind.IMAGINE, prompt="x", request_json=request)]
+        [NewJob(guild_id=1, channel_id=1, user_id=1, kind=JobKind.IMG2IMG, prompt="x", image_prompt=image)]
     )
     try:
         removed = await apply_retention(store, outputs, retention_days=5, max_total_mb=0, now=clock)

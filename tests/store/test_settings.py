@@ -1,0 +1,23 @@
+"""A member's saved settings on every engine: changed one at a time, cleared."""
+
+from __future__ import annotations
+
+from bot.store import Store
+from tests.store.helpers import FakeClock
+
+
+async def test_user_settings_can_be_changed_one_at_a_time_and_cleared(store: Store, clock: FakeClock) -> None:
+    assert await store.get_user_settings(42) is None
+    first = await store.update_user_settings(42, model="sdxl", aspect="16:9")
+    second = await store.update_user_settings(42, aspect=None, negative="text, watermark")
+    assert (second.model, second.aspect, second.style, second.negative) == (
+        "sdxl",
+        None,
+        None,
+        "text, watermark",
+    )
+    assert second.updated_at > first.updated_at
+    assert await store.get_user_settings(42) == second
+    assert await store.clear_user_settings(42) is True
+    assert await store.clear_user_settings(42) is False
+    assert await store.get_user_settings(42) is None
