@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
-from bot.store.base import PROGRESS_WRITE_STEP, RATE_WINDOW_S, UNSET, SchemaTooNew, Store, Unset
+from bot.store.base import (
+    PROGRESS_WRITE_STEP,
+    RATE_WINDOW_S,
+    UNSET,
+    BackendLease,
+    SchemaTooNew,
+    Store,
+    Unset,
+)
 from bot.store.sqlite import Migration, SqliteStore, apply_migrations, load_migrations, split_statements
 
 # The engine the bot opens; callers name it by its role.
@@ -12,6 +20,7 @@ __all__ = [
     "PROGRESS_WRITE_STEP",
     "RATE_WINDOW_S",
     "UNSET",
+    "BackendLease",
     "JobStore",
     "Migration",
     "SchemaTooNew",

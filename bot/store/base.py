@@ -6,6 +6,7 @@ import os
 import time
 import uuid
 from collections.abc import Callable, Collection, Sequence
+from dataclasses import dataclass
 from enum import Enum
 from types import TracebackType
 from typing import Final, Protocol, Self
@@ -52,6 +53,15 @@ class SchemaTooNew(RuntimeError):
         )
         self.found = found
         self.known = known
+
+
+@dataclass(frozen=True, slots=True)
+class BackendLease:
+    """Who drives a backend, and until when (unix seconds) unless they renew."""
+
+    backend: str
+    holder: str
+    expires_at: float
 
 
 class Store(Protocol):
@@ -289,4 +299,21 @@ class Store(Protocol):
 
     async def image_prompt_files_in_use(self) -> set[str]:
         """Return the `file` of every image prompt a job in the database still has, whatever its status."""
+        ...
+
+    # ------------------------------------------------------------------------------ backend leases
+
+    async def acquire_backend(self, backend: str, holder: str, ttl_s: float) -> bool:
+        """Hold `backend` for `ttl_s` seconds from now: True when `holder` has it (it was free, its lease
+        had expired, or it already was `holder`'s, which renews it), False while another holder's lease
+        runs. One process drives a ComfyUI backend at a time; with several processes on one database,
+        this is how they agree which."""
+        ...
+
+    async def release_backends(self, holder: str) -> None:
+        """Give up every lease of `holder` at once (a clean shutdown hands its backends over)."""
+        ...
+
+    async def backend_leases(self) -> dict[str, BackendLease]:
+        """Every backend's lease, expired ones included (for /status and the drills)."""
         ...

@@ -13,6 +13,7 @@ from types import TracebackType
 import aiosqlite
 
 from bot.store.sqlite.jobs import SqliteJobs
+from bot.store.sqlite.leases import SqliteLeases
 from bot.store.sqlite.migrations import Migration, apply_migrations, load_migrations, user_version
 from bot.store.sqlite.queue import SqliteQueue
 from bot.store.sqlite.retention import SqliteRetention
@@ -21,7 +22,7 @@ from bot.store.sqlite.settings import SqliteSettings
 log = logging.getLogger(__name__)
 
 
-class SqliteStore(SqliteQueue, SqliteJobs, SqliteSettings, SqliteRetention):
+class SqliteStore(SqliteQueue, SqliteJobs, SqliteSettings, SqliteRetention, SqliteLeases):
     """The bot's SQLite database: jobs, outputs, user settings and fair dispatch state; a `Store`.
 
     Each part holds one role's SQL over the connection they share (`SqliteConnection`): one
