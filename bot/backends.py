@@ -44,6 +44,7 @@ class Backend:
     samplers: tuple[str, ...] | None = None
     schedulers: tuple[str, ...] | None = None
     jobs: set[int] = field(default_factory=set)
+    held: bool = False  # this process holds the backend's lease and drives it (bot.backend_leases)
     refusals: int = 0  # prompts in a row that failed on this backend's side (5xx, dropped connection)
     paused_until: float | None = None  # after a refusal, no new job until then
     refusal: str | None = None  # why the last prompt failed, while paused
@@ -128,7 +129,8 @@ class Backend:
             self.stats = await self.client.system_stats()
             if not was_up or self.checkpoints is None:
                 await self._read_capabilities()
-            await self.client.connect()
+            if self.held:  # only the process that drives the backend keeps its socket (one per client id)
+                await self.client.connect()
         except (ComfyError, OSError, TimeoutError) as exc:
             self.last_error = str(exc)
             if was_up or self.down_since is None:

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from bot.backend_health import BackendHealth
+from bot.backend_leases import LeaseKeeper
 from bot.backends import Backend
 from bot.events import Cancelled, EventBus, Queued, Waiting
 from bot.inflight import InFlightJob, InFlightJobs
@@ -42,6 +43,12 @@ class SchedulerSettings:
     health_interval_s: float = 5.0
     backend_grace_s: float = 60.0
     max_attempts: int = 3
+    lease_s: float = 15.0
+    # Who holds this process's backend leases; one stable name with SQLite (one process per file), a
+    # name per process with PostgreSQL.
+    lease_holder: str = "local"
+    # Also look for work this often without being woken (jobs queued by other processes); None: only when woken.
+    poll_s: float | None = None
 
 
 class Scheduler:
@@ -65,7 +72,9 @@ class Scheduler:
         settings: SchedulerSettings,
         clock: Callable[[], float] = time.monotonic,
         metrics: Metrics | None = None,
+        announce_work: Callable[[], None] = lambda: None,
     ) -> None:
+        """`announce_work` tells other processes sharing the database that jobs were queued."""
         self.store = store
         self.backends = list(backends)
         self.templates = templates
@@ -102,25 +111,61 @@ class Scheduler:
             max_attempts=settings.max_attempts,
             clock=clock,
         )
+        self.leases = LeaseKeeper(
+            store=store,
+            backends=self.backends,
+            holder=settings.lease_holder,
+            lease_s=settings.lease_s,
+            on_gained=self._resume_backend,
+            on_lost=self._let_go,
+        )
+        self._announce_work = announce_work
+        self._disconnects: set[asyncio.Task[None]] = set()
 
     # ------------------------------------------------------------------ lifecycle
 
     async def start(self) -> None:
-        """Check the backends, reconcile jobs left in flight by the last run, start dispatching."""
+        """Check the backends, take their leases (re-attaching to the jobs left on them), start dispatching."""
         await self.health.refresh()
         for job in await self.store.list_in_flight():
             backend = self._backend(job.backend)
             if backend is None or job.prompt_id is None:
                 kind = FailureKind.BACKEND_GONE if backend is None else FailureKind.NEVER_POSTED
                 self._spawn(InFlightJob(job, None), self._requeue(job, Failure(kind)))
-            else:
-                record = InFlightJob(job, backend)
-                self._spawn(record, self.runner.resume(record))
+        await self.leases.renew()
         self._loops = [
             asyncio.create_task(self._dispatch_loop(), name="scheduler-dispatch"),
             asyncio.create_task(self.health.run(), name="scheduler-health"),
+            asyncio.create_task(self.leases.run(), name="scheduler-leases"),
         ]
         self.wake()
+
+    async def _resume_backend(self, backend: Backend) -> None:
+        """This process now drives `backend`: re-attach to the jobs left on it (by a restart or a dead
+        process), as they are: finished ones complete from its history, running ones are followed."""
+        if backend.up:
+            try:
+                await backend.client.connect()
+            except ComfyError as exc:
+                log.warning("backend %s: %s (the health check tries again)", backend.name, exc)
+        for job in await self.store.list_in_flight():
+            if (
+                job.backend == backend.name
+                and job.prompt_id is not None
+                and self.inflight.get(job.id) is None
+            ):
+                record = InFlightJob(job, backend)
+                self._spawn(record, self.runner.resume(record))
+        self.wake()
+
+    def _let_go(self, backend: Backend) -> None:
+        """Another process drives `backend` now: stop following its jobs here, leaving them as they are."""
+        for record in self.inflight.on(backend):
+            if record.task is not None:
+                record.task.cancel()
+        task = asyncio.create_task(backend.client.disconnect(), name=f"disconnect-{backend.name}")
+        self._disconnects.add(task)
+        task.add_done_callback(self._disconnects.discard)
 
     async def stop(self, grace_s: float = 10.0) -> None:
         """Stop claiming; give finished results `grace_s` to be saved; hand the rest to the next start.
@@ -136,6 +181,7 @@ class Scheduler:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*self._loops, *tasks, return_exceptions=True)
+        await self.leases.release()
         await asyncio.gather(*(b.client.close() for b in self.backends), return_exceptions=True)
 
     def wake(self) -> None:
@@ -152,6 +198,7 @@ class Scheduler:
         for job in created:
             self._publish_waiting(job)
         self.wake()
+        self._announce_work()
         return created
 
     async def cancel(self, job_id: int) -> JobStatus | None:
@@ -200,13 +247,17 @@ class Scheduler:
                 claimed = False
                 await asyncio.sleep(1)
             if not claimed:
-                await self._wake.wait()
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(self.settings.poll_s):
+                        await self._wake.wait()
 
     async def _dispatch_once(self) -> bool:
         """Fill free slots, least busy backend first; True when at least one job was claimed."""
         claimed_any = False
         while not self._stopping:
-            candidates = sorted((b for b in self.backends if b.free_slots > 0), key=lambda b: b.load)
+            candidates = sorted(
+                (b for b in self.backends if b.held and b.free_slots > 0), key=lambda b: b.load
+            )
             progress = False
             for backend in candidates:
                 models = backend.runnable_models(self.settings.models)

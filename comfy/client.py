@@ -352,6 +352,22 @@ class ComfyClient:
         """True while the WebSocket is open."""
         return self._ws is not None and not self._ws.closed
 
+    async def disconnect(self) -> None:
+        """Close the WebSocket and stop reconnecting, keeping the client usable: `connect()` opens it again.
+
+        For a bot process that stops driving this server (another process took it over, with the same
+        client id: ComfyUI keeps one socket per client id, so two would take it from each other).
+        """
+        tasks = [task for task in (self._supervisor, self._watchdog) if task is not None]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._supervisor = self._watchdog = None
+        if self._ws is not None:
+            await self._ws.close()
+            self._ws = None
+        self._connected.clear()
+
     async def close(self) -> None:
         """Close the socket, end every watch, and close the HTTP session if this client created it."""
         self._closed = True
