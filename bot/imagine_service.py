@@ -35,6 +35,7 @@ from bot.jobs import (
     cancel_refusal,
 )
 from bot.scheduler import IMAGE_PROMPT_DIR, IMAGE_PROMPT_KEY
+from comfy.actions import REROLL, action_named
 from comfy.images import ImageError, image_size
 from comfy.params import (
     GenerationRequest,
@@ -46,36 +47,12 @@ from comfy.params import (
     request_to_json,
     with_new_seed,
 )
-from comfy.render import ACTION_KINDS, RenderError, SourceImage, template_values
+from comfy.render import RenderError, SourceImage, template_values
 
 if TYPE_CHECKING:
     from bot.services import Services
 
 log = logging.getLogger(__name__)
-
-REROLL = "reroll"
-# Follow-up actions a button can ask for: the image actions of comfy.render, plus a reroll.
-FOLLOW_UP_ACTIONS: tuple[str, ...] = (*ACTION_KINDS, REROLL)
-_KIND_OF_ACTION = {
-    "upscale": JobKind.UPSCALE,
-    "variation": JobKind.VARIATION,
-    "zoom": JobKind.ZOOM,
-    "pan": JobKind.PAN,
-}
-# Actions that keep the parent's seed (an upscale refines the same picture); the others draw a new one.
-_SAME_SEED_ACTIONS = frozenset({"upscale_2x"})
-ACTION_NAMES = {
-    "upscale_2x": "Upscale (2x)",
-    "vary_strong": "Variations (Strong)",
-    "vary_subtle": "Variations (Subtle)",
-    "zoom_1.5": "Zoom Out 1.5x",
-    "zoom_2": "Zoom Out 2x",
-    "pan_left": "Pan Left",
-    "pan_right": "Pan Right",
-    "pan_up": "Pan Up",
-    "pan_down": "Pan Down",
-    REROLL: "Reroll",
-}
 
 MAX_IMAGE_PROMPT_BYTES = 10 * 1024 * 1024
 MAX_IMAGE_PROMPT_SIDE = 8192
@@ -232,14 +209,15 @@ class ImagineService:
     ) -> list[QueuedJob]:
         """Queue a follow-up of image `index` (0-based) of a finished job, owned by the member who asked.
 
-        Actions: `upscale_2x`, `vary_strong`, `vary_subtle`, `zoom_1.5`, `zoom_2`, `pan_left`, `pan_right`,
-        `pan_up`, `pan_down` (from that image) and `reroll` (the same request with a new seed).
+        `action` names a row of comfy.actions: one that starts from that image, or a reroll (the parent's
+        own request again with a new seed).
         """
-        if action not in FOLLOW_UP_ACTIONS:
+        follow_up = action_named(action)
+        if follow_up is None:
             raise UserError(f"Unknown button action `{action}`.")
         parent = await self._finished_job(parent_job_id, guild_id)
         request = request_from_json(parent.request_json)
-        if action == REROLL:
+        if follow_up.template is None:
             # The same job again with a new seed: a reroll of a variation varies the same image again.
             new = NewJob(
                 guild_id=guild_id,
@@ -264,7 +242,7 @@ class ImagineService:
                 )
             if not await asyncio.to_thread(os.path.exists, image.path):
                 raise UserError("That image was deleted from the bot's storage; it can no longer be used.")
-            if action not in _SAME_SEED_ACTIONS:
+            if not follow_up.keeps_seed:
                 request = with_new_seed(request, self._rng)
             try:  # the same check the scheduler makes, so an impossible action is refused now
                 template_values(
@@ -279,7 +257,7 @@ class ImagineService:
                 guild_id=guild_id,
                 channel_id=channel_id,
                 user_id=user_id,
-                kind=_KIND_OF_ACTION[ACTION_KINDS[action]],
+                kind=JobKind(follow_up.template),
                 prompt=parent.prompt,
                 request_json=_with_request(parent.request_json, request, drop_image_prompt=True),
                 model=parent.model,
@@ -336,7 +314,8 @@ class ImagineService:
         if job is None or job.guild_id != guild_id:
             raise UserError("That job does not exist in this server (it may have been deleted).")
         request = request_from_json(job.request_json)
-        what = ACTION_NAMES.get(job.action or "", "Imagine") if job.kind is not JobKind.REROLL else "Reroll"
+        action = REROLL if job.kind is JobKind.REROLL else action_named(job.action)
+        what = action.title if action is not None else "Imagine"
         lines = [
             f"**Job #{job.id}** · {what} · by <@{job.user_id}>",
             f"**Parameters:** `{_code(format_request(request))}`",

@@ -1,7 +1,8 @@
 """The persistent buttons under job messages: custom_ids carry the job and action, SQLite holds the rest.
 
 Every button is a `DynamicItem`, so it works after a restart and months later: nothing about it lives in
-memory. custom_ids look like `ci:upscale_2x:123:2` (U2 of job 123), `ci:reroll:123`, `ci:cancel:123`.
+memory. custom_ids look like `ci:<action>:123:2` (the action of comfy.actions on image 2 of job 123; U2 on a grid),
+`ci:<action>:123` (under a single image, or the reroll of a grid), `ci:cancel:123` and `ci:info:123`.
 """
 
 from __future__ import annotations
@@ -12,22 +13,24 @@ from typing import Any
 
 import discord
 
-from bot.imagine_service import ACTION_NAMES, REROLL, UserError
+from bot.imagine_service import UserError
 from cogs._context import context_of
 from cogs._errors import report_error
 from cogs._permissions import is_admin
+from comfy.actions import ACTIONS, Action, action_named
 
 log = logging.getLogger(__name__)
 
 PREFIX = "ci"
+CANCEL = "cancel"
+INFO = "info"
 _JOB = r"(?P<job>\d{1,19})"
-FOLLOW_UP_TEMPLATE = (
-    rf"{PREFIX}:(?P<action>upscale_2x|vary_strong|vary_subtle|zoom_1\.5|zoom_2|pan_left|pan_right|pan_up|pan_down"
-    rf"|{REROLL}):{_JOB}(?::(?P<index>[1-9]))?"
-)
-CANCEL_TEMPLATE = rf"{PREFIX}:cancel:{_JOB}"
-INFO_TEMPLATE = rf"{PREFIX}:info:{_JOB}"
+_ACTIONS = "|".join(re.escape(action.name) for action in ACTIONS)
+FOLLOW_UP_TEMPLATE = rf"{PREFIX}:(?P<action>{_ACTIONS}):{_JOB}(?::(?P<index>[1-9]))?"
+CANCEL_TEMPLATE = rf"{PREFIX}:{CANCEL}:{_JOB}"
+INFO_TEMPLATE = rf"{PREFIX}:{INFO}:{_JOB}"
 MAX_CUSTOM_ID = 100
+INFO_ROW = 1  # the Info button's row under a single image, after the actions of that row
 
 
 def custom_id(action: str, job_id: int, number: int | None = None) -> str:
@@ -43,7 +46,7 @@ class FollowUpButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=FO
 
     def __init__(
         self,
-        action: str,
+        action: Action,
         job_id: int,
         number: int | None = None,
         *,
@@ -54,7 +57,11 @@ class FollowUpButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=FO
     ) -> None:
         super().__init__(
             discord.ui.Button(
-                label=label, emoji=emoji, style=style, row=row, custom_id=custom_id(action, job_id, number)
+                label=label,
+                emoji=emoji,
+                style=style,
+                row=row,
+                custom_id=custom_id(action.name, job_id, number),
             )
         )
         self.action = action
@@ -66,8 +73,10 @@ class FollowUpButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=FO
         cls, interaction: discord.Interaction[Any], item: discord.ui.Button[Any], match: re.Match[str], /
     ) -> FollowUpButton:
         """Rebuild the button from its custom_id (after a restart too)."""
+        action = action_named(match["action"])
+        assert action is not None  # the template matches the table's names only
         number = int(match["index"]) if match["index"] else None
-        return cls(match["action"], int(match["job"]), number)
+        return cls(action, int(match["job"]), number)
 
     async def callback(self, interaction: discord.Interaction[Any]) -> None:
         """Queue the follow-up, post its status message in reply, and tell the presser (only them)."""
@@ -80,7 +89,7 @@ class FollowUpButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=FO
             queued = await context.service.follow_up(
                 self.job_id,
                 (self.number or 1) - 1,
-                self.action,
+                self.action.name,
                 guild_id=interaction.guild_id,
                 channel_id=interaction.channel_id,
                 user_id=interaction.user.id,
@@ -92,7 +101,7 @@ class FollowUpButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=FO
             job = queued[0].job
             where = f", position {queued[0].position} in this server" if queued[0].position else ""
             await interaction.followup.send(
-                f"Queued: {ACTION_NAMES[self.action]}"
+                f"Queued: {self.action.title}"
                 + (f" of image {self.number}" if self.number else "")
                 + f" (job #{job.id}{where}).",
                 ephemeral=True,
@@ -112,7 +121,7 @@ class CancelButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=CANC
     def __init__(self, job_id: int) -> None:
         super().__init__(
             discord.ui.Button(
-                label="Cancel", style=discord.ButtonStyle.danger, custom_id=custom_id("cancel", job_id)
+                label="Cancel", style=discord.ButtonStyle.danger, custom_id=custom_id(CANCEL, job_id)
             )
         )
         self.job_id = job_id
@@ -153,7 +162,7 @@ class InfoButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=INFO_T
                 emoji="ℹ️",
                 style=discord.ButtonStyle.secondary,
                 row=row,
-                custom_id=custom_id("info", job_id),
+                custom_id=custom_id(INFO, job_id),
             )
         )
         self.job_id = job_id
@@ -189,29 +198,26 @@ def cancel_view(job_id: int) -> discord.ui.View:
 
 
 def grid_view(job_id: int, count: int = 4) -> discord.ui.View:
-    """U1-U4 and 🔄 on the first row, V1-V4 on the second."""
+    """The buttons under a grid (U1-U4 and 🔄, then V1-V4): the actions with a `grid_row`."""
     view = discord.ui.View(timeout=None)
     count = max(1, min(4, count))
-    for number in range(1, count + 1):
-        view.add_item(FollowUpButton("upscale_2x", job_id, number, label=f"U{number}", row=0))
-    view.add_item(FollowUpButton(REROLL, job_id, emoji="🔄", row=0))
-    for number in range(1, count + 1):
-        view.add_item(FollowUpButton("vary_strong", job_id, number, label=f"V{number}", row=1))
+    for row in sorted({a.grid_row for a in ACTIONS if a.grid_row is not None}):
+        for action in (a for a in ACTIONS if a.grid_row == row):
+            if action.grid_label is None:
+                view.add_item(FollowUpButton(action, job_id, emoji=action.emoji, row=row))
+                continue
+            for number in range(1, count + 1):
+                label = f"{action.grid_label}{number}"
+                view.add_item(FollowUpButton(action, job_id, number, label=label, row=row))
     return view
 
 
 def upscale_view(job_id: int) -> discord.ui.View:
-    """The buttons under a single (upscaled) image: vary, upscale again, zoom out, pan, info."""
+    """The buttons under a single (upscaled) image: the actions with a `row`, and Info."""
     view = discord.ui.View(timeout=None)
-    for action, label, emoji in (
-        ("vary_strong", "Vary (Strong)", "🪄"),
-        ("vary_subtle", "Vary (Subtle)", "🪄"),
-        ("upscale_2x", "Upscale 2x", "🔍"),
-    ):
-        view.add_item(FollowUpButton(action, job_id, label=label, emoji=emoji, row=0))
-    for action, label in (("zoom_1.5", "Zoom Out 1.5x"), ("zoom_2", "Zoom Out 2x")):
-        view.add_item(FollowUpButton(action, job_id, label=label, emoji="🔎", row=1))
-    view.add_item(InfoButton(job_id, row=1))
-    for action, emoji in (("pan_left", "⬅️"), ("pan_right", "➡️"), ("pan_up", "⬆️"), ("pan_down", "⬇️")):
-        view.add_item(FollowUpButton(action, job_id, emoji=emoji, row=2))
+    for row in sorted({a.row for a in ACTIONS if a.row is not None} | {INFO_ROW}):
+        for action in (a for a in ACTIONS if a.row == row):
+            view.add_item(FollowUpButton(action, job_id, label=action.label, emoji=action.emoji, row=row))
+        if row == INFO_ROW:
+            view.add_item(InfoButton(job_id, row=row))
     return view

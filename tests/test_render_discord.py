@@ -18,6 +18,7 @@ from cogs._buttons import (
     upscale_view,
 )
 from cogs._render import StatusState, format_eta, headline, progress_bar, status_text, what_it_is
+from comfy.actions import ACTIONS, Action
 
 BIGGEST_JOB_ID = 2**63 - 1  # SQLite's largest rowid
 
@@ -151,6 +152,15 @@ def test_custom_ids_carry_action_job_and_image_number() -> None:
         assert not any(c.__discord_ui_compiled_template__.fullmatch(foreign) for c in BUTTON_CLASSES), foreign
     with pytest.raises(ValueError, match="longer than 100"):
         custom_id("x" * 96, 1)
+
+
+@pytest.mark.parametrize("action", ACTIONS, ids=lambda a: a.name)
+async def test_every_action_of_the_table_survives_its_custom_id(action: Action) -> None:
+    for number in (None, 3):
+        match = FollowUpButton.__discord_ui_compiled_template__.fullmatch(custom_id(action.name, 123, number))
+        assert match is not None
+        button = await FollowUpButton.from_custom_id(None, None, match)  # type: ignore[arg-type]
+        assert (button.action, button.job_id, button.number) == (action, 123, number)
 
 
 async def test_grid_and_upscale_layouts() -> None:
