@@ -1,7 +1,8 @@
 """The persistent buttons under job messages: custom_ids carry the job and action, SQLite holds the rest.
 
 Every button is a `DynamicItem`, so it works after a restart and months later: nothing about it lives in
-memory. custom_ids look like `ci:<action>:123:2` (the action of comfy.actions on image 2 of job 123; U2 on a grid),
+memory. Its callback takes the services from `interaction.client` (the ImagineBot), never from a cog.
+custom_ids look like `ci:<action>:123:2` (the action of comfy.actions on image 2 of job 123; U2 on a grid),
 `ci:<action>:123` (under a single image, or the reroll of a grid), `ci:cancel:123` and `ci:info:123`.
 """
 
@@ -13,10 +14,11 @@ from typing import Any
 
 import discord
 
-from bot.imagine_service import UserError
-from cogs._context import context_of
-from cogs._errors import report_error
+from bot.imagine_bot import ImagineBot, JobMessages
+from cogs._errors import report_error, send_ephemeral
+from cogs._messages import BUTTONS_GUILD_ONLY, Where, cancelled_text, job_info_text, queued_text
 from cogs._permissions import is_admin
+from cogs._render import NO_MENTIONS
 from comfy.actions import ACTIONS, Action, action_named
 
 log = logging.getLogger(__name__)
@@ -31,6 +33,16 @@ CANCEL_TEMPLATE = rf"{PREFIX}:{CANCEL}:{_JOB}"
 INFO_TEMPLATE = rf"{PREFIX}:{INFO}:{_JOB}"
 MAX_CUSTOM_ID = 100
 INFO_ROW = 1  # the Info button's row under a single image, after the actions of that row
+
+
+class ExtensionNotLoaded(RuntimeError):
+    """A button was pressed while the imagine extension (which shows jobs) is not loaded."""
+
+
+def _job_messages(bot: ImagineBot) -> JobMessages:
+    if bot.job_messages is None:
+        raise ExtensionNotLoaded("the imagine extension is not loaded")
+    return bot.job_messages
 
 
 def custom_id(action: str, job_id: int, number: int | None = None) -> str:
@@ -70,7 +82,11 @@ class FollowUpButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=FO
 
     @classmethod
     async def from_custom_id(
-        cls, interaction: discord.Interaction[Any], item: discord.ui.Button[Any], match: re.Match[str], /
+        cls,
+        interaction: discord.Interaction[ImagineBot],
+        item: discord.ui.Button[Any],
+        match: re.Match[str],
+        /,
     ) -> FollowUpButton:
         """Rebuild the button from its custom_id (after a restart too)."""
         action = action_named(match["action"])
@@ -78,15 +94,17 @@ class FollowUpButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=FO
         number = int(match["index"]) if match["index"] else None
         return cls(action, int(match["job"]), number)
 
-    async def callback(self, interaction: discord.Interaction[Any]) -> None:
+    async def callback(self, interaction: discord.Interaction[ImagineBot]) -> None:
         """Queue the follow-up, post its status message in reply, and tell the presser (only them)."""
         try:
             await interaction.response.defer(ephemeral=True, thinking=True)
             if interaction.guild_id is None or interaction.channel_id is None:
-                raise UserError("These buttons only work in a server.")
-            context = context_of(interaction.client)
-            context.presenter.note_upload_limit(interaction.guild_id, interaction.filesize_limit)
-            queued = await context.service.follow_up(
+                await send_ephemeral(interaction, BUTTONS_GUILD_ONLY)
+                return
+            bot = interaction.client
+            messages = _job_messages(bot)
+            messages.note_upload_limit(interaction.guild_id, interaction.filesize_limit)
+            queued = await bot.services.jobs.follow_up(
                 self.job_id,
                 (self.number or 1) - 1,
                 self.action.name,
@@ -96,23 +114,16 @@ class FollowUpButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=FO
             )
             posted = []
             for item in queued:
-                message_id = await context.presenter.post_status(item, reply_to=interaction.message)
+                message_id = await messages.post_status(item, reply_to=interaction.message)
                 posted.append(message_id is not None)
-            job = queued[0].job
-            where = f", position {queued[0].position} in this server" if queued[0].position else ""
-            await interaction.followup.send(
-                f"Queued: {self.action.title}"
-                + (f" of image {self.number}" if self.number else "")
-                + f" (job #{job.id}{where}).",
-                ephemeral=True,
-            )
+            await interaction.followup.send(queued_text(self.action, self.number, queued[0]), ephemeral=True)
             if not all(posted):
                 # The bot cannot post in this channel: show the status through the interaction instead.
                 for item, ok in zip(queued, posted, strict=True):
                     if not ok:
-                        await context.presenter.post_status_followup(item, interaction)
+                        await messages.post_status_followup(item, interaction)
         except Exception as exc:
-            await report_error(interaction, exc)
+            await report_error(interaction, exc, Where.FOLLOW_UP)
 
 
 class CancelButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=CANCEL_TEMPLATE):
@@ -128,28 +139,32 @@ class CancelButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=CANC
 
     @classmethod
     async def from_custom_id(
-        cls, interaction: discord.Interaction[Any], item: discord.ui.Button[Any], match: re.Match[str], /
+        cls,
+        interaction: discord.Interaction[ImagineBot],
+        item: discord.ui.Button[Any],
+        match: re.Match[str],
+        /,
     ) -> CancelButton:
         """Rebuild the button from its custom_id."""
         return cls(int(match["job"]))
 
-    async def callback(self, interaction: discord.Interaction[Any]) -> None:
+    async def callback(self, interaction: discord.Interaction[ImagineBot]) -> None:
         """Cancel the job if the presser may; tell them either way (only them)."""
         try:
             if interaction.guild_id is None:
-                raise UserError("These buttons only work in a server.")
-            context = context_of(interaction.client)
-            text = await context.service.cancel(
+                await send_ephemeral(interaction, BUTTONS_GUILD_ONLY)
+                return
+            bot = interaction.client
+            done = await bot.services.jobs.cancel(
                 self.job_id,
                 guild_id=interaction.guild_id,
                 user_id=interaction.user.id,
-                is_admin=is_admin(interaction.user, context.admin_role_ids),
+                admin=is_admin(interaction.user, bot.config.discord.admin_role_ids),
             )
-            await interaction.response.send_message(
-                text, ephemeral=True, allowed_mentions=discord.AllowedMentions.none()
-            )
+            text = cancelled_text(done, where=Where.CANCEL_BUTTON, actor_id=interaction.user.id)
+            await interaction.response.send_message(text, ephemeral=True, allowed_mentions=NO_MENTIONS)
         except Exception as exc:
-            await report_error(interaction, exc)
+            await report_error(interaction, exc, Where.CANCEL_BUTTON)
 
 
 class InfoButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=INFO_TEMPLATE):
@@ -169,22 +184,27 @@ class InfoButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=INFO_T
 
     @classmethod
     async def from_custom_id(
-        cls, interaction: discord.Interaction[Any], item: discord.ui.Button[Any], match: re.Match[str], /
+        cls,
+        interaction: discord.Interaction[ImagineBot],
+        item: discord.ui.Button[Any],
+        match: re.Match[str],
+        /,
     ) -> InfoButton:
         """Rebuild the button from its custom_id."""
         return cls(int(match["job"]))
 
-    async def callback(self, interaction: discord.Interaction[Any]) -> None:
+    async def callback(self, interaction: discord.Interaction[ImagineBot]) -> None:
         """Answer with the job's details, ephemerally."""
         try:
             if interaction.guild_id is None:
-                raise UserError("These buttons only work in a server.")
-            text = await context_of(interaction.client).service.job_info(self.job_id, interaction.guild_id)
+                await send_ephemeral(interaction, BUTTONS_GUILD_ONLY)
+                return
+            info = await interaction.client.services.jobs.job_info(self.job_id, interaction.guild_id)
             await interaction.response.send_message(
-                text, ephemeral=True, allowed_mentions=discord.AllowedMentions.none()
+                job_info_text(info), ephemeral=True, allowed_mentions=NO_MENTIONS
             )
         except Exception as exc:
-            await report_error(interaction, exc)
+            await report_error(interaction, exc, Where.INFO)
 
 
 BUTTON_CLASSES: tuple[type[discord.ui.DynamicItem[Any]], ...] = (FollowUpButton, CancelButton, InfoButton)

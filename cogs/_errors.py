@@ -4,19 +4,19 @@ from __future__ import annotations
 
 import logging
 import secrets
+from typing import Any
 
 import discord
 from discord import app_commands
 
-from bot.imagine_service import UserError
+from bot.errors import MemberError
 from bot.jobs import LimitExceeded
+from cogs._messages import Where, refusal_text
 from comfy.params import ParamError
 from comfy.render import RenderError
 
 log = logging.getLogger(__name__)
 
-# Exceptions whose text is written for the member.
-MEMBER_ERRORS: tuple[type[BaseException], ...] = (UserError, ParamError, LimitExceeded, RenderError)
 MAX_MESSAGE = 2000
 
 
@@ -25,9 +25,11 @@ def new_reference() -> str:
     return secrets.token_hex(3)
 
 
-def member_text(error: BaseException) -> str | None:
-    """The member-facing text of an expected error, None for an unexpected one."""
-    if isinstance(error, MEMBER_ERRORS):
+def member_text(error: BaseException, where: Where = Where.ANY) -> str | None:
+    """The member-facing text of an expected error (`where` the member acted), None for an unexpected one."""
+    if isinstance(error, MemberError | ParamError | RenderError):
+        return refusal_text(error, where)
+    if isinstance(error, LimitExceeded):
         return str(error) or "That can't be done."
     if isinstance(error, app_commands.NoPrivateMessage):
         return "This command only works in a server, not in direct messages."
@@ -38,16 +40,21 @@ def member_text(error: BaseException) -> str | None:
     return None
 
 
-def _describe(interaction: discord.Interaction[discord.Client]) -> str:
+def _describe(interaction: discord.Interaction[Any]) -> str:
     command = interaction.command.qualified_name if interaction.command else None
     data = interaction.data or {}
     what = f"/{command}" if command else f"component {data.get('custom_id', '?')}"
     return f"{what} by user {interaction.user.id} in guild {interaction.guild_id}"
 
 
-async def report_error(interaction: discord.Interaction[discord.Client], error: BaseException) -> None:
-    """Tell the member what went wrong, ephemerally; log unexpected errors with a reference id."""
-    text = member_text(error)
+async def report_error(
+    interaction: discord.Interaction[Any], error: BaseException, where: Where = Where.ANY
+) -> None:
+    """Tell the member what went wrong, ephemerally; log unexpected errors with a reference id.
+
+    The one way every refusal reaches a member, from commands and components alike.
+    """
+    text = member_text(error, where)
     if text is None:
         reference = new_reference()
         log.error(
@@ -60,7 +67,7 @@ async def report_error(interaction: discord.Interaction[discord.Client], error: 
     await send_ephemeral(interaction, text)
 
 
-async def send_ephemeral(interaction: discord.Interaction[discord.Client], text: str) -> None:
+async def send_ephemeral(interaction: discord.Interaction[Any], text: str) -> None:
     """Answer the member only they can see: the response if not given yet, else a followup."""
     text = text if len(text) <= MAX_MESSAGE else text[: MAX_MESSAGE - 1] + "…"
     try:

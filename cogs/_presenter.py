@@ -33,7 +33,7 @@ from bot.events import (
     Subscription,
     Waiting,
 )
-from bot.imagine_service import ImagineService, QueuedJob
+from bot.job_service import JobService, QueuedJob
 from bot.jobs import Job
 from cogs._buttons import cancel_view, grid_view, upscale_view
 from cogs._edit_budget import EditBudget, EditPriority
@@ -213,10 +213,14 @@ def _shown_key(state: StatusState) -> tuple[str, bytes | None]:
 
 
 class Presenter:
-    """Keeps every job's Discord message in step with the job."""
+    """Keeps every job's Discord message in step with the job.
+
+    While the imagine extension is loaded it is the bot's `job_messages` (bot.imagine_bot.JobMessages):
+    the buttons under jobs post the status messages of the jobs they queue through it.
+    """
 
     def __init__(
-        self, bot: ImagineBot, service: ImagineService, *, interval: float, channel_edits_per_5s: int = 5
+        self, bot: ImagineBot, service: JobService, *, interval: float, channel_edits_per_5s: int = 5
     ) -> None:
         self.bot = bot
         self.service = service
