@@ -121,6 +121,22 @@ def test_cogs_modules_import_each_other_without_a_cycle() -> None:
     assert cycle is None, f"import cycle in cogs/: {' -> '.join(cycle or [])}"
 
 
+@pytest.mark.parametrize("path", _modules("cogs"), ids=lambda p: p.name)
+def test_cogs_take_the_services_the_bot_built_instead_of_looking_up_cogs_or_building_services(
+    path: Path,
+) -> None:
+    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    calls = [node.func for node in ast.walk(tree) if isinstance(node, ast.Call)]
+    names = {
+        f.attr if isinstance(f, ast.Attribute) else f.id
+        for f in calls
+        if isinstance(f, ast.Attribute | ast.Name)
+    }
+    assert "get_cog" not in names, f"{path.name} looks a cog up; take what it needs from the bot"
+    built = sorted(name for name in names if name.endswith("Service") or name == "Services")
+    assert not built, f"{path.name} builds {built}; use the ones in bot.services"
+
+
 # ------------------------------------------------------------------------------------------ words live in cogs/
 
 DISCORD_MARKUP = ("<@", "<#", "discord.com/channels", "**", "`")
