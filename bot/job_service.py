@@ -1,4 +1,4 @@
-"""What /imagine, its buttons and /cancel do, without Discord: check, parse, queue, follow up, cancel, tell.
+"""What /imagine, its buttons and /cancel do, without Discord: check, queue, follow up, cancel, describe.
 
 Every refusal a member caused (a banned word, an unknown model, a follow-up that cannot be made, a job of
 another server, ...) is raised as `MemberError` with its facts; bad parameters stay `ParamError`, an

@@ -1,5 +1,7 @@
-"""What members are told, in words: every refusal by its reason and where it happened, and the answers to
-their buttons and commands (queued, cancelled, a job's info). The services under bot/ only give facts."""
+"""The words members read: each refusal (by reason and where), and the answers to buttons and commands.
+
+The services under bot/ raise and return facts only (bot.errors.MemberError, Cancellation, JobInfo, ...).
+"""
 
 from __future__ import annotations
 
