@@ -33,6 +33,7 @@ from comfy.profiles import BackendConfig, ModelProfile, ParamLimits, StylePreset
 TOKEN_ENV = "DISCORD_TOKEN"
 DATABASE_URL_ENV = "COMFY_IMAGINE_DATABASE_URL"
 _POSTGRES_SCHEMES = ("postgresql", "postgres")
+_PASSWORD_MASK = "*" * 3  # what a URL's password shows as
 
 
 class ConfigError(Exception):
@@ -52,7 +53,7 @@ def redact_url(url: str) -> str:
     if ":" in host:
         host = f"[{host}]"
     port = f":{parts.port}" if parts.port is not None else ""
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}{port}"))
+    return urlunsplit(parts._replace(netloc=f"{user}:{_PASSWORD_MASK}@{host}{port}"))
 
 
 class DatabaseUrl:

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from typing import Any, Protocol
 
 import discord
 from discord.ext import commands
 
 from bot.config import Config
+from bot.job_service import QueuedJob
 from bot.metrics import Health, MetricsServer, RateLimitCounter
 from bot.services import Services
 
@@ -18,12 +20,33 @@ log = logging.getLogger(__name__)
 DEFAULT_EXTENSIONS: tuple[str, ...] = ("cogs.imagine", "cogs.admin", "cogs.settings")
 
 
+class JobMessages(Protocol):
+    """What the buttons under a job ask of the messages that show jobs (the imagine extension's presenter):
+    show a job they just queued, and follow it until it ends."""
+
+    def note_upload_limit(self, guild_id: int, limit: int | None) -> None:
+        """Remember a guild's upload limit as an interaction reported it."""
+        ...
+
+    async def post_status(self, queued: QueuedJob, *, reply_to: discord.Message | None = None) -> int | None:
+        """Post the job's status message in its channel; its id, or None when the bot cannot post there."""
+        ...
+
+    async def post_status_followup(self, queued: QueuedJob, interaction: discord.Interaction[Any]) -> None:
+        """Post the job's status message as a followup of the interaction."""
+        ...
+
+
 class ImagineBot(commands.Bot):
     """The comfy-imagine bot. No privileged intents: slash commands and buttons only.
 
     `setup_hook` loads the extensions (each cog registers its persistent buttons with `add_dynamic_items`
     and subscribes to job events when it loads), then starts the services (opens the database, starts the
     scheduler, which re-attaches to jobs left in flight) unless `start_services` is False (`sync-commands`).
+
+    Cogs take their use cases from `services` when they are built; buttons, which discord.py rebuilds from
+    their custom_id, take them from `interaction.client.services`, and the messages that show jobs from
+    `job_messages` (set by the imagine extension while it is loaded).
     """
 
     def __init__(
@@ -48,6 +71,7 @@ class ImagineBot(commands.Bot):
         self.initial_extensions = tuple(extensions)
         self.start_services = start_services
         self.metrics_server: MetricsServer | None = None
+        self.job_messages: JobMessages | None = None
         self._rate_limits = RateLimitCounter(services.metrics)
 
     async def setup_hook(self) -> None:

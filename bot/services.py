@@ -1,8 +1,9 @@
 """The application's services, built from the config: job store, outputs, event bus, metrics, backends,
-scheduler.
+scheduler, and the use cases the cogs call (`jobs`, `settings`, `queue`).
 
 `Services(config)` builds nothing that touches disk or network; `start()` opens the database and starts the
-scheduler, `close()` stops them. The Bot subclass calls both from its own lifecycle.
+scheduler, `close()` stops them. The Bot subclass calls both from its own lifecycle and hands the use cases
+to the cogs.
 """
 
 from __future__ import annotations
@@ -17,10 +18,13 @@ import aiohttp
 from bot.backends import Backend, stable_client_id
 from bot.config import Config
 from bot.events import EventBus
+from bot.job_service import JobService
 from bot.metrics import Metrics
 from bot.outputs import OutputStore
+from bot.queue_service import QueueService
 from bot.retention import apply_retention
 from bot.scheduler import Scheduler, SchedulerSettings
+from bot.settings_service import SettingsService
 from bot.store import JobStore
 from comfy.client import ComfyClient
 from comfy.workflow import TemplateRegistry
@@ -35,7 +39,11 @@ class ServicesNotStarted(RuntimeError):
 
 
 class Services:
-    """Everything the Discord layer calls into, with one lifecycle."""
+    """Everything the Discord layer calls into, with one lifecycle.
+
+    The cogs call the use cases: `jobs` (/imagine, every button under a job, /cancel), `settings`
+    (/settings) and `queue` (/queue, /status).
+    """
 
     def __init__(self, config: Config, *, clock: Callable[[], float] = time.time) -> None:
         self.config = config
@@ -50,6 +58,10 @@ class Services:
         self._scheduler: Scheduler | None = None
         self._session: aiohttp.ClientSession | None = None
         self._retention: asyncio.Task[None] | None = None
+        # The use cases, built once; they reach the store and scheduler above once started.
+        self.jobs = JobService(self)
+        self.settings = SettingsService(self)
+        self.queue = QueueService(self)
 
     @property
     def store(self) -> JobStore:

@@ -8,25 +8,22 @@ from typing import Final
 
 import discord
 
-from bot.admin_service import AdminError, AdminService, QueueEntry, QueuePage, StatusReport
 from bot.imagine_bot import ImagineBot
 from bot.jobs import JobKind
+from bot.queue_service import QueueEntry, QueuePage, StatusReport
+from cogs._errors import send_ephemeral
+from cogs._messages import NOT_YOUR_QUEUE, QUEUE_GUILD_ONLY, STATUS_WORDS
 from cogs._permissions import is_admin
 
 log = logging.getLogger(__name__)
 
-NO_MENTIONS = discord.AllowedMentions.none()
 _DESCRIPTION_LIMIT = 4096
 _QUEUE_COLOUR = discord.Colour.blurple()
 _PAGE_EMOJI: Final = {"prev": "◀️", "next": "▶️", "refresh": "🔄"}
-
-
-async def refuse(interaction: discord.Interaction[ImagineBot], text: str) -> None:
-    """Tell only the person who acted what was wrong (ephemeral), whether or not we answered already."""
-    if interaction.response.is_done():
-        await interaction.followup.send(text, ephemeral=True, allowed_mentions=NO_MENTIONS)
-    else:
-        await interaction.response.send_message(text, ephemeral=True, allowed_mentions=NO_MENTIONS)
+_QUEUE_PREFIX: Final = "queue"
+_QUEUE_TEMPLATE: Final = (
+    rf"{_QUEUE_PREFIX}:(?P<viewer>[0-9]{{1,20}}):(?P<page>[0-9]{{1,6}}):(?P<move>{'|'.join(_PAGE_EMOJI)})"
+)
 
 
 def clip(text: str, limit: int) -> str:
@@ -47,11 +44,11 @@ def queue_line(number: int, entry: QueueEntry, *, show_user: bool) -> str:
     if entry.position is not None:
         state = f"waiting, {_ordinal(entry.position)} in line"
     elif entry.backend:
-        state = f"{entry.status_word} on {discord.utils.escape_markdown(entry.backend)}"
+        state = f"{STATUS_WORDS[entry.status]} on {discord.utils.escape_markdown(entry.backend)}"
         if entry.progress > 0:
             state += f" ({entry.progress:.0%})"
     else:
-        state = entry.status_word
+        state = STATUS_WORDS[entry.status]
     parts = [f"`#{entry.job_id}`", state]
     if show_user:
         parts.append(f"<@{entry.user_id}>")
@@ -83,7 +80,7 @@ def queue_embed(page: QueuePage, guild_name: str | None) -> discord.Embed:
     return embed
 
 
-class QueuePageButton(discord.ui.DynamicItem[discord.ui.Button], template=r"queue:(?P<viewer>[0-9]{1,20}):(?P<page>[0-9]{1,6}):(?P<move>prev|next|refresh)"):  # fmt: skip
+class QueuePageButton(discord.ui.DynamicItem[discord.ui.Button], template=_QUEUE_TEMPLATE):
     """◀ / ▶ / 🔄 under /queue; the custom_id carries the viewer and the page, so it survives restarts."""
 
     def __init__(self, viewer_id: int, page: int, move: str, *, disabled: bool = False) -> None:
@@ -91,7 +88,7 @@ class QueuePageButton(discord.ui.DynamicItem[discord.ui.Button], template=r"queu
             discord.ui.Button(
                 emoji=_PAGE_EMOJI[move],
                 style=discord.ButtonStyle.secondary,
-                custom_id=f"queue:{viewer_id}:{max(page, 0)}:{move}",
+                custom_id=f"{_QUEUE_PREFIX}:{viewer_id}:{max(page, 0)}:{move}",
                 disabled=disabled,
             )
         )
@@ -109,22 +106,16 @@ class QueuePageButton(discord.ui.DynamicItem[discord.ui.Button], template=r"queu
     async def callback(self, interaction: discord.Interaction[ImagineBot]) -> None:
         """Show the page this button points at, to the person who ran /queue only."""
         if interaction.user.id != self.viewer_id:
-            await refuse(
-                interaction, "Only the person who ran /queue can turn its pages. Run /queue to see your own."
-            )
+            await send_ephemeral(interaction, NOT_YOUR_QUEUE)
             return
         if interaction.guild_id is None:
-            await refuse(interaction, "/queue works in a server, not in direct messages.")
+            await send_ephemeral(interaction, QUEUE_GUILD_ONLY)
             return
         bot = interaction.client
         admin = is_admin(interaction.user, bot.config.discord.admin_role_ids)
-        try:
-            page = await AdminService(bot.services).queue_page(
-                interaction.guild_id, viewer_id=self.viewer_id, admin=admin, page=self.page
-            )
-        except AdminError as exc:
-            await refuse(interaction, str(exc))
-            return
+        page = await bot.services.queue.queue_page(
+            interaction.guild_id, viewer_id=self.viewer_id, admin=admin, page=self.page
+        )
         guild_name = interaction.guild.name if interaction.guild else None
         await interaction.response.edit_message(
             embed=queue_embed(page, guild_name), view=queue_view(page, self.viewer_id)

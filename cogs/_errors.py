@@ -3,21 +3,20 @@
 from __future__ import annotations
 
 import logging
-import math
 import secrets
+from typing import Any
 
 import discord
 from discord import app_commands
 
-from bot.imagine_service import UserError
-from bot.jobs import LimitExceeded, LimitKind
+from bot.errors import MemberError
+from bot.jobs import LimitExceeded
+from cogs._messages import Where, limit_text, refusal_text
 from comfy.params import ParamError
 from comfy.render import RenderError
 
 log = logging.getLogger(__name__)
 
-# Exceptions the member caused: their text is written for the member (a LimitExceeded's by `limit_text`).
-MEMBER_ERRORS: tuple[type[BaseException], ...] = (UserError, ParamError, LimitExceeded, RenderError)
 MAX_MESSAGE = 2000
 
 
@@ -26,45 +25,12 @@ def new_reference() -> str:
     return secrets.token_hex(3)
 
 
-def _plural(count: int, word: str) -> str:
-    return f"{count} {word}" if count == 1 else f"{count} {word}s"
-
-
-def limit_text(exc: LimitExceeded) -> str:
-    """What a member reads when a `[limits]` cap refused their command: what is allowed, and what to do."""
-    cap, asked, counted = exc.allowed, exc.requested, exc.current
-    if exc.kind is LimitKind.MAX_JOBS_PER_COMMAND:
-        return f"One command can make at most {_plural(cap, 'job')}; this one asked for {asked}."
-    if exc.kind is LimitKind.PER_USER_PER_MINUTE:
-        retry = max(1, math.ceil(exc.retry_after_s or 0.0))
-        return f"Slow down: at most {_plural(cap, 'command')} a minute. Try again in {retry} s."
-    if exc.kind is LimitKind.PER_USER_ACTIVE:
-        if counted >= cap:
-            return (
-                f"You already have {_plural(counted, 'job')} waiting or running; "
-                f"the limit is {cap}. Wait for one to finish."
-            )
-        return (
-            f"You have {_plural(counted, 'job')} waiting or running and this command adds "
-            f"{asked}; the limit is {cap}. Wait for one to finish, or ask for fewer."
-        )
-    if counted >= cap:
-        return (
-            f"This server's queue is full: {_plural(counted, 'job')} waiting, "
-            f"the limit is {cap}. Try again once some have started."
-        )
-    return (
-        f"This server's queue has room for {_plural(cap - counted, 'more job')} and "
-        f"this command adds {asked}. Try again once some have started, or ask for fewer."
-    )
-
-
-def member_text(error: BaseException) -> str | None:
-    """The member-facing text of an expected error, None for an unexpected one."""
+def member_text(error: BaseException, where: Where = Where.ANY) -> str | None:
+    """The member-facing text of an expected error (`where` the member acted), None for an unexpected one."""
+    if isinstance(error, MemberError | ParamError | RenderError):
+        return refusal_text(error, where)
     if isinstance(error, LimitExceeded):
         return limit_text(error)
-    if isinstance(error, MEMBER_ERRORS):
-        return str(error) or "That can't be done."
     if isinstance(error, app_commands.NoPrivateMessage):
         return "This command only works in a server, not in direct messages."
     if isinstance(error, app_commands.CommandOnCooldown):
@@ -74,16 +40,21 @@ def member_text(error: BaseException) -> str | None:
     return None
 
 
-def _describe(interaction: discord.Interaction[discord.Client]) -> str:
+def _describe(interaction: discord.Interaction[Any]) -> str:
     command = interaction.command.qualified_name if interaction.command else None
     data = interaction.data or {}
     what = f"/{command}" if command else f"component {data.get('custom_id', '?')}"
     return f"{what} by user {interaction.user.id} in guild {interaction.guild_id}"
 
 
-async def report_error(interaction: discord.Interaction[discord.Client], error: BaseException) -> None:
-    """Tell the member what went wrong, ephemerally; log unexpected errors with a reference id."""
-    text = member_text(error)
+async def report_error(
+    interaction: discord.Interaction[Any], error: BaseException, where: Where = Where.ANY
+) -> None:
+    """Tell the member what went wrong, ephemerally; log unexpected errors with a reference id.
+
+    The one way every refusal reaches a member, from commands and components alike.
+    """
+    text = member_text(error, where)
     if text is None:
         reference = new_reference()
         log.error(
@@ -96,7 +67,7 @@ async def report_error(interaction: discord.Interaction[discord.Client], error: 
     await send_ephemeral(interaction, text)
 
 
-async def send_ephemeral(interaction: discord.Interaction[discord.Client], text: str) -> None:
+async def send_ephemeral(interaction: discord.Interaction[Any], text: str) -> None:
     """Answer the member only they can see: the response if not given yet, else a followup."""
     text = text if len(text) <= MAX_MESSAGE else text[: MAX_MESSAGE - 1] + "…"
     try:

@@ -22,22 +22,12 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import discord
 
-from bot.events import (
-    Cancelled,
-    Completed,
-    Failed,
-    JobEvent,
-    Progress,
-    Queued,
-    Started,
-    Subscription,
-    Waiting,
-)
-from bot.imagine_service import ImagineService, QueuedJob
+from bot.events import Cancelled, Completed, Failed, JobEvent, Subscription
+from bot.job_service import JobService, QueuedJob
 from bot.jobs import Job
 from cogs._buttons import cancel_view, grid_view, upscale_view
 from cogs._edit_budget import EditBudget, EditPriority
-from cogs._failure_text import failure_text, waiting_text
+from cogs._failure_text import failure_text
 from cogs._render import (
     NO_MENTIONS,
     StatusState,
@@ -48,6 +38,7 @@ from cogs._render import (
     status_embed,
     status_text,
 )
+from cogs._tracker import MessageRef, Tracker
 from comfy.images import ImageError, fit_to_limit
 
 if TYPE_CHECKING:
@@ -71,14 +62,6 @@ UNDELIVERED_SETTLED_S = 60.0
 
 
 @dataclass(frozen=True, slots=True)
-class MessageRef:
-    """A message in a channel."""
-
-    channel_id: int
-    message_id: int
-
-
-@dataclass(frozen=True, slots=True)
 class _Attached:
     """A status message the command posted (None: it could not post one), and the state it shows."""
 
@@ -88,113 +71,6 @@ class _Attached:
 
 class _TooLarge(Exception):
     """An image that stays over the upload limit after every re-encoding."""
-
-
-class _Tracker:
-    """The newest known state of one job, what its message shows, and the task showing it while there is
-    something to show (an idle tracker has no task, so a long queue costs little memory)."""
-
-    __slots__ = (
-        "_done",
-        "_wakeup",
-        "attached",
-        "dirty",
-        "finished",
-        "job",
-        "job_id",
-        "last_edit",
-        "ref",
-        "shown",
-        "slot",
-        "state",
-        "task",
-        "terminal",
-        "urgent",
-    )
-
-    def __init__(self, job_id: int) -> None:
-        self.job_id = job_id
-        self.state = StatusState()
-        self.terminal: JobEvent | None = None
-        # Plain flags and futures made on demand, not asyncio.Events (~0.9 KB each): thousands of waiting
-        # jobs keep a tracker each.
-        self.dirty = False  # the state changed since it was last looked at
-        self.urgent = False  # ... by something other than progress: show it without the throttle
-        self.finished = False  # the job's end is shown (or there is nothing to show)
-        self._wakeup: asyncio.Future[None] | None = None  # the task's throttle wait, cut short when urgent
-        self._done: asyncio.Future[None] | None = None  # for wait_shown
-        self.task: asyncio.Task[None] | None = None
-        self.slot: asyncio.Future[None] | None = None  # a status edit waiting for the channel's budget
-        # Known once the task has looked the job up: the job, its message, what that shows, when edited.
-        self.attached = False
-        self.job: Job | None = None
-        self.ref: MessageRef | None = None
-        self.shown: tuple[str, bytes | None] | None = None
-        self.last_edit: float | None = None
-
-    def apply(self, event: JobEvent) -> None:
-        """Fold an event into the state; everything but progress asks for an edit at once."""
-        state = self.state
-        if isinstance(event, Progress):
-            self.state = replace(
-                state,
-                position=None,
-                waiting=None,
-                started=True,
-                fraction=event.fraction,
-                step=event.step,
-                total=event.total,
-                eta_s=event.eta_s,
-                preview=event.preview if event.preview is not None else state.preview,
-                preview_mime=event.preview_mime if event.preview is not None else state.preview_mime,
-            )
-        else:
-            if isinstance(event, Queued):
-                # A job back in the queue (its backend failed) starts over.
-                self.state = StatusState(
-                    position=event.position, waiting=None if state.started else state.waiting
-                )
-            elif isinstance(event, Waiting):
-                self.state = (
-                    replace(state, waiting=waiting_text(event.reason)) if not state.started else state
-                )
-            elif isinstance(event, Started):
-                self.state = StatusState(started=True)
-            elif event.terminal:
-                self.terminal = event
-                if self.slot is not None and not self.slot.done():
-                    self.slot.cancel()  # no status edit any more: the final one takes the turn
-            self.urgent = True
-            if self._wakeup is not None and not self._wakeup.done():
-                self._wakeup.set_result(None)
-        self.dirty = True
-
-    async def wait_urgent(self, delay: float) -> None:
-        """Wait `delay` seconds, or less if something urgent happens."""
-        if self.urgent:
-            return
-        self._wakeup = asyncio.get_running_loop().create_future()
-        try:
-            async with asyncio.timeout(delay):
-                await self._wakeup
-        except TimeoutError:
-            pass
-        finally:
-            self._wakeup = None
-
-    def finish(self) -> None:
-        """The job's end is shown: release whoever waits for it."""
-        self.finished = True
-        if self._done is not None and not self._done.done():
-            self._done.set_result(None)
-
-    async def wait_finished(self) -> None:
-        """Wait until `finish()`."""
-        if self.finished:
-            return
-        if self._done is None:
-            self._done = asyncio.get_running_loop().create_future()
-        await asyncio.shield(self._done)
 
 
 @contextlib.contextmanager
@@ -216,10 +92,14 @@ def _shown_key(state: StatusState) -> tuple[str, bytes | None]:
 
 
 class Presenter:
-    """Keeps every job's Discord message in step with the job."""
+    """Keeps every job's Discord message in step with the job.
+
+    While the imagine extension is loaded it is the bot's `job_messages` (bot.imagine_bot.JobMessages):
+    the buttons under jobs post the status messages of the jobs they queue through it.
+    """
 
     def __init__(
-        self, bot: ImagineBot, service: ImagineService, *, interval: float, channel_edits_per_5s: int = 5
+        self, bot: ImagineBot, service: JobService, *, interval: float, channel_edits_per_5s: int = 5
     ) -> None:
         self.bot = bot
         self.service = service
@@ -228,7 +108,7 @@ class Presenter:
         self.metrics = bot.services.metrics
         self._subscription: Subscription | None = None
         self._pump_task: asyncio.Task[None] | None = None
-        self._trackers: dict[int, _Tracker] = {}
+        self._trackers: dict[int, Tracker] = {}
         self._waiters: dict[int, asyncio.Future[_Attached]] = {}
         self._attached: OrderedDict[int, _Attached] = OrderedDict()
         self._upload_limits: dict[int, int] = {}
@@ -369,12 +249,12 @@ class Presenter:
     def _route(self, event: JobEvent) -> None:
         tracker = self._trackers.get(event.job_id)
         if tracker is None:
-            tracker = self._trackers[event.job_id] = _Tracker(event.job_id)
+            tracker = self._trackers[event.job_id] = Tracker(event.job_id)
         tracker.apply(event)
         if tracker.task is None:
             tracker.task = asyncio.create_task(self._follow(tracker), name=f"imagine-job-{event.job_id}")
 
-    async def _follow(self, tracker: _Tracker) -> None:
+    async def _follow(self, tracker: Tracker) -> None:
         """Show the tracker's state until it is shown; the task ends when there is nothing more to edit
         (the next event starts another) or when the job's end is shown (the tracker goes)."""
         finished = False
@@ -430,7 +310,7 @@ class Presenter:
                 if self._trackers.get(tracker.job_id) is tracker:
                     del self._trackers[tracker.job_id]
 
-    async def _status_slot(self, tracker: _Tracker, channel_id: int, priority: EditPriority) -> bool:
+    async def _status_slot(self, tracker: Tracker, channel_id: int, priority: EditPriority) -> bool:
         """Wait for the channel's edit budget; False when the job ended meanwhile (its request was dropped
         uncounted, so the final edit does not wait behind a status edit that no longer matters)."""
         slot = tracker.slot = self.edits.request(channel_id, priority)
@@ -496,8 +376,9 @@ class Presenter:
         if isinstance(event, Completed):
             await self._deliver_result(job, ref, event)
         elif isinstance(event, Failed):
-            embed = failed_embed(failure_text(event.failure))
-            await self._deliver(job, ref, embeds=[embed], view=None, notify_if_gone=True)
+            await self._deliver(
+                job, ref, embeds=[failed_embed(failure_text(event.failure))], view=None, notify_if_gone=True
+            )
         elif isinstance(event, Cancelled):
             await self._deliver(job, ref, embeds=[cancelled_embed()], view=None, notify_if_gone=False)
 

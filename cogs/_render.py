@@ -7,8 +7,8 @@ from dataclasses import dataclass
 
 import discord
 
-from bot.imagine_service import ACTION_NAMES, REROLL
 from bot.jobs import Job, JobKind
+from comfy.actions import REROLL, action_named
 from comfy.params import format_request, request_from_json
 
 BAR_WIDTH = 20
@@ -84,13 +84,15 @@ def status_text(state: StatusState) -> str:
 def what_it_is(job: Job) -> str | None:
     """The follow-up a job is, for its headline (`Upscale (2x) of image 2`); None for a fresh prompt."""
     if job.kind is JobKind.REROLL:
-        return ACTION_NAMES[REROLL]
+        return REROLL.title
     if job.action is None:
         return "Image prompt" if job.kind is JobKind.IMG2IMG else None
-    name = ACTION_NAMES.get(job.action, job.action)
-    if job.parent_index is not None and job.action in ("upscale_2x", "vary_strong", "vary_subtle"):
-        return f"{name} of image {job.parent_index + 1}"
-    return name
+    action = action_named(job.action)
+    if action is None:
+        return job.action
+    if job.parent_index is not None and action.names_image:
+        return f"{action.title} of image {job.parent_index + 1}"
+    return action.title
 
 
 def shown_prompt(job: Job) -> str:

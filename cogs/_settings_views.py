@@ -12,28 +12,40 @@ from typing import Final
 
 import discord
 
-from bot.admin_service import NEGATIVE_MAX_CHARS, AdminError, AdminService
+from bot.errors import MemberError
 from bot.imagine_bot import ImagineBot
 from bot.jobs import UserSettings
-from cogs._admin_views import clip, refuse
+from bot.settings_service import NEGATIVE_MAX_CHARS, SettingsService
+from cogs._admin_views import clip
+from cogs._errors import report_error, send_ephemeral
+from cogs._messages import NOT_YOUR_PANEL, Where
+from comfy.params import ParamError
 
 log = logging.getLogger(__name__)
 
 DEFAULT_VALUE: Final = "__default__"  # the select option that clears a setting
 _MAX_OPTIONS: Final = 25
-_NOT_YOURS = "This settings panel belongs to someone else. Run /settings to open your own."
+_PREFIX: Final = "settings"
+_SELECTS: Final = ("model", "aspect", "style")
+_BUTTONS: Final = ("negative", "reset")
+_SELECT_TEMPLATE: Final = rf"{_PREFIX}:(?P<user>[0-9]{{1,20}}):(?P<what>{'|'.join(_SELECTS)})"
+_BUTTON_TEMPLATE: Final = rf"{_PREFIX}:(?P<user>[0-9]{{1,20}}):(?P<what>{'|'.join(_BUTTONS)})"
 _FOOTER = (
     "Applied to your later /imagine prompts unless the prompt says otherwise (--model, --ar, --style, --no). "
     "Your settings follow you to every server."
 )
 
 
-def _service(interaction: discord.Interaction[ImagineBot]) -> AdminService:
-    return AdminService(interaction.client.services)
+def _service(interaction: discord.Interaction[ImagineBot]) -> SettingsService:
+    return interaction.client.services.settings
+
+
+def _custom_id(user_id: int, what: str) -> str:
+    return f"{_PREFIX}:{user_id}:{what}"
 
 
 def settings_embed(
-    settings: UserSettings, service: AdminService, *, note: str | None = None
+    settings: UserSettings, service: SettingsService, *, note: str | None = None
 ) -> discord.Embed:
     """The panel's text: the member's current defaults."""
     default_model = service.model_names[0]
@@ -63,7 +75,7 @@ def _options(default_label: str, names: list[str], current: str | None) -> list[
     return options
 
 
-def settings_view(settings: UserSettings, service: AdminService) -> discord.ui.View:
+def settings_view(settings: UserSettings, service: SettingsService) -> discord.ui.View:
     """The panel's components, bound to the member whose settings they are."""
     user_id = settings.user_id
     view = discord.ui.View(timeout=None)
@@ -84,18 +96,18 @@ def settings_view(settings: UserSettings, service: AdminService) -> discord.ui.V
         selects.append(("style", "Style", _options("No style", service.style_names, settings.style)))
     for row, (what, placeholder, options) in enumerate(selects):
         select: discord.ui.Select[discord.ui.View] = discord.ui.Select(
-            custom_id=f"settings:{user_id}:{what}", placeholder=placeholder, options=options, row=row
+            custom_id=_custom_id(user_id, what), placeholder=placeholder, options=options, row=row
         )
         view.add_item(SettingsSelect(select, user_id, what))
     buttons = len(selects)
     negative = discord.ui.Button(
         label="Negative prompt…",
         style=discord.ButtonStyle.secondary,
-        custom_id=f"settings:{user_id}:negative",
+        custom_id=_custom_id(user_id, "negative"),
         row=buttons,
     )
     reset = discord.ui.Button(
-        label="Reset", style=discord.ButtonStyle.danger, custom_id=f"settings:{user_id}:reset", row=buttons
+        label="Reset", style=discord.ButtonStyle.danger, custom_id=_custom_id(user_id, "reset"), row=buttons
     )
     view.add_item(SettingsButton(negative, user_id, "negative"))
     view.add_item(SettingsButton(reset, user_id, "reset"))
@@ -112,7 +124,7 @@ async def show_panel(
     )
 
 
-class SettingsSelect(discord.ui.DynamicItem[discord.ui.Select], template=r"settings:(?P<user>[0-9]{1,20}):(?P<what>model|aspect|style)"):  # fmt: skip
+class SettingsSelect(discord.ui.DynamicItem[discord.ui.Select], template=_SELECT_TEMPLATE):
     """A select of the /settings panel: model, aspect ratio or style."""
 
     def __init__(self, select: discord.ui.Select[discord.ui.View], user_id: int, what: str) -> None:
@@ -133,19 +145,19 @@ class SettingsSelect(discord.ui.DynamicItem[discord.ui.Select], template=r"setti
     async def callback(self, interaction: discord.Interaction[ImagineBot]) -> None:
         """Save the chosen value and redraw the panel."""
         if interaction.user.id != self.user_id:
-            await refuse(interaction, _NOT_YOURS)
+            await send_ephemeral(interaction, NOT_YOUR_PANEL)
             return
         values = self.item.values
         value = None if not values or values[0] == DEFAULT_VALUE else values[0]
         try:
             settings = await _service(interaction).update_settings(self.user_id, **{self.what: value})
-        except AdminError as exc:
-            await refuse(interaction, str(exc))
+        except (MemberError, ParamError) as exc:
+            await report_error(interaction, exc, Where.SETTINGS)
             return
         await show_panel(interaction, settings)
 
 
-class SettingsButton(discord.ui.DynamicItem[discord.ui.Button], template=r"settings:(?P<user>[0-9]{1,20}):(?P<what>negative|reset)"):  # fmt: skip
+class SettingsButton(discord.ui.DynamicItem[discord.ui.Button], template=_BUTTON_TEMPLATE):
     """A button of the /settings panel: open the negative prompt modal, or reset everything."""
 
     def __init__(self, button: discord.ui.Button[discord.ui.View], user_id: int, what: str) -> None:
@@ -166,7 +178,7 @@ class SettingsButton(discord.ui.DynamicItem[discord.ui.Button], template=r"setti
     async def callback(self, interaction: discord.Interaction[ImagineBot]) -> None:
         """Open the modal, or forget every default."""
         if interaction.user.id != self.user_id:
-            await refuse(interaction, _NOT_YOURS)
+            await send_ephemeral(interaction, NOT_YOUR_PANEL)
             return
         service = _service(interaction)
         if self.what == "negative":
@@ -182,7 +194,7 @@ class NegativeModal(discord.ui.Modal):
     """Asks for the negative prompt; an empty answer clears it."""
 
     def __init__(self, user_id: int, current: str | None) -> None:
-        super().__init__(title="Negative prompt", custom_id=f"settings-negative:{user_id}", timeout=900)
+        super().__init__(title="Negative prompt", custom_id=f"{_PREFIX}-negative:{user_id}", timeout=900)
         self.user_id = user_id
         self.text: discord.ui.TextInput[NegativeModal] = discord.ui.TextInput(
             style=discord.TextStyle.paragraph,
@@ -203,12 +215,12 @@ class NegativeModal(discord.ui.Modal):
     async def on_submit(self, interaction: discord.Interaction[ImagineBot]) -> None:  # type: ignore[override]
         """Save the negative prompt and redraw the panel it was opened from."""
         if interaction.user.id != self.user_id:
-            await refuse(interaction, _NOT_YOURS)
+            await send_ephemeral(interaction, NOT_YOUR_PANEL)
             return
         try:
             settings = await _service(interaction).update_settings(self.user_id, negative=self.text.value)
-        except AdminError as exc:
-            await refuse(interaction, str(exc))
+        except (MemberError, ParamError) as exc:
+            await report_error(interaction, exc, Where.SETTINGS)
             return
         if interaction.message is None:
             await interaction.response.send_message(

@@ -1,4 +1,4 @@
-"""The admin and member commands /queue, /cancel and /status: parse, call AdminService, render.
+"""The admin and member commands /queue, /cancel and /status: parse, call a service, render.
 
 Every answer is ephemeral: /queue lists other members' prompts and /status is a diagnostic, so neither
 belongs in the channel; refusals are seen only by whoever asked.
@@ -12,14 +12,16 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.admin_service import AdminError, AdminService, parse_job_ref
+from bot.errors import MemberError
 from bot.imagine_bot import ImagineBot
-from cogs._admin_views import NO_MENTIONS, QueuePageButton, queue_embed, queue_view, refuse, status_embed
+from bot.job_service import parse_job_ref
+from cogs._admin_views import QueuePageButton, queue_embed, queue_view, status_embed
+from cogs._errors import report_error, send_ephemeral
+from cogs._messages import COMMAND_GUILD_ONLY, Where, cancelled_text, choice_label
 from cogs._permissions import is_admin
+from cogs._render import NO_MENTIONS
 
 log = logging.getLogger(__name__)
-
-_GUILD_ONLY = "This command works in a server, not in direct messages."
 
 
 class AdminCog(commands.Cog):
@@ -27,7 +29,8 @@ class AdminCog(commands.Cog):
 
     def __init__(self, bot: ImagineBot) -> None:
         self.bot = bot
-        self.service = AdminService(bot.services)
+        self.jobs = bot.services.jobs
+        self.queue_service = bot.services.queue
 
     async def cog_load(self) -> None:
         """Register the /queue page buttons, so pages turn after a restart too."""
@@ -45,9 +48,9 @@ class AdminCog(commands.Cog):
     async def queue(self, interaction: discord.Interaction[ImagineBot]) -> None:
         """Admins see the server's queue, members their own jobs; pages turn with ◀ ▶."""
         if interaction.guild_id is None:
-            await refuse(interaction, _GUILD_ONLY)
+            await send_ephemeral(interaction, COMMAND_GUILD_ONLY)
             return
-        page = await self.service.queue_page(
+        page = await self.queue_service.queue_page(
             interaction.guild_id,
             viewer_id=interaction.user.id,
             admin=self._is_admin(interaction.user),
@@ -67,20 +70,20 @@ class AdminCog(commands.Cog):
     async def cancel(self, interaction: discord.Interaction[ImagineBot], job: str) -> None:
         """Admins may cancel any job of the server, members only their own."""
         if interaction.guild_id is None:
-            await refuse(interaction, _GUILD_ONLY)
+            await send_ephemeral(interaction, COMMAND_GUILD_ONLY)
             return
         try:
-            job_id = parse_job_ref(job)
-            confirmation = await self.service.cancel(
-                job_id,
+            done = await self.jobs.cancel(
+                parse_job_ref(job),
                 guild_id=interaction.guild_id,
-                actor_id=interaction.user.id,
+                user_id=interaction.user.id,
                 admin=self._is_admin(interaction.user),
             )
-        except AdminError as exc:
-            await refuse(interaction, str(exc))
+        except MemberError as exc:
+            await report_error(interaction, exc, Where.CANCEL_COMMAND)
             return
-        await interaction.response.send_message(confirmation, ephemeral=True, allowed_mentions=NO_MENTIONS)
+        text = cancelled_text(done, where=Where.CANCEL_COMMAND, actor_id=interaction.user.id)
+        await interaction.response.send_message(text, ephemeral=True, allowed_mentions=NO_MENTIONS)
 
     @cancel.autocomplete("job")
     async def _cancel_choices(
@@ -89,17 +92,17 @@ class AdminCog(commands.Cog):
         if interaction.guild_id is None:
             return []
         owner = None if self._is_admin(interaction.user) else interaction.user.id
-        choices = await self.service.cancel_choices(interaction.guild_id, owner, current)
-        return [app_commands.Choice(name=label, value=str(job_id)) for label, job_id in choices]
+        jobs = await self.jobs.cancellable(interaction.guild_id, owner, current)
+        return [app_commands.Choice(name=choice_label(job), value=str(job.id)) for job in jobs]
 
     @app_commands.command(name="status", description="Image servers, this server's queue and today's jobs")
     @app_commands.guild_only()
     async def status(self, interaction: discord.Interaction[ImagineBot]) -> None:
         """Anyone may look; admins also see why a backend is down."""
         if interaction.guild_id is None:
-            await refuse(interaction, _GUILD_ONLY)
+            await send_ephemeral(interaction, COMMAND_GUILD_ONLY)
             return
-        report = await self.service.status(interaction.guild_id)
+        report = await self.queue_service.status(interaction.guild_id)
         await interaction.response.send_message(
             embed=status_embed(report, admin=self._is_admin(interaction.user)),
             ephemeral=True,

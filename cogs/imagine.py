@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from typing import Any
 
@@ -9,11 +10,13 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
+from bot.errors import MemberError, Reason
+from bot.image_prompts import check_image_prompt_size
 from bot.imagine_bot import ImagineBot
-from bot.imagine_service import MAX_IMAGE_PROMPT_BYTES, ImagineService, QueuedJob, UserError
+from bot.job_service import QueuedJob
 from cogs._buttons import BUTTON_CLASSES
-from cogs._context import COG_NAME, ImagineContext
-from cogs._errors import on_app_command_error
+from cogs._errors import on_app_command_error, send_ephemeral
+from cogs._messages import IMAGINE_GUILD_ONLY
 from cogs._presenter import Presenter
 from cogs._render import StatusState
 
@@ -22,24 +25,24 @@ log = logging.getLogger(__name__)
 INTERACTION_ACKNOWLEDGED = 40060  # Discord's error code: the interaction already has its response
 
 
-class ImagineCog(commands.Cog, name=COG_NAME):
+class ImagineCog(commands.Cog, name="Imagine"):
     """The /imagine command, its live status messages and the buttons under its results."""
 
     def __init__(self, bot: ImagineBot) -> None:
         self.bot = bot
-        self.service = ImagineService(bot.services)
+        self.service = bot.services.jobs
         self.presenter = Presenter(
             bot,
             self.service,
             interval=bot.config.progress.edit_interval_s,
             channel_edits_per_5s=bot.config.progress.channel_edits_per_5s,
         )
-        self.context = ImagineContext(self.service, self.presenter, tuple(bot.config.discord.admin_role_ids))
         self._previous_error_handler: Any = None
 
     async def cog_load(self) -> None:
         """Register the persistent buttons, start following jobs, install the error handler."""
         self.bot.add_dynamic_items(*BUTTON_CLASSES)
+        self.bot.job_messages = self.presenter
         self.presenter.start()
         self._previous_error_handler = self.bot.tree.on_error
         self.bot.tree.on_error = on_app_command_error  # type: ignore[method-assign]
@@ -53,6 +56,8 @@ class ImagineCog(commands.Cog, name=COG_NAME):
         """Undo cog_load."""
         self.bot.tree.on_error = self._previous_error_handler  # type: ignore[method-assign]
         self.bot.remove_dynamic_items(*BUTTON_CLASSES)
+        if self.bot.job_messages is self.presenter:
+            self.bot.job_messages = None
         await self.presenter.stop()
 
     @app_commands.command(name="imagine", description="Make four images from a text prompt")
@@ -71,7 +76,8 @@ class ImagineCog(commands.Cog, name=COG_NAME):
     ) -> None:
         """Queue the prompt's jobs and answer with one status message per job."""
         if interaction.guild_id is None or interaction.channel_id is None:
-            raise UserError("/imagine only works in a server channel, not in direct messages.")
+            await send_ephemeral(interaction, IMAGINE_GUILD_ONLY)
+            return
         self.presenter.note_upload_limit(interaction.guild_id, interaction.filesize_limit)
         jobs = await self.service.prepare(
             prompt,
@@ -138,9 +144,10 @@ class ImagineCog(commands.Cog, name=COG_NAME):
                 # for no one.
                 await self.presenter.track(item.job, interaction.channel_id, None, state)
                 log.warning("job %s cannot be shown anywhere; cancelling it", item.job.id)
-                await self.service.cancel(
-                    item.job.id, guild_id=item.job.guild_id, user_id=item.job.user_id, is_admin=True
-                )
+                with contextlib.suppress(MemberError):  # it ended meanwhile
+                    await self.service.cancel(
+                        item.job.id, guild_id=item.job.guild_id, user_id=item.job.user_id, admin=True
+                    )
                 continue
             await self.presenter.track(item.job, interaction.channel_id, message_id, state)
 
@@ -161,16 +168,10 @@ async def _adopt_answer(
 
 
 def _check_attachment(image: discord.Attachment) -> None:
-    if image.size > MAX_IMAGE_PROMPT_BYTES:
-        raise UserError(
-            f"The attached image is {image.size / 1_048_576:.1f} MB; at most "
-            f"{MAX_IMAGE_PROMPT_BYTES // 1_048_576} MB are allowed."
-        )
+    check_image_prompt_size(image.size)
     content_type = (image.content_type or "").split(";")[0].strip().lower()
     if content_type and not content_type.startswith("image/"):
-        raise UserError(
-            f"`{image.filename[:60]}` is not an image ({content_type}); attach a PNG, JPEG or WebP."
-        )
+        raise MemberError(Reason.NOT_AN_IMAGE, value=image.filename, detail=content_type)
 
 
 async def _download(image: discord.Attachment) -> bytes:
@@ -178,7 +179,7 @@ async def _download(image: discord.Attachment) -> bytes:
         return await image.read()
     except (discord.HTTPException, discord.ClientException) as exc:
         log.warning("cannot download attachment %s: %s", image.id, exc)
-        raise UserError("The attached image could not be downloaded from Discord; try again.") from None
+        raise MemberError(Reason.IMAGE_DOWNLOAD_FAILED) from None
 
 
 async def setup(bot: ImagineBot) -> None:

@@ -8,9 +8,8 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.admin_service import AdminService
 from bot.imagine_bot import ImagineBot
-from cogs._admin_views import NO_MENTIONS
+from cogs._render import NO_MENTIONS
 from cogs._settings_views import SettingsButton, SettingsSelect, settings_embed, settings_view
 
 log = logging.getLogger(__name__)
@@ -21,7 +20,7 @@ class SettingsCog(commands.Cog):
 
     def __init__(self, bot: ImagineBot) -> None:
         self.bot = bot
-        self.service = AdminService(bot.services)
+        self.service = bot.services.settings
 
     async def cog_load(self) -> None:
         """Register the panel's components, so panels keep working after a restart."""

@@ -4,18 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from comfy.actions import ACTIONS, ACTIONS_BY_NAME, action_named
 from comfy.params import GenerationRequest
-from comfy.workflow import OUTPAINT_ACTIONS, outpaint_padding
+from comfy.workflow import outpaint_padding
 
-# Follow-up actions a member can start from an image, and the template kind that serves each.
-ACTION_KINDS: dict[str, str] = {
-    "upscale_2x": "upscale",
-    "vary_strong": "variation",
-    "vary_subtle": "variation",
-    **{action: ("zoom" if action.startswith("zoom") else "pan") for action in OUTPAINT_ACTIONS},
-}
-VARIATION_DENOISE = {"vary_strong": 0.75, "vary_subtle": 0.45}
-UPSCALE_DENOISE = 0.35
 MAX_CANVAS_SIDE = 4096  # pans grow the canvas; stop before ComfyUI runs out of memory
 
 
@@ -36,10 +28,11 @@ def kind_for(action: str | None, has_image: bool = False) -> str:
     """The template kind for a follow-up `action` (None: a fresh prompt, img2img when it has an image)."""
     if action is None:
         return "img2img" if has_image else "txt2img"
-    try:
-        return ACTION_KINDS[action]
-    except KeyError:
-        raise RenderError(f"unknown action {action!r}; allowed: {', '.join(ACTION_KINDS)}") from None
+    follow_up = action_named(action)
+    if follow_up is None or follow_up.template is None:
+        allowed = ", ".join(a.name for a in ACTIONS if a.from_image)
+        raise RenderError(f"unknown action {action!r}; allowed: {allowed}")
+    return follow_up.template
 
 
 def template_values(
@@ -74,20 +67,21 @@ def template_values(
         raise RenderError(f"{kind} needs a source image")
     values["image"] = source.name
     values["width"], values["height"] = source.width, source.height
-    if kind == "img2img":
+    if action is None:  # an image prompt
         values["width"], values["height"] = request.width, request.height
-    elif kind == "variation":
-        values["denoise"] = VARIATION_DENOISE[action or "vary_strong"]
-    elif kind == "upscale":
-        values.update(scale_by=2.0, denoise=UPSCALE_DENOISE, batch_size=1)
-        if max(source.width, source.height) * 2 > MAX_CANVAS_SIDE:
+        return values
+    follow_up = ACTIONS_BY_NAME[action]  # kind_for found it
+    if follow_up.denoise is not None:
+        values["denoise"] = follow_up.denoise
+    if follow_up.scale_by is not None:
+        values.update(scale_by=follow_up.scale_by, batch_size=1)
+        if max(source.width, source.height) * follow_up.scale_by > MAX_CANVAS_SIDE:
             raise RenderError(f"this image is already as large as allowed ({MAX_CANVAS_SIDE} pixels a side)")
-    else:  # zoom or pan
-        padding = outpaint_padding(source.width, source.height, action or "")
+    if follow_up.zoom is not None or follow_up.pan_side is not None:
+        padding = outpaint_padding(source.width, source.height, follow_up.name)
         if max(padding["width"], padding["height"]) > MAX_CANVAS_SIDE:
             raise RenderError(
                 f"the picture cannot grow past {MAX_CANVAS_SIDE} pixels a side; try zooming out"
             )
         values.update(padding)
-        values["denoise"] = 1.0
     return values

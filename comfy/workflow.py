@@ -30,6 +30,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+from comfy.actions import OUTPAINT_ACTIONS as OUTPAINT
 from comfy.profiles import TEMPLATE_KINDS, ModelProfile, TemplateConfig
 
 log = logging.getLogger(__name__)
@@ -94,10 +95,13 @@ OUTPUT_CLASSES = frozenset(
 )
 SAMPLER_CLASSES = frozenset({"KSampler", "KSamplerAdvanced", "SamplerCustom", "SamplerCustomAdvanced"})
 
-OUTPAINT_ACTIONS = ("zoom_1.5", "zoom_2", "pan_left", "pan_right", "pan_up", "pan_down")
-_ZOOM_FACTORS: Mapping[str, float] = MappingProxyType({"zoom_1.5": 1.5, "zoom_2": 2.0})
+# The zoom and pan actions of comfy.actions, by name.
+OUTPAINT_ACTIONS = tuple(action.name for action in OUTPAINT)
+_ZOOM_FACTORS: Mapping[str, float] = MappingProxyType(
+    {action.name: action.zoom for action in OUTPAINT if action.zoom is not None}
+)
 _PAN_SIDES: Mapping[str, str] = MappingProxyType(
-    {"pan_left": "pad_left", "pan_right": "pad_right", "pan_up": "pad_top", "pan_down": "pad_bottom"}
+    {action.name: f"pad_{action.pan_side}" for action in OUTPAINT if action.pan_side is not None}
 )
 
 _COMMON_BINDINGS: Mapping[str, str] = MappingProxyType(
@@ -453,15 +457,15 @@ def samplers_and_schedulers(object_info: Mapping[str, Any]) -> tuple[list[str], 
 
 
 def outpaint_padding(width: int, height: int, action: str) -> dict[str, int]:
-    """Values for the zoom/pan templates from the source image's size and the action.
+    """Values for the zoom/pan templates from the source image's size and the action (comfy.actions).
 
     Returns pad_left, pad_right, pad_top, pad_bottom, feathering, width and height, all multiples of 8
     (rounded to the nearest, at least 8 where not 0):
-    - `zoom_1.5` / `zoom_2`: pad every side by (factor - 1) / 2 of that side's length, so the canvas is
-      factor times larger; width/height (the output size) stay the source's size, so the old picture
-      shrinks to 1/factor in the middle of a new one.
-    - `pan_left` / `pan_right`: pad that side by half the width; `pan_up` / `pan_down`: pad that side by
-      half the height. width/height grow by the padding (the canvas extends; callers cap it if they must).
+    - a zoom: pad every side by (factor - 1) / 2 of that side's length, so the canvas is factor times
+      larger; width/height (the output size) stay the source's size, so the old picture shrinks to
+      1/factor in the middle of a new one.
+    - a pan: pad its side by half the width (left, right) or half the height (top, bottom).
+      width/height grow by the padding (the canvas extends; callers cap it if they must).
     - feathering (the soft blend into the old picture) is about min(width, height) / 12: 40 at 512.
     """
     if action not in OUTPAINT_ACTIONS:

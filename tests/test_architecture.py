@@ -62,3 +62,107 @@ def test_every_listed_extension_exists_and_imports() -> None:
     assert listed == found, "DEFAULT_EXTENSIONS and the extension modules in cogs/ differ"
     for name in listed:
         assert hasattr(importlib.import_module(name), "setup")
+
+
+# ------------------------------------------------------------------------------------------ cogs/ has no cycle
+
+
+def _cogs_imported_by(path: Path) -> set[str]:
+    """The cogs/ modules a cogs/ module imports (at run time or for type checking alike)."""
+    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names if alias.name.startswith("cogs."))
+        elif isinstance(node, ast.ImportFrom):
+            module = node.module or ""
+            if node.level:  # relative: from . import x, from ._y import z
+                module = "cogs" + (f".{module}" if module else "")
+            if module == "cogs":
+                found.update(f"cogs.{alias.name}" for alias in node.names)
+            elif module.startswith("cogs."):
+                found.add(module)
+    return found
+
+
+def _import_cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    """One cycle of `graph` (module -> modules it imports) as a path that returns to its start, or None."""
+    done: set[str] = set()
+
+    def visit(module: str, path: list[str]) -> list[str] | None:
+        if module in path:
+            return [*path[path.index(module) :], module]
+        if module in done:
+            return None
+        for imported in sorted(graph.get(module, ())):
+            cycle = visit(imported, [*path, module])
+            if cycle is not None:
+                return cycle
+        done.add(module)
+        return None
+
+    for module in sorted(graph):
+        cycle = visit(module, [])
+        if cycle is not None:
+            return cycle
+    return None
+
+
+def test_the_cycle_finder_finds_cycles() -> None:
+    assert _import_cycle({"a": {"b"}, "b": {"c"}, "c": set()}) is None
+    assert _import_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
+    assert _import_cycle({"a": {"a"}}) == ["a", "a"]
+
+
+def test_cogs_modules_import_each_other_without_a_cycle() -> None:
+    graph = {f"cogs.{path.stem}": _cogs_imported_by(path) for path in _modules("cogs")}
+    assert graph["cogs._buttons"], "the import reader found nothing; it is broken"
+    cycle = _import_cycle(graph)
+    assert cycle is None, f"import cycle in cogs/: {' -> '.join(cycle or [])}"
+
+
+@pytest.mark.parametrize("path", _modules("cogs"), ids=lambda p: p.name)
+def test_cogs_take_the_services_the_bot_built_instead_of_looking_up_cogs_or_building_services(
+    path: Path,
+) -> None:
+    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    calls = [node.func for node in ast.walk(tree) if isinstance(node, ast.Call)]
+    names = {
+        f.attr if isinstance(f, ast.Attribute) else f.id
+        for f in calls
+        if isinstance(f, ast.Attribute | ast.Name)
+    }
+    assert "get_cog" not in names, f"{path.name} looks a cog up; take what it needs from the bot"
+    built = sorted(name for name in names if name.endswith("Service") or name == "Services")
+    assert not built, f"{path.name} builds {built}; use the ones in bot.services"
+
+
+# ------------------------------------------------------------------------------------------ words live in cogs/
+
+DISCORD_MARKUP = ("<@", "<#", "discord.com/channels", "**", "`")
+
+
+def _strings_outside_docstrings_and_logs(path: Path) -> list[tuple[int, str]]:
+    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    skipped: set[int] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant):
+            skipped.add(id(node.value))  # a docstring (of a module, class, function or attribute)
+        elif (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute)
+            and isinstance(node.func.value, ast.Name)
+            and node.func.value.id in {"log", "logging"}
+        ):
+            skipped.update(id(n) for arg in node.args for n in ast.walk(arg))  # for operators
+    return [
+        (node.lineno, node.value)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in skipped
+    ]
+
+
+@pytest.mark.parametrize("path", _modules("bot"), ids=lambda p: p.name)
+def test_bot_writes_no_discord_markup_members_read_their_words_from_cogs(path: Path) -> None:
+    marked = [(line, text) for line, text in _strings_outside_docstrings_and_logs(path) if any(m in text for m in DISCORD_MARKUP)]  # fmt: skip
+    assert not marked, f"{path.name} writes Discord markup (the words belong in cogs/_messages.py): {marked}"

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import json
 import random
+import re
 
 import pytest
 
+from comfy.actions import ACTIONS, OUTPAINT_ACTIONS, REROLL, Action, action_named
 from comfy.params import ParseContext, parse_prompt
-from comfy.profiles import ModelProfile
+from comfy.profiles import TEMPLATE_KINDS, ModelProfile
 from comfy.render import MAX_CANVAS_SIDE, RenderError, SourceImage, kind_for, template_values
+from comfy.workflow import OUTPAINT_ACTIONS as OUTPAINT_NAMES
 from comfy.workflow import load_builtin_templates
 
 MODEL = ModelProfile(name="tiny", checkpoint="tiny.safetensors", width=512, height=512, steps=8)
@@ -73,3 +76,34 @@ def test_an_image_prompt_uses_img2img_at_the_requested_size() -> None:
     assert kind_for(None, has_image=True) == "img2img"
     values = template_values(_request(), filename_prefix="p", source=SourceImage("in.png", 300, 200))
     assert (values["width"], values["height"]) == (_request().width, _request().height)
+
+
+IMAGE_ACTIONS = [a for a in ACTIONS if a.from_image]
+
+
+def test_the_action_table_has_unique_names_fit_for_custom_ids_and_known_template_kinds() -> None:
+    names = [a.name for a in ACTIONS]
+    assert len(set(names)) == len(names)
+    assert all(re.fullmatch(r"[a-z0-9_.]{1,20}", name) for name in names), names
+    assert {a.template for a in IMAGE_ACTIONS} <= set(TEMPLATE_KINDS)
+    assert [a for a in ACTIONS if not a.from_image] == [REROLL]
+    assert action_named(REROLL.name) is REROLL and action_named("delete_everything") is None
+    assert OUTPAINT_NAMES == tuple(a.name for a in OUTPAINT_ACTIONS)
+    assert {a.template for a in OUTPAINT_ACTIONS} == {"zoom", "pan"}
+
+
+@pytest.mark.parametrize("action", IMAGE_ACTIONS, ids=lambda a: a.name)
+def test_every_image_action_of_the_table_renders_its_template_from_the_parent_image(action: Action) -> None:
+    assert kind_for(action.name) == action.template
+    source = SourceImage(name="parent_0.png", width=512, height=512)
+    values = template_values(_request(), filename_prefix="p", action=action.name, source=source)
+    graph = load_builtin_templates()[kind_for(action.name)].render(values)
+    loads = [n["inputs"]["image"] for n in graph.values() if n["class_type"] == "LoadImage"]
+    assert loads == ["parent_0.png"]
+    assert values["denoise"] == action.denoise
+    assert values["seed"] == _request().seed  # the caller draws a new seed where the action wants one
+
+
+def test_a_reroll_is_no_template_of_its_own() -> None:
+    with pytest.raises(RenderError, match="unknown action 'reroll'"):
+        kind_for(REROLL.name)

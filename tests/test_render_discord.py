@@ -1,4 +1,5 @@
-"""How jobs look in Discord: progress bar, ETA, status lines, headlines, button custom_ids and layouts."""
+"""How jobs look in Discord: progress bar, ETA, status lines, headlines, button custom_ids and layouts, and
+the words of refusals and answers (cogs/_messages.py)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,9 @@ import re
 
 import pytest
 
+from bot.errors import MemberError, Reason
+from bot.image_prompts import MAX_IMAGE_PROMPT_BYTES
+from bot.job_service import Cancellation, QueuedJob
 from bot.jobs import Job, JobKind, JobStatus
 from cogs._buttons import (
     BUTTON_CLASSES,
@@ -17,7 +21,12 @@ from cogs._buttons import (
     grid_view,
     upscale_view,
 )
+from cogs._errors import member_text
+from cogs._messages import Where, cancelled_text, queued_text, refusal_text
 from cogs._render import StatusState, format_eta, headline, progress_bar, status_text, what_it_is
+from comfy.actions import ACTIONS, ACTIONS_BY_NAME, Action
+from comfy.params import ParamError
+from comfy.render import RenderError
 
 BIGGEST_JOB_ID = 2**63 - 1  # SQLite's largest rowid
 
@@ -153,6 +162,15 @@ def test_custom_ids_carry_action_job_and_image_number() -> None:
         custom_id("x" * 96, 1)
 
 
+@pytest.mark.parametrize("action", ACTIONS, ids=lambda a: a.name)
+async def test_every_action_of_the_table_survives_its_custom_id(action: Action) -> None:
+    for number in (None, 3):
+        match = FollowUpButton.__discord_ui_compiled_template__.fullmatch(custom_id(action.name, 123, number))
+        assert match is not None
+        button = await FollowUpButton.from_custom_id(None, None, match)  # type: ignore[arg-type]
+        assert (button.action, button.job_id, button.number) == (action, 123, number)
+
+
 async def test_grid_and_upscale_layouts() -> None:
     def layout(view: object) -> list[tuple[int | None, str]]:
         return [
@@ -185,3 +203,110 @@ async def test_grid_and_upscale_layouts() -> None:
     ]
     assert {row for row, _ in layout(upscale_view(1))} == {0, 1, 2}
     assert re.fullmatch(r"ci:cancel:\d+", cancel_view(1).children[0].custom_id)  # type: ignore[attr-defined]
+
+
+# ------------------------------------------------------------------------------------------ words
+
+
+EVERY_FACT = MemberError(
+    Reason.UNKNOWN_MODEL,  # replaced per reason below
+    job_id=42,
+    owner_id=7,
+    status=JobStatus.RUNNING,
+    value="sdxl",
+    count=3,
+    allowed=2,
+    number=2,
+    width=9000,
+    height=512,
+    choices=("tiny", "other"),
+    channels=(111, 222),
+    detail="the parser's words.",
+)
+
+
+def with_reason(reason: Reason, **changes: object) -> MemberError:
+    facts = {name: getattr(EVERY_FACT, name) for name in (
+        "job_id", "owner_id", "status", "value", "count", "allowed", "number", "width", "height", "choices",
+        "channels", "detail",
+    )}  # fmt: skip
+    return MemberError(reason, **(facts | changes))  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("where", list(Where), ids=lambda w: w.name)
+@pytest.mark.parametrize("reason", list(Reason), ids=lambda r: r.value)
+def test_every_reason_has_words_wherever_it_happens(reason: Reason, where: Where) -> None:
+    error = with_reason(reason)
+    words = refusal_text(error, where)
+    assert words and "None" not in words and reason.value not in words
+    assert member_text(error, where) == words
+    assert reason.value in str(error)  # the log shows the reason and its facts, not the words
+
+
+@pytest.mark.parametrize(
+    ("error", "where", "words"),
+    [
+        (
+            with_reason(Reason.CHANNEL_NOT_ALLOWED, channels=tuple(range(1, 13))),
+            Where.ANY,
+            "Images can't be made in this channel. Use <#1>, <#2>, <#3>, <#4>, <#5>, <#6>, <#7>, <#8>, <#9>, "
+            "<#10> and others.",
+        ),
+        (
+            with_reason(Reason.IMAGE_TOO_LARGE, count=11 * 1_048_576, allowed=MAX_IMAGE_PROMPT_BYTES),
+            Where.ANY,
+            "The attached image is 11.0 MB; at most 10 MB are allowed.",
+        ),
+        (
+            with_reason(Reason.IMAGE_TOO_BIG, allowed=8192),
+            Where.ANY,
+            "The attached image is 9000×512 pixels; at most 8192 a side.",
+        ),
+        (
+            with_reason(Reason.NOT_AN_IMAGE, value="notes.txt", detail="text/plain"),
+            Where.ANY,
+            "`notes.txt` is not an image (text/plain); attach a PNG, JPEG or WebP.",
+        ),
+        (
+            with_reason(Reason.IMAGE_DOWNLOAD_FAILED),
+            Where.ANY,
+            "The attached image could not be downloaded from Discord; try again.",
+        ),
+        (with_reason(Reason.SOURCE_GONE), Where.FOLLOW_UP, "The image this starts from no longer exists."),
+        (
+            with_reason(Reason.NO_SUCH_IMAGE, count=0),
+            Where.FOLLOW_UP,
+            "The images of this job are no longer kept.",
+        ),
+        (
+            with_reason(Reason.BANNED_WORD, value="a `tick`"),
+            Where.ANY,
+            "Your prompt contains `a 'tick'`, a word this server does not allow. Remove it and try again.",
+        ),
+        (
+            RenderError("the picture cannot grow"),
+            Where.FOLLOW_UP,
+            "That can't be done: the picture cannot grow.",
+        ),
+        (ParamError("`--ar` takes two numbers."), Where.ANY, "`--ar` takes two numbers."),
+    ],
+)
+def test_refusals_in_the_words_members_have_always_read(
+    error: MemberError | ParamError | RenderError, where: Where, words: str
+) -> None:
+    assert refusal_text(error, where) == words
+
+
+def test_answers_to_buttons_and_commands() -> None:
+    queued = QueuedJob(job(id=43), position=1)
+    upscale = ACTIONS_BY_NAME["upscale_2x"]
+    assert (
+        queued_text(upscale, 2, queued)
+        == "Queued: Upscale (2x) of image 2 (job #43, position 1 in this server)."
+    )
+    assert queued_text(upscale, None, QueuedJob(job(id=43), None)) == "Queued: Upscale (2x) (job #43)."
+    running = Cancellation(job(status=JobStatus.RUNNING, backend="gpu0", user_id=3), JobStatus.RUNNING)
+    assert cancelled_text(running, where=Where.CANCEL_COMMAND, actor_id=9) == (
+        "Cancelled job #12 of another member (it was running on gpu0): “a fox”"
+    )
+    assert cancelled_text(running, where=Where.CANCEL_COMMAND, actor_id=3).startswith("Cancelled job #12 (it")

@@ -1,28 +1,27 @@
-"""What /imagine and its buttons do, without Discord: check, parse, apply settings, queue, follow up.
+"""What /imagine, its buttons and /cancel do, without Discord: check, queue, follow up, cancel, describe.
 
-Every refusal a member caused (bad parameters, a banned word, a follow-up that cannot be made, a job from
-another server) is raised as `UserError`, whose text is written for the member; a broken limit is the
-store's `LimitExceeded`, worded by the cogs.
+Every refusal a member caused (a banned word, an unknown model, a follow-up that cannot be made, a job of
+another server, ...) is raised as `MemberError` with its facts; bad parameters stay `ParamError`, an
+impossible render `RenderError`, a limit `LimitExceeded`. The words are chosen in cogs/.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
-import hashlib
-import io
 import logging
 import os
 import random
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING
 
+from bot.errors import MemberError, Reason
 from bot.events import Completed
+from bot.image_prompts import save_image_prompt, with_image
 from bot.jobs import (
+    IN_FLIGHT_STATUSES,
     CancelRefusal,
     EnqueueLimits,
     ImagePrompt,
@@ -34,61 +33,28 @@ from bot.jobs import (
     UserSettings,
     cancel_refusal,
 )
-from bot.scheduler import IMAGE_PROMPT_DIR
-from comfy.images import ImageError, image_size
+from comfy.actions import action_named
 from comfy.params import (
     GenerationRequest,
     ParamError,
     ParseContext,
-    format_request,
     parse_prompt,
     request_from_json,
     request_to_json,
     with_new_seed,
 )
-from comfy.render import ACTION_KINDS, RenderError, SourceImage, template_values
+from comfy.render import SourceImage, template_values
 
 if TYPE_CHECKING:
     from bot.services import Services
 
 log = logging.getLogger(__name__)
 
-REROLL = "reroll"
-# Follow-up actions a button can ask for: the image actions of comfy.render, plus a reroll.
-FOLLOW_UP_ACTIONS: tuple[str, ...] = (*ACTION_KINDS, REROLL)
-_KIND_OF_ACTION = {
-    "upscale": JobKind.UPSCALE,
-    "variation": JobKind.VARIATION,
-    "zoom": JobKind.ZOOM,
-    "pan": JobKind.PAN,
-}
-# Actions that keep the parent's seed (an upscale refines the same picture); the others draw a new one.
-_SAME_SEED_ACTIONS = frozenset({"upscale_2x"})
-ACTION_NAMES = {
-    "upscale_2x": "Upscale (2x)",
-    "vary_strong": "Variations (Strong)",
-    "vary_subtle": "Variations (Subtle)",
-    "zoom_1.5": "Zoom Out 1.5x",
-    "zoom_2": "Zoom Out 2x",
-    "pan_left": "Pan Left",
-    "pan_right": "Pan Right",
-    "pan_up": "Pan Up",
-    "pan_down": "Pan Down",
-    REROLL: "Reroll",
-}
-
-MAX_IMAGE_PROMPT_BYTES = 10 * 1024 * 1024
-MAX_IMAGE_PROMPT_SIDE = 8192
-_IMAGE_FORMATS = {"png": "png", "jpeg": "jpg", "webp": "webp"}
 _SETTINGS_ASPECT = re.compile(r"\d{1,4}:\d{1,4}")
-
-
+_JOB_REF = re.compile(r"\s*#?\s*([0-9]{1,18})\s*")
+MAX_CHOICES = 25  # Discord's limit for autocomplete choices
 # Results the bot never posted (it stopped first) are posted on start when they are this recent.
 UNSHOWN_WINDOW_S = 7 * 86400.0
-
-
-class UserError(Exception):
-    """Something the member did that the bot refuses; `str(exc)` says what and what is allowed."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,8 +65,38 @@ class QueuedJob:
     position: int | None
 
 
-class ImagineService:
-    """The application side of /imagine and of the buttons under its results."""
+@dataclass(frozen=True, slots=True)
+class Cancellation:
+    """A job cancelled: the job as it was, and the status it left (queued, submitted or running)."""
+
+    job: Job
+    previous: JobStatus
+
+    @property
+    def was_in_flight(self) -> bool:
+        """Whether the job had reached a backend (ComfyUI has to stop it)."""
+        return self.previous in IN_FLIGHT_STATUSES
+
+
+@dataclass(frozen=True, slots=True)
+class JobInfo:
+    """What the Info button shows: the job, its parsed request, and the job it was made from (if kept)."""
+
+    job: Job
+    request: GenerationRequest
+    parent: Job | None
+
+
+def parse_job_ref(text: str) -> int:
+    """A job number as a member types it (`42`, `#42`); MemberError NOT_A_JOB otherwise."""
+    match = _JOB_REF.fullmatch(text)
+    if match is None:
+        raise MemberError(Reason.NOT_A_JOB, value=text)
+    return int(match.group(1))
+
+
+class JobService:
+    """Jobs as members make and handle them: /imagine, every button under a job, /cancel."""
 
     def __init__(self, services: Services, *, rng: random.Random | None = None) -> None:
         self.services = services
@@ -123,8 +119,9 @@ class ImagineService:
         """Check and parse a prompt into the jobs to queue, with the member's /settings applied.
 
         `parent_channel_id` is the channel a thread belongs to (a thread of an allowed channel is allowed).
-        Raises `UserError` for a channel outside the allow-list, a banned word, bad parameters, an unknown
-        model or too many jobs for one command.
+        Raises `MemberError` for a channel outside the allow-list, a banned word, an unknown model, saved
+        defaults that clash with the prompt or too many jobs for one command; `ParamError` for bad
+        parameters.
         """
         self._check_channel(channel_id, parent_channel_id)
         chosen_model = self._check_model_option(model)
@@ -134,10 +131,7 @@ class ImagineService:
             self._check_banned_words(request.text)
         cap = self.config.limits.max_jobs_per_command
         if len(requests) > cap:
-            raise UserError(
-                f"This prompt makes {len(requests)} jobs (permutations × `--repeat`); "
-                f"one command may make at most {cap}. Use fewer options or a smaller `--repeat`."
-            )
+            raise MemberError(Reason.TOO_MANY_JOBS, count=len(requests), allowed=cap)
         kind = JobKind.IMG2IMG if has_image else JobKind.IMAGINE
         return [
             NewJob(
@@ -154,37 +148,22 @@ class ImagineService:
 
     async def save_image_prompt(self, data: bytes) -> ImagePrompt:
         """Check an attached image and keep it under the output folder for the scheduler to upload."""
-        if len(data) > MAX_IMAGE_PROMPT_BYTES:
-            raise UserError(
-                f"The attached image is {len(data) / 1_048_576:.1f} MB; at most "
-                f"{MAX_IMAGE_PROMPT_BYTES // 1_048_576} MB are allowed."
-            )
-        try:
-            width, height = image_size(data)
-            extension, data = await asyncio.to_thread(_normalised_image, data)
-        except ImageError:
-            raise UserError(
-                "The attachment is not an image I can read; attach a PNG, JPEG or WebP."
-            ) from None
-        if max(width, height) > MAX_IMAGE_PROMPT_SIDE:
-            raise UserError(
-                f"The attached image is {width}×{height} pixels; at most {MAX_IMAGE_PROMPT_SIDE} a side."
-            )
-        name = f"{IMAGE_PROMPT_DIR}/{hashlib.sha256(data).hexdigest()[:32]}.{extension}"
-        await asyncio.to_thread(_write_once, self.services.outputs.root / name, data)
-        return ImagePrompt(name, width, height)
+        return await save_image_prompt(self.services.outputs.root, data)
 
     @staticmethod
     def with_image(jobs: Sequence[NewJob], image: ImagePrompt) -> list[NewJob]:
         """The jobs turned into image-prompt (img2img) jobs starting from `image`."""
-        return [dataclasses.replace(job, kind=JobKind.IMG2IMG, image_prompt=image) for job in jobs]
+        return with_image(jobs, image)
 
     async def submit(self, jobs: Sequence[NewJob]) -> list[QueuedJob]:
-        """Queue the jobs of one command (limits checked atomically); raises `LimitExceeded` over a limit."""
+        """Queue the jobs of one command (limits checked atomically).
+
+        Raises `LimitExceeded` over a limit, MemberError SOURCE_GONE when what they start from was deleted.
+        """
         try:
             created = await self.services.scheduler.submit(jobs, limits=self.enqueue_limits())
         except JobNotFound:
-            raise UserError("The image this starts from no longer exists.") from None
+            raise MemberError(Reason.SOURCE_GONE) from None
         store = self.services.store
         return [QueuedJob(job, await store.position_of(job.id)) for job in created]
 
@@ -212,14 +191,16 @@ class ImagineService:
     ) -> list[QueuedJob]:
         """Queue a follow-up of image `index` (0-based) of a finished job, owned by the member who asked.
 
-        Actions: `upscale_2x`, `vary_strong`, `vary_subtle`, `zoom_1.5`, `zoom_2`, `pan_left`, `pan_right`,
-        `pan_up`, `pan_down` (from that image) and `reroll` (the same request with a new seed).
+        `action` names a row of comfy.actions: one that starts from that image, or a reroll (the parent's
+        own request again with a new seed). Raises MemberError when the job or image cannot be used,
+        `RenderError` when the action cannot be made of that image (a pan past the largest canvas).
         """
-        if action not in FOLLOW_UP_ACTIONS:
-            raise UserError(f"Unknown button action `{action}`.")
+        follow_up = action_named(action)
+        if follow_up is None:
+            raise MemberError(Reason.UNKNOWN_ACTION, value=action)
         parent = await self._finished_job(parent_job_id, guild_id)
         request = request_from_json(parent.request_json)
-        if action == REROLL:
+        if follow_up.template is None:
             # The same job again with a new seed: a reroll of a variation varies the same image again.
             new = NewJob(
                 guild_id=guild_id,
@@ -238,35 +219,31 @@ class ImagineService:
             outputs = await self.services.store.outputs(parent.id)
             image = next((o for o in outputs if o.idx == index), None)
             if image is None:
-                raise UserError(
-                    f"Job #{parent.id} has no image {index + 1}; it has {len(outputs)}."
-                    if outputs
-                    else "The images of this job are no longer kept."
+                raise MemberError(
+                    Reason.NO_SUCH_IMAGE, job_id=parent.id, number=index + 1, count=len(outputs)
                 )
             if not await asyncio.to_thread(os.path.exists, image.path):
-                raise UserError("That image was deleted from the bot's storage; it can no longer be used.")
-            if action not in _SAME_SEED_ACTIONS:
+                raise MemberError(Reason.IMAGE_DELETED, job_id=parent.id, number=index + 1)
+            if not follow_up.keeps_seed:
                 request = with_new_seed(request, self._rng)
-            try:  # the same check the scheduler makes, so an impossible action is refused now
-                template_values(
-                    request,
-                    filename_prefix="check",
-                    action=action,
-                    source=SourceImage("check.png", image.width, image.height),
-                )
-            except RenderError as exc:
-                raise UserError(f"That can't be done: {exc}.") from None
+            # The same check the scheduler makes, so an impossible action is refused now (RenderError).
+            template_values(
+                request,
+                filename_prefix="check",
+                action=follow_up.name,
+                source=SourceImage("check.png", image.width, image.height),
+            )
             new = NewJob(
                 guild_id=guild_id,
                 channel_id=channel_id,
                 user_id=user_id,
-                kind=_KIND_OF_ACTION[ACTION_KINDS[action]],
+                kind=JobKind(follow_up.template),
                 prompt=parent.prompt,
                 request_json=request_to_json(request),
                 model=parent.model,
                 parent_job_id=parent.id,
                 parent_index=index,
-                action=action,
+                action=follow_up.name,
             )
         return await self.submit([new])
 
@@ -292,46 +269,51 @@ class ImagineService:
             )
         return events
 
-    async def cancel(self, job_id: int, *, guild_id: int, user_id: int, is_admin: bool) -> str:
-        """Cancel a job for its owner or an admin; returns what to tell the member."""
-        job = await self.services.store.get(job_id)
-        refusal = cancel_refusal(job, guild_id=guild_id, actor_id=user_id, admin=is_admin)
-        if refusal is CancelRefusal.MISSING or job is None:
-            raise UserError("That job does not exist in this server.")
-        if refusal is CancelRefusal.NOT_YOURS:
-            raise UserError(f"Only <@{job.user_id}> or an admin can cancel job #{job.id}.")
-        if refusal is CancelRefusal.ENDED:
-            return f"Job #{job.id} has already {_ended(job.status)}."
-        previous = await self.services.scheduler.cancel(job.id)
-        if previous is None:
-            return f"Job #{job.id} had already ended."
-        if previous is JobStatus.QUEUED:
-            return f"Job #{job.id} is cancelled."
-        return (
-            f"Job #{job.id} is being stopped on the image server; its message will say when it is cancelled."
-        )
-
-    async def job_info(self, job_id: int, guild_id: int) -> str:
-        """Seed, parameters, model, backend and a link to what the job was made from (for the Info button)."""
+    async def job_info(self, job_id: int, guild_id: int) -> JobInfo:
+        """The job, its request and its parent, for the Info button; MemberError JOB_MISSING if not here."""
         job = await self.services.store.get(job_id)
         if job is None or job.guild_id != guild_id:
-            raise UserError("That job does not exist in this server (it may have been deleted).")
-        request = request_from_json(job.request_json)
-        what = ACTION_NAMES.get(job.action or "", "Imagine") if job.kind is not JobKind.REROLL else "Reroll"
-        lines = [
-            f"**Job #{job.id}** · {what} · by <@{job.user_id}>",
-            f"**Parameters:** `{_code(format_request(request))}`",
-            f"**Seed:** {request.seed}",
-            f"**Model:** {request.model}",
-            f"**Size:** {request.width}×{request.height} · {request.steps} steps · cfg {request.cfg:g}",
-            f"**Backend:** {job.backend or 'not run yet'}",
-        ]
-        if job.parent_job_id is not None:
-            parent = await self.services.store.get(job.parent_job_id)
-            image = f" image {job.parent_index + 1}" if job.parent_index is not None else ""
-            link = _message_link(parent) if parent is not None else None
-            lines.append(f"**Made from:** job #{job.parent_job_id}{image}" + (f" · {link}" if link else ""))
-        return "\n".join(lines)
+            raise MemberError(Reason.JOB_MISSING, job_id=job_id)
+        parent = await self.services.store.get(job.parent_job_id) if job.parent_job_id is not None else None
+        return JobInfo(job, request_from_json(job.request_json), parent)
+
+    # ------------------------------------------------------------------ cancel (button and /cancel)
+
+    async def cancel(self, job_id: int, *, guild_id: int, user_id: int, admin: bool) -> Cancellation:
+        """Cancel a job for its owner or an admin of its server (the rule of `bot.jobs.cancel_refusal`).
+
+        Raises MemberError JOB_MISSING, NOT_YOURS, ALREADY_ENDED or ENDED_JUST_NOW otherwise.
+        """
+        job = await self.services.store.get(job_id)
+        refusal = cancel_refusal(job, guild_id=guild_id, actor_id=user_id, admin=admin)
+        if refusal is CancelRefusal.MISSING or job is None:
+            raise MemberError(Reason.JOB_MISSING, job_id=job_id)
+        if refusal is CancelRefusal.NOT_YOURS:
+            raise MemberError(Reason.NOT_YOURS, job_id=job_id, owner_id=job.user_id)
+        if refusal is CancelRefusal.ENDED:
+            raise MemberError(Reason.ALREADY_ENDED, job_id=job_id, status=job.status)
+        try:
+            previous = await self.services.scheduler.cancel(job_id)
+        except JobNotFound:
+            previous = None
+        if previous is None:
+            raise MemberError(Reason.ENDED_JUST_NOW, job_id=job_id)
+        log.info(
+            "job %s (%s, user %s) cancelled by %s%s",
+            job_id,
+            previous.value,
+            job.user_id,
+            user_id,
+            " (admin)" if admin and user_id != job.user_id else "",
+        )
+        return Cancellation(job, previous)
+
+    async def cancellable(self, guild_id: int, user_id: int | None, query: str) -> list[Job]:
+        """Jobs /cancel offers as the member types: waiting or running, newest first, at most 25.
+
+        `user_id` None lists every job of the guild (admins); `query` matches a number or prompt text.
+        """
+        return await self.services.store.cancellable_jobs(guild_id, user_id, query[:100], limit=MAX_CHOICES)
 
     # ------------------------------------------------------------------ message bookkeeping
 
@@ -365,26 +347,21 @@ class ImagineService:
             or (parent_channel_id is not None and parent_channel_id in allowed)
         ):
             return
-        where = ", ".join(f"<#{c}>" for c in allowed[:10]) + (" and others" if len(allowed) > 10 else "")
-        raise UserError(f"Images can't be made in this channel. Use {where}.")
+        raise MemberError(Reason.CHANNEL_NOT_ALLOWED, channels=tuple(allowed))
 
     def _check_model_option(self, model: str | None) -> str | None:
         if model is None or not model.strip():
             return None
         profile = self.config.model(model.strip())
         if profile is None:
-            names = ", ".join(f"`{n}`" for n in self.model_names()[:15])
-            raise UserError(f"Unknown model `{_code(model.strip()[:60])}`. Models you can use: {names}.")
+            raise MemberError(Reason.UNKNOWN_MODEL, value=model.strip(), choices=tuple(self.model_names()))
         return profile.name
 
     def _check_banned_words(self, text: str) -> None:
         for word in self.config.discord.banned_words:
             word = word.strip()
             if word and re.search(rf"(?<!\w){re.escape(word)}(?!\w)", text, re.IGNORECASE):
-                raise UserError(
-                    f"Your prompt contains `{_code(word)}`, a word this server does not allow. "
-                    "Remove it and try again."
-                )
+                raise MemberError(Reason.BANNED_WORD, value=word)
 
     # ------------------------------------------------------------------ parsing
 
@@ -416,18 +393,14 @@ class ImagineService:
         if default_model is not None and self.config.model(default_model) is None:
             default_model = None  # a model removed from the config since the member chose it
         ctx = self._context(has_image=has_image, default_model=default_model)
-        try:
-            requests = parse_prompt(prompt, ctx)
-        except ParamError as exc:
-            raise UserError(str(exc)) from None
+        requests = parse_prompt(prompt, ctx)
         extra = self._setting_flags(settings, requests)
         if extra:
             try:
                 requests = parse_prompt(f"{prompt.rstrip()} {' '.join(extra)}", ctx)
             except ParamError as exc:
-                raise UserError(
-                    f"Your saved defaults ({', '.join(f'`{e}`' for e in extra)}) don't work with this prompt: "
-                    f"{exc} Change them with /settings, or give your own in the prompt."
+                raise MemberError(
+                    Reason.SAVED_DEFAULTS_CLASH, choices=tuple(extra), detail=str(exc)
                 ) from None
         negative = (settings.negative or "").strip() if settings else ""
         if negative:
@@ -456,11 +429,11 @@ class ImagineService:
     async def _finished_job(self, job_id: int, guild_id: int) -> Job:
         job = await self.services.store.get(job_id)
         if job is None:
-            raise UserError("That job no longer exists; its images were cleared from the bot's storage.")
+            raise MemberError(Reason.JOB_MISSING, job_id=job_id)
         if job.guild_id != guild_id:
-            raise UserError("That job belongs to another server.")
+            raise MemberError(Reason.JOB_ELSEWHERE, job_id=job_id)
         if job.status is not JobStatus.COMPLETED:
-            raise UserError(f"Job #{job.id} has {_ended(job.status)}, so there are no images to use yet.")
+            raise MemberError(Reason.JOB_UNFINISHED, job_id=job.id, status=job.status)
         return job
 
 
@@ -473,57 +446,3 @@ def _with_negative(request: GenerationRequest, negative: str) -> GenerationReque
         negative=", ".join(p for p in (request.negative, negative) if p),
         no=(*request.no, negative),
     )
-
-
-def _ended(status: JobStatus) -> str:
-    return {
-        JobStatus.QUEUED: "not started",
-        JobStatus.SUBMITTED: "not finished",
-        JobStatus.RUNNING: "not finished",
-        JobStatus.COMPLETED: "finished",
-        JobStatus.FAILED: "failed",
-        JobStatus.CANCELLED: "been cancelled",
-    }[status]
-
-
-def _code(text: str) -> str:
-    """Text made safe for Discord inline code."""
-    return text.replace("`", "'")
-
-
-def _message_link(job: Job) -> str | None:
-    channel = job.result_channel_id or job.status_channel_id
-    message = job.result_message_id or job.status_message_id
-    if channel is None or message is None:
-        return None
-    return f"https://discord.com/channels/{job.guild_id}/{channel}/{message}"
-
-
-def _normalised_image(data: bytes) -> tuple[str, bytes]:
-    """The file extension and bytes to keep: PNG, JPEG and WebP as sent, anything else as PNG."""
-    from PIL import Image
-
-    try:
-        with Image.open(io.BytesIO(data)) as image:
-            fmt = (image.format or "").lower()
-            if fmt in _IMAGE_FORMATS and not getattr(image, "is_animated", False):
-                return _IMAGE_FORMATS[fmt], data
-            image.seek(0)
-            out = io.BytesIO()
-            image.convert("RGBA" if "A" in image.getbands() else "RGB").save(out, format="PNG")
-            return "png", out.getvalue()
-    except Exception as exc:  # Pillow raises many types for broken files
-        raise ImageError(str(exc)) from None
-
-
-def _write_once(path: Path, data: bytes) -> None:
-    """Write `path` atomically unless it exists (names are content hashes); an existing file is touched, so
-    retention (which removes unreferenced image prompts by age) sees it as new."""
-    if path.exists():
-        with contextlib.suppress(OSError):
-            os.utime(path)
-        return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".part")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)

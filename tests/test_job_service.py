@@ -1,4 +1,5 @@
-"""ImagineService: settings, banned words, channels, limits, follow-ups and image prompts, on real services."""
+"""JobService: settings, banned words, channels, limits, follow-ups, cancel, info and image prompts, on real
+services; each refusal is checked for its facts and for the words a member reads (cogs/_messages.py)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,8 @@ import hashlib
 import io
 import os
 import random
-from collections.abc import AsyncIterator
+import re
+from collections.abc import AsyncIterator, Awaitable
 from pathlib import Path
 from typing import Any
 
@@ -15,13 +17,17 @@ import pytest
 from PIL import Image
 
 from bot.config import Config, load_config
+from bot.errors import MemberError, Reason
 from bot.events import Cancelled, Completed, Failed, JobEvent
-from bot.imagine_service import ImagineService, UserError
-from bot.jobs import Job, JobKind, JobStatus, LimitExceeded
+from bot.job_service import JobService
+from bot.jobs import Job, JobKind, JobStatus, LimitExceeded, LimitKind
 from bot.reasons import Failure, FailureKind
 from bot.services import Services
 from cogs._errors import member_text
-from comfy.params import request_from_json
+from cogs._messages import Where, cancelled_text, job_info_text, refusal_text
+from comfy.actions import ACTIONS, Action
+from comfy.params import ParamError, request_from_json
+from comfy.render import RenderError
 from tests.e2e import write_e2e_config
 from tests.fakes.comfy_server import FakeComfyUI
 
@@ -34,7 +40,7 @@ class Harness:
     def __init__(self, services: Services, comfy: FakeComfyUI) -> None:
         self.services = services
         self.comfy = comfy
-        self.service = ImagineService(services, rng=random.Random(5))
+        self.service = JobService(services, rng=random.Random(5))
         self.events = services.bus.subscribe()
 
     async def imagine(self, prompt: str = "a fox", user: int = ALICE, **kwargs: Any) -> list[Job]:
@@ -82,6 +88,16 @@ async def h(tmp_path: Path, comfy: FakeComfyUI) -> AsyncIterator[Harness]:
         await harness.services.close()
 
 
+Refusal = MemberError | ParamError | RenderError
+
+
+async def refused(call: Awaitable[object], where: Where = Where.ANY) -> tuple[Refusal, str]:
+    """The refusal `call` raises, and the words a member reads for it there."""
+    with pytest.raises((MemberError, ParamError, RenderError)) as caught:
+        await call
+    return caught.value, refusal_text(caught.value, where)
+
+
 def png(colour: tuple[int, int, int] = (10, 200, 30), size: int = 48) -> bytes:
     out = io.BytesIO()
     Image.new("RGB", (size, size), colour).save(out, format="PNG")
@@ -124,8 +140,12 @@ async def test_a_member_without_settings_gets_the_server_defaults(h: Harness) ->
 
 
 async def test_an_unknown_model_option_lists_the_models(h: Harness) -> None:
-    with pytest.raises(UserError, match=r"Unknown model `sdxl`\. Models you can use: `tiny`, `other`\."):
-        await h.service.prepare("a fox", guild_id=GUILD, channel_id=CHANNEL, user_id=ALICE, model="sdxl")
+    error, words = await refused(
+        h.service.prepare("a fox", guild_id=GUILD, channel_id=CHANNEL, user_id=ALICE, model=" sdxl ")
+    )
+    assert isinstance(error, MemberError) and error.reason is Reason.UNKNOWN_MODEL
+    assert (error.value, error.choices) == ("sdxl", ("tiny", "other"))
+    assert words == "Unknown model `sdxl`. Models you can use: `tiny`, `other`."
 
 
 # ------------------------------------------------------------------------------------------ refusals
@@ -138,13 +158,23 @@ async def test_banned_words_are_whole_words_in_any_case(tmp_path: Path, comfy: F
             if word is None:
                 await h.service.prepare(prompt, guild_id=GUILD, channel_id=CHANNEL, user_id=ALICE)
                 continue
-            with pytest.raises(UserError, match=rf"contains `{word}`, a word this server does not allow"):
-                await h.service.prepare(prompt, guild_id=GUILD, channel_id=CHANNEL, user_id=ALICE)
+            error, words = await refused(
+                h.service.prepare(prompt, guild_id=GUILD, channel_id=CHANNEL, user_id=ALICE)
+            )
+            assert isinstance(error, MemberError) and (error.reason, error.value) == (
+                Reason.BANNED_WORD,
+                word,
+            )
+            assert words == (
+                f"Your prompt contains `{word}`, a word this server does not allow. Remove it and try again."
+            )
         await h.service.prepare(
             "concatenate cats --no cat", guild_id=GUILD, channel_id=CHANNEL, user_id=ALICE
         )
-        with pytest.raises(UserError, match="`blood bath`"):
-            await h.service.prepare("a blood bath", guild_id=GUILD, channel_id=CHANNEL, user_id=ALICE)
+        _, words = await refused(
+            h.service.prepare("a blood bath", guild_id=GUILD, channel_id=CHANNEL, user_id=ALICE)
+        )
+        assert "`blood bath`" in words
     finally:
         await h.services.close()
 
@@ -154,8 +184,11 @@ async def test_channels_outside_the_allow_list_are_refused_with_the_allowed_ones
 ) -> None:
     h = await start(configure(tmp_path, comfy.url, allowed_channel_ids=[111, 222]), comfy)
     try:
-        with pytest.raises(UserError, match=r"can't be made in this channel\. Use <#111>, <#222>\."):
-            await h.service.prepare("a fox", guild_id=GUILD, channel_id=CHANNEL, user_id=ALICE)
+        error, words = await refused(
+            h.service.prepare("a fox", guild_id=GUILD, channel_id=CHANNEL, user_id=ALICE)
+        )
+        assert isinstance(error, MemberError) and error.channels == (111, 222)
+        assert words == "Images can't be made in this channel. Use <#111>, <#222>."
         await h.service.prepare("a fox", guild_id=GUILD, channel_id=222, user_id=ALICE)
         # A thread of an allowed channel is allowed.
         await h.service.prepare("a fox", guild_id=GUILD, channel_id=999, user_id=ALICE, parent_channel_id=111)
@@ -163,32 +196,47 @@ async def test_channels_outside_the_allow_list_are_refused_with_the_allowed_ones
         await h.services.close()
 
 
-async def test_parameter_errors_become_user_errors(h: Harness) -> None:
-    with pytest.raises(UserError, match=r"`--iw` .* only works together with an image prompt"):
-        await h.service.prepare("a fox --iw 2", guild_id=GUILD, channel_id=CHANNEL, user_id=ALICE)
+async def test_parameter_errors_reach_the_member_in_the_parsers_words(h: Harness) -> None:
+    error, words = await refused(
+        h.service.prepare("a fox --iw 2", guild_id=GUILD, channel_id=CHANNEL, user_id=ALICE)
+    )
+    assert isinstance(error, ParamError)
+    assert re.search(r"`--iw` .* only works together with an image prompt", words)
 
 
 async def test_saved_defaults_that_no_longer_fit_are_named_in_the_refusal(h: Harness) -> None:
     await h.services.store.update_user_settings(ALICE, aspect="9:1")
-    with pytest.raises(
-        UserError, match=r"Your saved defaults \(`--ar 9:1`\) don't work .*aspect ratio may go"
-    ):
-        await h.service.prepare("a fox", guild_id=GUILD, channel_id=CHANNEL, user_id=ALICE)
+    error, words = await refused(
+        h.service.prepare("a fox", guild_id=GUILD, channel_id=CHANNEL, user_id=ALICE)
+    )
+    assert isinstance(error, MemberError) and error.choices == ("--ar 9:1",)
+    assert re.fullmatch(
+        r"Your saved defaults \(`--ar 9:1`\) don't work with this prompt: .*aspect ratio may go.* "
+        r"Change them with /settings, or give your own in the prompt\.",
+        words,
+    )
 
 
 async def test_one_command_may_not_make_more_jobs_than_the_cap(h: Harness) -> None:
-    with pytest.raises(UserError, match=r"makes 9 jobs .*at most 8"):
-        await h.service.prepare(
+    error, words = await refused(
+        h.service.prepare(
             "a {red, green, blue} fox --repeat 3", guild_id=GUILD, channel_id=CHANNEL, user_id=ALICE
         )
+    )
+    assert isinstance(error, MemberError) and (error.count, error.allowed) == (9, 8)
+    assert words == (
+        "This prompt makes 9 jobs (permutations × `--repeat`); one command may make at most 8. "
+        "Use fewer options or a smaller `--repeat`."
+    )
 
 
 async def test_limits_refuse_a_member_with_too_many_jobs(h: Harness) -> None:
     h.comfy.pause()
     await h.imagine("a {1, 2, 3, 4} fox")
-    with pytest.raises(LimitExceeded) as caught:
+    with pytest.raises(LimitExceeded) as refused_limit:
         await h.imagine("one more")
-    assert member_text(caught.value) == (
+    assert (refused_limit.value.kind, refused_limit.value.allowed) == (LimitKind.PER_USER_ACTIVE, 4)
+    assert member_text(refused_limit.value) == (
         "You already have 4 jobs waiting or running; the limit is 4. Wait for one to finish."
     )
     h.comfy.resume()
@@ -225,6 +273,18 @@ async def test_follow_ups_keep_or_renew_the_seed_and_point_at_the_image(h: Harne
         assert isinstance(await h.finished(item.job.id), Completed)
 
 
+@pytest.mark.parametrize("action", [a for a in ACTIONS if a.from_image], ids=lambda a: a.name)
+async def test_every_image_action_of_the_table_queues_a_job_of_its_kind(h: Harness, action: Action) -> None:
+    parent = await h.completed("a fox --seed 99")
+    (queued,) = await h.service.follow_up(
+        parent.id, 1, action.name, guild_id=GUILD, channel_id=CHANNEL, user_id=BOB
+    )
+    assert (queued.job.kind, queued.job.action) == (JobKind(action.template), action.name)
+    assert (queued.job.parent_job_id, queued.job.parent_index) == (parent.id, 1)
+    assert (request_from_json(queued.job.request_json).seed == 99) is action.keeps_seed
+    assert isinstance(await h.finished(queued.job.id), Completed)
+
+
 async def test_a_reroll_of_a_variation_varies_the_same_image_again(h: Harness) -> None:
     parent = await h.completed()
     (vary,) = await h.service.follow_up(
@@ -245,32 +305,47 @@ async def test_a_reroll_of_a_variation_varies_the_same_image_again(h: Harness) -
 async def test_follow_ups_check_guild_state_and_image(h: Harness) -> None:
     parent = await h.completed()
     kwargs = {"channel_id": CHANNEL, "user_id": BOB}
-    with pytest.raises(UserError, match="belongs to another server"):
-        await h.service.follow_up(parent.id, 0, "upscale_2x", guild_id=OTHER_GUILD, **kwargs)
-    with pytest.raises(UserError, match=f"Job #{parent.id} has no image 5; it has 4"):
-        await h.service.follow_up(parent.id, 4, "upscale_2x", guild_id=GUILD, **kwargs)
-    with pytest.raises(UserError, match="no longer exists"):
-        await h.service.follow_up(9999, 0, "upscale_2x", guild_id=GUILD, **kwargs)
-    with pytest.raises(UserError, match="Unknown button action"):
-        await h.service.follow_up(parent.id, 0, "delete_everything", guild_id=GUILD, **kwargs)
+
+    async def follow_up(job_id: int, index: int, action: str, guild: int = GUILD) -> tuple[Refusal, str]:
+        error, words = await refused(
+            h.service.follow_up(job_id, index, action, guild_id=guild, **kwargs), Where.FOLLOW_UP
+        )
+        assert isinstance(error, MemberError)
+        return error, words
+
+    error, words = await follow_up(parent.id, 0, "upscale_2x", guild=OTHER_GUILD)
+    assert (error.reason, words) == (Reason.JOB_ELSEWHERE, "That job belongs to another server.")
+    error, words = await follow_up(parent.id, 4, "upscale_2x")
+    assert (error.reason, error.number, error.count) == (Reason.NO_SUCH_IMAGE, 5, 4)
+    assert words == f"Job #{parent.id} has no image 5; it has 4."
+    error, words = await follow_up(9999, 0, "upscale_2x")
+    assert (error.reason, error.job_id) == (Reason.JOB_MISSING, 9999)
+    assert words == "That job no longer exists; its images were cleared from the bot's storage."
+    error, words = await follow_up(parent.id, 0, "delete_everything")
+    assert (error.reason, words) == (Reason.UNKNOWN_ACTION, "Unknown button action `delete_everything`.")
     h.comfy.pause()
     (waiting,) = await h.imagine("still running")
-    with pytest.raises(UserError, match=f"Job #{waiting.id} has not (started|finished)"):
-        await h.service.follow_up(waiting.id, 0, "vary_strong", guild_id=GUILD, **kwargs)
+    error, words = await follow_up(waiting.id, 0, "vary_strong")
+    assert error.reason is Reason.JOB_UNFINISHED
+    assert re.fullmatch(
+        rf"Job #{waiting.id} has not (started|finished), so there are no images to use yet\.", words
+    )
     h.comfy.resume()
     image = (await h.services.store.outputs(parent.id))[0]
     await asyncio.to_thread(Path(image.path).unlink)
-    with pytest.raises(UserError, match="deleted from the bot's storage"):
-        await h.service.follow_up(parent.id, 0, "upscale_2x", guild_id=GUILD, **kwargs)
+    error, words = await follow_up(parent.id, 0, "upscale_2x")
+    assert error.reason is Reason.IMAGE_DELETED
+    assert words == "That image was deleted from the bot's storage; it can no longer be used."
 
 
 async def test_a_follow_up_counts_against_the_pressers_limits(h: Harness) -> None:
     parent = await h.completed()
     h.comfy.pause()
     await h.imagine("a {1, 2, 3, 4} bird", user=BOB)
-    with pytest.raises(LimitExceeded) as caught:
+    with pytest.raises(LimitExceeded) as refused_limit:
         await h.service.follow_up(parent.id, 0, "upscale_2x", guild_id=GUILD, channel_id=CHANNEL, user_id=BOB)
-    assert "already have 4 jobs" in (member_text(caught.value) or "")
+    assert refused_limit.value.allowed == 4
+    assert "already have 4 jobs" in (member_text(refused_limit.value) or "")
     h.comfy.resume()
 
 
@@ -281,7 +356,13 @@ async def test_job_info_lists_seed_parameters_model_backend_and_parent_link(h: H
         parent.id, 2, "upscale_2x", guild_id=GUILD, channel_id=CHANNEL, user_id=BOB
     )
     await h.finished(upscale.job.id)
-    info = await h.service.job_info(upscale.job.id, GUILD)
+    shown = await h.service.job_info(upscale.job.id, GUILD)
+    assert (shown.job.id, shown.parent and shown.parent.id, shown.request.seed) == (
+        upscale.job.id,
+        parent.id,
+        5,
+    )
+    info = job_info_text(shown)
 
     assert f"**Job #{upscale.job.id}** · Upscale (2x) · by <@{BOB}>" in info
     assert "**Parameters:** `a fox --ar 3:2 --seed 5`" in info
@@ -290,28 +371,47 @@ async def test_job_info_lists_seed_parameters_model_backend_and_parent_link(h: H
         f"**Made from:** job #{parent.id} image 3 · https://discord.com/channels/{GUILD}/{CHANNEL}/777"
         in info
     )
-    with pytest.raises(UserError, match="does not exist in this server"):
-        await h.service.job_info(upscale.job.id, OTHER_GUILD)
+    error, words = await refused(h.service.job_info(upscale.job.id, OTHER_GUILD), Where.INFO)
+    assert isinstance(error, MemberError) and (error.reason, error.job_id) == (
+        Reason.JOB_MISSING,
+        upscale.job.id,
+    )
+    assert words == "That job does not exist in this server (it may have been deleted)."
 
 
 async def test_cancel_is_for_the_owner_or_an_admin(h: Harness) -> None:
     h.comfy.pause()
     (job,) = await h.imagine()
-    with pytest.raises(UserError, match=rf"Only <@{ALICE}> or an admin can cancel job #{job.id}\."):
-        await h.service.cancel(job.id, guild_id=GUILD, user_id=BOB, is_admin=False)
-    with pytest.raises(UserError, match="does not exist in this server"):
-        await h.service.cancel(job.id, guild_id=OTHER_GUILD, user_id=ALICE, is_admin=True)
-    told = await h.service.cancel(job.id, guild_id=GUILD, user_id=BOB, is_admin=True)
-    assert told.startswith(f"Job #{job.id} is being stopped")  # it was running: ComfyUI must stop it
+    error, words = await refused(
+        h.service.cancel(job.id, guild_id=GUILD, user_id=BOB, admin=False), Where.CANCEL_BUTTON
+    )
+    assert isinstance(error, MemberError) and (error.reason, error.owner_id) == (Reason.NOT_YOURS, ALICE)
+    assert words == f"Only <@{ALICE}> or an admin can cancel job #{job.id}."
+    error, words = await refused(
+        h.service.cancel(job.id, guild_id=OTHER_GUILD, user_id=ALICE, admin=True), Where.CANCEL_BUTTON
+    )
+    assert isinstance(error, MemberError) and error.reason is Reason.JOB_MISSING
+    assert words == "That job does not exist in this server."
+    done = await h.service.cancel(job.id, guild_id=GUILD, user_id=BOB, admin=True)
+    assert done.was_in_flight  # it was running: ComfyUI must stop it
+    assert cancelled_text(done, where=Where.CANCEL_BUTTON, actor_id=BOB) == (
+        f"Job #{job.id} is being stopped on the image server; its message will say when it is cancelled."
+    )
     h.comfy.resume()
     assert isinstance(await h.finished(job.id), Cancelled)
-    again = await h.service.cancel(job.id, guild_id=GUILD, user_id=ALICE, is_admin=False)
-    assert again == f"Job #{job.id} has already been cancelled."
+    error, words = await refused(
+        h.service.cancel(job.id, guild_id=GUILD, user_id=ALICE, admin=False), Where.CANCEL_BUTTON
+    )
+    assert isinstance(error, MemberError) and (error.reason, error.status) == (
+        Reason.ALREADY_ENDED,
+        JobStatus.CANCELLED,
+    )
+    assert words == f"Job #{job.id} has already been cancelled."
     h.comfy.pause()
     *_, third = await h.imagine("a {1, 2, 3} fox", user=BOB)
-    assert await h.service.cancel(third.id, guild_id=GUILD, user_id=BOB, is_admin=False) == (
-        f"Job #{third.id} is cancelled."
-    )
+    done = await h.service.cancel(third.id, guild_id=GUILD, user_id=BOB, admin=False)
+    assert (done.job.id, done.previous) == (third.id, JobStatus.QUEUED)
+    assert cancelled_text(done, where=Where.CANCEL_BUTTON, actor_id=BOB) == f"Job #{third.id} is cancelled."
     h.comfy.resume()
 
 
@@ -375,8 +475,9 @@ async def test_an_image_prompt_whose_file_is_gone_fails_with_a_reason(h: Harness
 
 
 async def test_attachments_that_are_not_images_are_refused(h: Harness) -> None:
-    with pytest.raises(UserError, match="not an image I can read"):
-        await h.service.save_image_prompt(b"GIF89a but not really")
+    error, words = await refused(h.service.save_image_prompt(b"GIF89a but not really"))
+    assert isinstance(error, MemberError) and error.reason is Reason.IMAGE_UNREADABLE
+    assert words == "The attachment is not an image I can read; attach a PNG, JPEG or WebP."
     gif = io.BytesIO()
     Image.new("P", (8, 8)).save(gif, format="GIF")
     kept = await h.service.save_image_prompt(gif.getvalue())

@@ -1,4 +1,5 @@
-"""AdminService against a real SQLite store and scheduler (its one backend unreachable, so jobs stay put)."""
+"""The services behind /queue, /cancel and /status against a real SQLite store and scheduler (its one backend
+unreachable, so jobs stay put); /cancel's answers and refusals are checked in the words a member reads."""
 
 from __future__ import annotations
 
@@ -8,24 +9,15 @@ from pathlib import Path
 
 import pytest
 
-from bot.admin_service import (
-    KEEP,
-    NEGATIVE_MAX_CHARS,
-    AdminError,
-    AdminService,
-    choice_label,
-    excerpt,
-    format_vram,
-    midnight_utc,
-    page_count,
-    parse_job_ref,
-)
 from bot.config import load_config
+from bot.errors import MemberError, Reason
+from bot.job_service import Cancellation, parse_job_ref
 from bot.jobs import Job, JobKind, JobStatus, NewJob
+from bot.queue_service import QueueService, excerpt, format_vram, midnight_utc, page_count
 from bot.services import Services
+from cogs._messages import STATUS_WORDS, Where, cancelled_text, choice_label, refusal_text
 from comfy.models import Device, SystemInfo, SystemStats
 from comfy.params import ParseContext, parse_prompt, request_to_json
-from comfy.profiles import ParamLimits
 
 GUILD = 1001
 OTHER_GUILD = 2002
@@ -74,8 +66,33 @@ async def services(write_config: Callable[..., Path], clock: Clock) -> AsyncIter
 
 
 @pytest.fixture
-def admin(services: Services) -> AdminService:
-    return AdminService(services)
+def queue(services: Services) -> QueueService:
+    return services.queue
+
+
+class CancelCommand:
+    """What /cancel does with a job number: the job service's cancel, in /cancel's words."""
+
+    def __init__(self, services: Services) -> None:
+        self.services = services
+
+    async def done(self, job_id: int, *, guild_id: int, actor_id: int, admin: bool) -> Cancellation:
+        return await self.services.jobs.cancel(job_id, guild_id=guild_id, user_id=actor_id, admin=admin)
+
+    async def __call__(self, job_id: int, *, guild_id: int, actor_id: int, admin: bool) -> str:
+        """The confirmation /cancel answers with; MemberError when it refuses."""
+        done = await self.done(job_id, guild_id=guild_id, actor_id=actor_id, admin=admin)
+        return cancelled_text(done, where=Where.CANCEL_COMMAND, actor_id=actor_id)
+
+
+@pytest.fixture
+def cancel(services: Services) -> CancelCommand:
+    return CancelCommand(services)
+
+
+def words(error: MemberError) -> str:
+    """The words /cancel refuses with."""
+    return refusal_text(error, Where.CANCEL_COMMAND)
 
 
 async def submit(
@@ -111,7 +128,7 @@ async def claim(services: Services) -> Job:
 
 
 async def test_admin_sees_the_guilds_running_jobs_first_then_waiting_jobs_in_dispatch_order(
-    services: Services, admin: AdminService
+    services: Services, queue: QueueService
 ) -> None:
     alice = await submit(services, ALICE, 2)
     carol = await submit(services, CAROL, 2)
@@ -119,24 +136,25 @@ async def test_admin_sees_the_guilds_running_jobs_first_then_waiting_jobs_in_dis
     running = await claim(services)  # alice's first: she came first
     await services.store.mark_running(running.id)
 
-    page = await admin.queue_page(GUILD, viewer_id=ADMIN, admin=True, page=0)
+    page = await queue.queue_page(GUILD, viewer_id=ADMIN, admin=True, page=0)
 
     # Round robin over users: carol's first job goes before alice's second.
     assert [e.job_id for e in page.entries] == [alice[0].id, carol[0].id, alice[1].id, carol[1].id]
     assert [e.position for e in page.entries] == [None, 1, 2, 3]
-    assert [e.status_word for e in page.entries] == ["running", "waiting", "waiting", "waiting"]
+    assert [e.status for e in page.entries] == [JobStatus.RUNNING, *[JobStatus.QUEUED] * 3]
+    assert [STATUS_WORDS[e.status] for e in page.entries] == ["running", "waiting", "waiting", "waiting"]
     assert page.entries[0].backend == "gpu0" and page.entries[1].backend is None
     assert [e.user_id for e in page.entries] == [ALICE, CAROL, ALICE, CAROL]
     assert (page.total, page.in_flight, page.waiting, page.pages, page.admin) == (4, 1, 3, 1, True)
 
 
 async def test_member_sees_only_their_own_jobs_with_their_place_in_the_guild_queue(
-    services: Services, admin: AdminService
+    services: Services, queue: QueueService
 ) -> None:
     await submit(services, CAROL, 2)
     alice = await submit(services, ALICE, 2)
 
-    page = await admin.queue_page(GUILD, viewer_id=ALICE, admin=False, page=0)
+    page = await queue.queue_page(GUILD, viewer_id=ALICE, admin=False, page=0)
 
     assert [e.job_id for e in page.entries] == [j.id for j in alice]
     assert [e.position for e in page.entries] == [2, 4]
@@ -144,12 +162,12 @@ async def test_member_sees_only_their_own_jobs_with_their_place_in_the_guild_que
 
 
 async def test_pages_hold_ten_jobs_and_out_of_range_pages_are_clamped(
-    services: Services, admin: AdminService
+    services: Services, queue: QueueService
 ) -> None:
     await submit(services, ALICE, 23)
 
-    first = await admin.queue_page(GUILD, viewer_id=ADMIN, admin=True, page=-3)
-    last = await admin.queue_page(GUILD, viewer_id=ADMIN, admin=True, page=99)
+    first = await queue.queue_page(GUILD, viewer_id=ADMIN, admin=True, page=-3)
+    last = await queue.queue_page(GUILD, viewer_id=ADMIN, admin=True, page=99)
 
     assert (first.page, first.pages, len(first.entries), first.first_number) == (0, 3, 10, 1)
     assert (first.has_previous, first.has_next) == (False, True)
@@ -158,8 +176,8 @@ async def test_pages_hold_ten_jobs_and_out_of_range_pages_are_clamped(
     assert [e.position for e in last.entries] == [21, 22, 23]
 
 
-async def test_an_empty_queue_still_has_one_page(admin: AdminService) -> None:
-    page = await admin.queue_page(GUILD, viewer_id=ALICE, admin=False, page=4)
+async def test_an_empty_queue_still_has_one_page(queue: QueueService) -> None:
+    page = await queue.queue_page(GUILD, viewer_id=ALICE, admin=False, page=4)
 
     assert (page.entries, page.page, page.pages, page.total) == ((), 0, 1, 0)
 
@@ -191,19 +209,26 @@ def test_prompt_excerpts_are_one_trimmed_line() -> None:
     ],
 )
 async def test_who_may_cancel_a_waiting_job(
-    services: Services, admin: AdminService, actor: int, is_admin: bool, guild: int, allowed: bool
+    services: Services, cancel: CancelCommand, actor: int, is_admin: bool, guild: int, allowed: bool
 ) -> None:
     (job,) = await submit(services, ALICE)
 
     if allowed:
-        text = await admin.cancel(job.id, guild_id=guild, actor_id=actor, admin=is_admin)
+        text = await cancel(job.id, guild_id=guild, actor_id=actor, admin=is_admin)
         assert text.startswith(f"Cancelled job #{job.id}") and "a lighthouse at dusk" in text
         assert ("of another member" in text) == (actor != ALICE)
     else:
-        with pytest.raises(AdminError) as refused:
-            await admin.cancel(job.id, guild_id=guild, actor_id=actor, admin=is_admin)
-        expected = "not yours" if guild == GUILD else f"There is no job #{job.id} in this server"
-        assert expected in str(refused.value)
+        with pytest.raises(MemberError) as refused:
+            await cancel(job.id, guild_id=guild, actor_id=actor, admin=is_admin)
+        reason = Reason.NOT_YOURS if guild == GUILD else Reason.JOB_MISSING
+        assert (refused.value.reason, refused.value.job_id) == (reason, job.id)
+        expected = (
+            f"Job #{job.id} is not yours: you can cancel only your own jobs. "
+            "Server admins (Manage Server) can cancel any job."
+            if guild == GUILD
+            else f"There is no job #{job.id} in this server. Pick one from the list that appears as you type."
+        )
+        assert words(refused.value) == expected
 
     stored = await services.store.get(job.id)
     assert stored is not None
@@ -211,28 +236,39 @@ async def test_who_may_cancel_a_waiting_job(
 
 
 async def test_cancel_of_a_submitted_job_ends_it_even_when_its_backend_is_unreachable(
-    services: Services, admin: AdminService
+    services: Services, cancel: CancelCommand
 ) -> None:
     await submit(services, ALICE)
     job = await claim(services)
 
-    text = await admin.cancel(job.id, guild_id=GUILD, actor_id=ALICE, admin=False)
+    text = await cancel(job.id, guild_id=GUILD, actor_id=ALICE, admin=False)
 
-    assert "it was starting on gpu0" in text
+    assert text == f"Cancelled job #{job.id} (it was starting on gpu0): “a lighthouse at dusk”"
     stored = await services.store.get(job.id)
     assert stored is not None and stored.status is JobStatus.CANCELLED
 
 
 async def test_cancel_of_unknown_or_finished_jobs_is_refused_readably(
-    services: Services, admin: AdminService
+    services: Services, cancel: CancelCommand
 ) -> None:
     (job,) = await submit(services, ALICE)
-    await admin.cancel(job.id, guild_id=GUILD, actor_id=ALICE, admin=False)
+    await cancel(job.id, guild_id=GUILD, actor_id=ALICE, admin=False)
 
-    with pytest.raises(AdminError, match=r"already ended \(cancelled\)"):
-        await admin.cancel(job.id, guild_id=GUILD, actor_id=ALICE, admin=False)
-    with pytest.raises(AdminError, match="There is no job #999"):
-        await admin.cancel(999, guild_id=GUILD, actor_id=ADMIN, admin=True)
+    with pytest.raises(MemberError) as ended:
+        await cancel(job.id, guild_id=GUILD, actor_id=ALICE, admin=False)
+    assert (ended.value.reason, ended.value.status) == (Reason.ALREADY_ENDED, JobStatus.CANCELLED)
+    assert words(ended.value) == f"Job #{job.id} has already ended (cancelled); there is nothing to cancel."
+    with pytest.raises(MemberError) as missing:
+        await cancel(999, guild_id=GUILD, actor_id=ADMIN, admin=True)
+    assert words(missing.value).startswith("There is no job #999 in this server.")
+
+
+def test_a_job_that_ended_during_its_cancel_is_worded_for_where_it_was_cancelled() -> None:
+    # A race (the job ends between the check and the cancel), so only its words are tested here.
+    error = MemberError(Reason.ENDED_JUST_NOW, job_id=7)
+
+    assert words(error) == "Job #7 ended just now; there is nothing to cancel."
+    assert refusal_text(error, Where.CANCEL_BUTTON) == "Job #7 had already ended."
 
 
 @pytest.mark.parametrize(("text", "job_id"), [("42", 42), ("#42", 42), (" # 7 ", 7)])
@@ -242,20 +278,29 @@ def test_job_references_as_members_type_them(text: str, job_id: int) -> None:
 
 @pytest.mark.parametrize("text", ["", "abc", "#", "4 2", "-3", "1" * 19])
 def test_job_references_that_are_not_numbers_are_refused(text: str) -> None:
-    with pytest.raises(AdminError, match="is not a job"):
+    with pytest.raises(MemberError) as refused:
         parse_job_ref(text)
+    assert (refused.value.reason, refused.value.value) == (Reason.NOT_A_JOB, text)
+    assert words(refused.value).endswith(
+        " is not a job. Pick a job from the list that appears as you type, or give its number, like `#42`."
+    )
+
+
+async def choices(services: Services, user_id: int | None, query: str) -> list[tuple[str, int]]:
+    """/cancel's autocomplete: (label, job id) of the jobs the service offers."""
+    return [(choice_label(job), job.id) for job in await services.jobs.cancellable(GUILD, user_id, query)]
 
 
 async def test_cancel_choices_offer_members_their_own_active_jobs_and_admins_all(
-    services: Services, admin: AdminService
+    services: Services, cancel: CancelCommand
 ) -> None:
     alice = await submit(services, ALICE, 2)
     (carol,) = await submit(services, CAROL, prompt="x" * 400)
-    await admin.cancel(alice[0].id, guild_id=GUILD, actor_id=ALICE, admin=False)
+    await cancel(alice[0].id, guild_id=GUILD, actor_id=ALICE, admin=False)
 
-    mine = await admin.cancel_choices(GUILD, ALICE, "")
-    everyone = await admin.cancel_choices(GUILD, None, "")
-    by_number = await admin.cancel_choices(GUILD, None, f"#{carol.id}")
+    mine = await choices(services, ALICE, "")
+    everyone = await choices(services, None, "")
+    by_number = await choices(services, None, f"#{carol.id}")
 
     assert [job_id for _, job_id in mine] == [alice[1].id]
     assert mine[0][0] == f"#{alice[1].id} · waiting · a lighthouse at dusk 1"
@@ -265,10 +310,10 @@ async def test_cancel_choices_offer_members_their_own_active_jobs_and_admins_all
     assert [job_id for _, job_id in by_number] == [carol.id]
 
 
-async def test_cancel_choices_stop_at_twenty_five(services: Services, admin: AdminService) -> None:
+async def test_cancel_choices_stop_at_twenty_five(services: Services) -> None:
     await submit(services, ALICE, 30)
 
-    assert len(await admin.cancel_choices(GUILD, None, "")) == 25
+    assert len(await choices(services, None, "")) == 25
 
 
 def test_choice_label_of_an_empty_prompt_is_just_number_and_state(services: Services) -> None:
@@ -296,7 +341,7 @@ def test_vram_is_shown_in_gib(used: int, total: int, text: str) -> None:
 
 
 async def test_status_reports_an_up_backend_with_version_load_and_vram(
-    services: Services, admin: AdminService
+    services: Services, queue: QueueService
 ) -> None:
     backend = services.scheduler.backends[0]
     backend.up, backend.last_error = True, None
@@ -306,7 +351,7 @@ async def test_status_reports_an_up_backend_with_version_load_and_vram(
     )
     backend.jobs.update({1, 2})
 
-    report = await admin.status(GUILD)
+    report = await queue.status(GUILD)
 
     (shown,) = report.backends
     assert (shown.name, shown.up, shown.version, shown.in_flight, shown.capacity) == (
@@ -321,12 +366,12 @@ async def test_status_reports_an_up_backend_with_version_load_and_vram(
 
 
 async def test_status_reports_a_down_backend_with_its_last_error_and_no_stale_vram(
-    services: Services, admin: AdminService
+    services: Services, queue: QueueService
 ) -> None:
     backend = services.scheduler.backends[0]
     backend.stats = SystemStats(devices=[Device(type="cuda", vram_total=8 * GIB, vram_free=GIB)])
 
-    report = await admin.status(GUILD)
+    report = await queue.status(GUILD)
 
     (shown,) = report.backends
     assert not shown.up and shown.vram is None
@@ -335,101 +380,23 @@ async def test_status_reports_a_down_backend_with_its_last_error_and_no_stale_vr
 
 
 async def test_status_counts_this_guilds_queue_and_jobs_finished_since_midnight_utc(
-    services: Services, admin: AdminService, clock: Clock
+    services: Services, queue: QueueService, cancel: CancelCommand, clock: Clock
 ) -> None:
     clock.now = NOON - 13 * 3600  # 23:00 the day before
     (yesterday,) = await submit(services, ALICE)
-    await admin.cancel(yesterday.id, guild_id=GUILD, actor_id=ALICE, admin=False)
+    await cancel(yesterday.id, guild_id=GUILD, actor_id=ALICE, admin=False)
     clock.now = NOON
     await submit(services, ALICE, 3)
     done = await claim(services)
     await services.store.complete(done.id, [])
     cancelled = await claim(services)
-    await admin.cancel(cancelled.id, guild_id=GUILD, actor_id=ADMIN, admin=True)
+    await cancel(cancelled.id, guild_id=GUILD, actor_id=ADMIN, admin=True)
     await claim(services)
     await submit(services, CAROL, guild=OTHER_GUILD)
 
-    report = await admin.status(GUILD)
+    report = await queue.status(GUILD)
 
     assert report.day_start == midnight_utc(NOON) == datetime(2026, 3, 14, tzinfo=UTC).timestamp()
     assert (report.completed_today, report.failed_today, report.cancelled_today) == (1, 0, 1)
     # The third job was claimed: one in flight, and the other guild's job is not counted.
     assert (report.waiting, report.in_flight) == (0, 1)
-
-
-# ------------------------------------------------------------------------------------------ /settings
-
-
-async def test_settings_are_validated_normalised_and_saved(services: Services, admin: AdminService) -> None:
-    saved = await admin.update_settings(
-        ALICE, model="other", aspect=" 21 : 09 ", style="CINEMATIC", negative="  blurry,\n  text "
-    )
-
-    assert (saved.model, saved.aspect, saved.style, saved.negative) == (
-        "Other",
-        "21:9",
-        "cinematic",
-        "blurry, text",
-    )
-    assert await services.store.get_user_settings(ALICE) == saved
-
-
-async def test_omitted_settings_stay_and_none_clears_one(admin: AdminService) -> None:
-    await admin.update_settings(ALICE, model="tiny", aspect="2:3")
-
-    after = await admin.update_settings(ALICE, aspect=None, style=KEEP)
-
-    assert (after.model, after.aspect, after.style) == ("tiny", None, None)
-
-
-@pytest.mark.parametrize(
-    ("change", "message"),
-    [
-        ({"model": "sdxl"}, "no model called `sdxl`. Models you can use: tiny, Other"),
-        ({"style": "anime"}, "no style called `anime`. Styles you can use: cinematic"),
-        ({"aspect": "wide"}, "`wide` is not an aspect ratio"),
-        ({"aspect": "16:9 --seed 3"}, "is not an aspect ratio"),
-        ({"aspect": "{1:1, 2:3}"}, "is not an aspect ratio"),
-        ({"aspect": "5:1"}, "may go from 1:4 (tall) to 4:1 (wide)"),
-        ({"aspect": "0:1"}, "out of range"),
-        ({"aspect": "16000:9000"}, "is not an aspect ratio"),
-        ({"negative": "x" * (NEGATIVE_MAX_CHARS + 1)}, f"at most {NEGATIVE_MAX_CHARS} are allowed"),
-    ],
-)
-async def test_settings_that_are_not_allowed_are_refused_and_nothing_is_saved(
-    services: Services, admin: AdminService, change: dict[str, str], message: str
-) -> None:
-    await admin.update_settings(ALICE, model="tiny")
-
-    with pytest.raises(AdminError) as refused:
-        await admin.update_settings(ALICE, **({"style": "cinematic"} | change))
-
-    assert message in str(refused.value)
-    saved = await admin.get_settings(ALICE)
-    assert (saved.model, saved.aspect, saved.style, saved.negative) == ("tiny", None, None, None)
-
-
-async def test_an_empty_negative_prompt_clears_it(admin: AdminService) -> None:
-    await admin.update_settings(ALICE, negative="text")
-
-    assert (await admin.update_settings(ALICE, negative=" \n ")).negative is None
-
-
-async def test_clear_settings_forgets_everything(services: Services, admin: AdminService) -> None:
-    await admin.update_settings(ALICE, model="other")
-
-    assert await admin.clear_settings(ALICE) is True
-    assert await admin.clear_settings(ALICE) is False
-    assert await services.store.get_user_settings(ALICE) is None
-    assert (await admin.get_settings(ALICE)).model is None
-
-
-def test_aspect_choices_stay_within_max_aspect(write_config: Callable[..., Path]) -> None:
-    config = load_config(write_config(extra=EXTRA), env={})
-    narrow = config.model_copy(update={"params": ParamLimits(max_aspect=2.0)})
-
-    assert AdminService(Services(config)).aspect_choices == [
-        "1:1", "3:2", "2:3", "16:9", "9:16", "4:3", "3:4", "21:9"
-    ]  # fmt: skip
-    assert "21:9" not in AdminService(Services(narrow)).aspect_choices
-    assert "16:9" in AdminService(Services(narrow)).aspect_choices
