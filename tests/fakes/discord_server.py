@@ -154,21 +154,24 @@ class InteractionNotDelivered(RuntimeError):
 class InteractionHandle:
     """An interaction the fake dispatched: await the bot's callback, read the messages it produced."""
 
-    def __init__(self, fake: FakeDiscord, record: InteractionRecord, delivery: Delivery) -> None:
+    def __init__(
+        self, fake: FakeDiscord, record: InteractionRecord, delivery: Delivery | None = None
+    ) -> None:
         self._fake = fake
         self.record = record
-        self.delivery = delivery
+        self.delivery = delivery  # None: the test dispatched the INTERACTION_CREATE itself
 
     @property
     def delivered(self) -> bool:
         """Whether a connected session whose shard holds the guild got the INTERACTION_CREATE at once.
 
         False when the shard has no session (the interaction is lost) or only sessions between connections
-        (it is replayed if one of them RESUMEs)."""
-        return self.delivery.delivered
+        (it is replayed if one of them RESUMEs). True for a handle around an interaction the test
+        dispatched itself (no `delivery`)."""
+        return self.delivery is None or self.delivery.delivered
 
     def _check_reachable(self) -> None:
-        if self.delivery.sessions:
+        if self.delivery is None or self.delivery.sessions:
             return
         live = self._fake.gateway.live_sessions()
         guild_id = self.record.guild_id
@@ -212,11 +215,14 @@ class InteractionHandle:
                 return await asyncio.shield(future)
         except TimeoutError:
             seen = [f"{c.method} {c.path} -> {c.status}" for c in self._fake.calls if self.token in c.path]
-            sent = [s.describe() for s in self.delivery.sent] or "none"
-            queued = [s.describe() for s in self.delivery.queued] or "none"
+            where = "connected gateway sessions: " + str(len(self._fake.gateway.connected_sessions()))
+            if self.delivery is not None:
+                sent = [s.describe() for s in self.delivery.sent] or "none"
+                queued = [s.describe() for s in self.delivery.queued] or "none"
+                where = f"sent to: {sent}; queued for: {queued}"
             raise TimeoutError(
                 f"the bot did not answer interaction {self.id} within {timeout}s; its calls: {seen or 'none'}; "
-                f"sent to: {sent}; queued for: {queued}"
+                f"{where}"
             ) from None
 
     def modal(self) -> dict[str, Any] | None:
