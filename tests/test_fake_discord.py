@@ -6,9 +6,11 @@ import asyncio
 import contextlib
 import io
 import json
+import os
 import re
 import zlib
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 
 import discord
 import pytest
@@ -43,6 +45,7 @@ from tests.fakes.discord_server import (
     InteractionNotDelivered,
 )
 
+ROOT = Path(__file__).resolve().parents[1]
 PNG_BYTES = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4
 
 
@@ -1077,6 +1080,29 @@ async def test_one_process_runs_the_recommended_shards_from_gateway_bot() -> Non
     assert sorted(s.shard for s in fake.gateway.sessions.values()) == [(0, 2), (1, 2)]  # type: ignore[type-var]
 
 
+async def test_identifying_faster_than_max_concurrency_is_refused_until_five_seconds_pass() -> None:
+    async with FakeDiscord(enforce_max_concurrency=True) as fake:  # max_concurrency 1: one bucket
+        on_one = guild_on(fake, "One", (1, 2))
+        first, second = ShardBot("first", [0]), ShardBot("second", [1])
+        second.may_reidentify.clear()
+        tasks = [asyncio.create_task(first.start(fake.token))]
+        try:
+            await fake.wait_until_shards_ready(2, [0])
+            tasks.append(asyncio.create_task(second.start(fake.token)))  # a second process, at once
+            await fake.wait_until(lambda: fake.gateway.identify_refusals == [(1, 2)])
+            fake.advance_time(5)  # what discord.py's before_identify_hook sleeps by default
+            second.may_reidentify.set()
+            await fake.wait_until_shards_ready(2, [1])
+            later = await answer(fake, on_one)
+        finally:
+            for bot in (first, second):
+                await bot.close()
+            await asyncio.wait_for(asyncio.gather(*tasks), timeout=10)
+
+    assert later == "second: shard 1"
+    assert [f.data["shard"] for f in fake.gateway_frames if f.op == 2] == [[0, 2], [1, 2], [1, 2]]
+
+
 async def test_a_shard_outside_the_shard_count_is_refused_with_4010(fake: FakeDiscord) -> None:
     bot = ShardBot("wrong", [2], shard_count=2)  # discord.py does not check shard_ids itself
     try:
@@ -1097,3 +1123,65 @@ def test_guilds_land_on_the_shard_asked_for(fake: FakeDiscord) -> None:
     assert all(shard_of(fake.guild.id, n) == 0 for n in (1, 2, 4, 8))
     with pytest.raises(ValueError, match="outside"):
         fake.add_guild("nowhere", shard=(2, 2))
+
+
+SHARD_PROBE = '''
+"""A bot process for the fake's sharding test: shard argv[1] of 2; /where answers with the pid."""
+import asyncio
+import os
+import sys
+
+import discord
+from discord import app_commands
+
+
+class Probe(discord.AutoShardedClient):
+    def __init__(self, shard_id: int) -> None:
+        super().__init__(intents=discord.Intents.default(), shard_count=2, shard_ids=[shard_id])
+        self.tree = app_commands.CommandTree(self)
+
+        @self.tree.command(name="where", description="Which process answers")
+        async def where(interaction: discord.Interaction) -> None:
+            shard = interaction.guild.shard_id if interaction.guild else None
+            await interaction.response.send_message(f"pid {os.getpid()}: shard {shard}")
+
+
+if __name__ == "__main__":
+    asyncio.run(Probe(int(sys.argv[1])).start(sys.argv[2]))
+'''
+
+
+async def test_two_bot_processes_share_the_guilds_and_a_killed_one_loses_its_shard(
+    fake: FakeDiscord, tmp_path: Path
+) -> None:
+    on_one = guild_on(fake, "One", (1, 2))
+    (tmp_path / "shard_probe.py").write_text(SHARD_PROBE, encoding="utf-8")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(tmp_path)])}
+
+    async def spawn(shard_id: int) -> asyncio.subprocess.Process:
+        argv = fake.pointed_command("shard_probe", str(shard_id), fake.token)
+        return await asyncio.create_subprocess_exec(*argv, cwd=ROOT, env=env)
+
+    procs = [await spawn(0), await spawn(1)]
+    pids = [p.pid for p in procs]
+    try:
+        await fake.wait_until_shards_ready(2, timeout=30)
+        answers = [await answer(fake, fake.channel), await answer(fake, on_one)]
+        procs[1].kill()
+        await procs[1].wait()
+        await fake.wait_until_shard_offline(1, 2)
+        lost = await fake.slash_command("where", channel=on_one)
+        procs.append(await spawn(1))
+        await fake.wait_until_shards_ready(2, [1], timeout=30)
+        again = await answer(fake, on_one)
+    finally:
+        for proc in procs:
+            if proc.returncode is None:
+                proc.kill()
+                await proc.wait()
+
+    assert answers == [f"pid {pids[0]}: shard 0", f"pid {pids[1]}: shard 1"]
+    # The killed process's session waits for a RESUME that never comes; nobody answers meanwhile.
+    assert not lost.delivered and [s.shard for s in lost.delivery.queued] == [(1, 2)]
+    assert lost.callback_type is None
+    assert again == f"pid {procs[2].pid}: shard 1"

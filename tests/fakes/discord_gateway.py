@@ -17,7 +17,7 @@ from typing import Any, Protocol
 
 from aiohttp import WSMsgType, web
 
-from tests.fakes.discord_models import INTENT_GUILD_MEMBERS, FakeGuild, FakeUser, shard_of
+from tests.fakes.discord_models import INTENT_GUILD_MEMBERS, FakeClock, FakeGuild, FakeUser, shard_of
 
 log = logging.getLogger(__name__)
 
@@ -105,7 +105,13 @@ class GatewayWorld(Protocol):
     application_flags: int
     bot_user: FakeUser
     guilds: dict[int, FakeGuild]
+    clock: FakeClock
+    max_concurrency: int
     session_starts: int
+
+
+# Each rate limit key (shard_id % max_concurrency) may IDENTIFY once per this many seconds.
+IDENTIFY_WINDOW_S = 5.0
 
 
 # Events about a guild object carry its id as `id`; every other guild event carries `guild_id`.
@@ -262,6 +268,11 @@ class GatewayServer:
         self._ws_base = ws_base
         self.heartbeat_interval_ms = heartbeat_interval_ms
         self.disallowed_intents = 0
+        # When set, an IDENTIFY within IDENTIFY_WINDOW_S (on the fake's clock) of the last one with the same
+        # rate limit key gets INVALID_SESSION, as Discord answers bots that exceed max_concurrency.
+        self.enforce_max_concurrency = False
+        self.identify_refusals: list[tuple[int, int] | None] = []  # the `shard` of each refused IDENTIFY
+        self._identified_at: dict[int, float] = {}
         self.sessions: dict[str, GatewaySession] = {}
         self.frames: list[ReceivedFrame] = []
         self.events: list[tuple[str, Any]] = []  # what dispatch/broadcast sent: (event name, data)
@@ -545,6 +556,12 @@ class GatewayServer:
             await ws.close(code=CLOSE_INVALID_SHARD, message=b"Invalid shard")
             return None
 
+        if not self._may_identify(shard):
+            self.identify_refusals.append(None if shard is None else (shard[0], shard[1]))
+            await self._send_direct(ws, encoder, json.dumps({"op": OP_INVALID_SESSION, "d": False}))
+            await self._notify()
+            return None
+
         session = GatewaySession(
             id=secrets.token_hex(16),
             intents=intents,
@@ -585,6 +602,18 @@ class GatewayServer:
         log.debug("gateway session %s identified with intents %d, shard %s", session.id, intents, shard)
         await self._notify()
         return session
+
+    def _may_identify(self, shard: list[int] | None) -> bool:
+        """Whether this IDENTIFY fits in max_concurrency (always, unless `enforce_max_concurrency`)."""
+        if not self.enforce_max_concurrency:
+            return True
+        key = (0 if shard is None else shard[0]) % self._world.max_concurrency
+        now = self._world.clock.monotonic()
+        last = self._identified_at.get(key)
+        if last is not None and now - last < IDENTIFY_WINDOW_S:
+            return False
+        self._identified_at[key] = now
+        return True
 
     async def _resume(
         self, ws: web.WebSocketResponse, encoder: FrameEncoder, data: Any

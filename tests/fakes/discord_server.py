@@ -10,6 +10,8 @@
         click = await fake.click(handle.original(), "upscale:1:...", user=fake.user)
         submit = await fake.submit_modal(click, {"prompt": "a fox"})   # after the bot answered with a modal
         await fake.react(result, "✉️", user=fake.user)  # MESSAGE_REACTION_ADD, raw payload
+        other = fake.add_guild("Other", shard=(1, 2))   # its events go to shard 1 of 2 only
+        await fake.wait_until_shards_ready(2)           # sessions from one or several processes
         fake.dm_messages(fake.user); fake.message(status.id).deleted; fake.dispatched("MESSAGE_DELETE")
         ...
         await bot.close(); await task               # before leaving the fake
@@ -47,6 +49,23 @@ What discord.py 2.7 does (read from its source) and how the fake answers it, as 
   to this user (50007) when the user closed DMs (`set_dms_open`) or is a bot.
 - Mentions: a new message records whom it notified (`StoredMessage.mentions`): `<@id>` in its content that
   its `allowed_mentions` let through.
+- Sharding: an IDENTIFY with `shard: [shard_id, num_shards]` (what `AutoShardedClient(shard_count=...,
+  shard_ids=[...])` sends) gets READY (echoing `shard`) and GUILD_CREATE only for the guilds with
+  `shard_of(guild_id, num_shards) == shard_id`; every later event about a guild (interactions, reactions,
+  MESSAGE_DELETE, GUILD_*) goes only to the sessions whose shard holds it, events without a guild (DMs) to
+  shard 0; a session without `shard` gets everything. Any number of sessions, from any number of processes,
+  may be connected at once. `add_guild(..., shard=(1, 2))` places a guild; the default guild is on shard 0
+  for every shard count that divides 8. An interaction no live session holds is lost: its handle says
+  `delivered` False and `response()` raises InteractionNotDelivered. `AutoShardedClient.close()` closes each
+  shard with 1000, ending its sessions. discord.py sleeps 5 s in `before_identify_hook` before every
+  IDENTIFY but a process's first (override the hook to decide when a dropped shard comes back).
+  `GET /gateway/bot` answers `recommended_shards` and a session start limit with `max_concurrency`; with
+  `enforce_max_concurrency`, a second IDENTIFY of a rate limit key within 5 s (fake clock) gets
+  INVALID_SESSION, as on Discord.
+- Bot processes: `fake.pointed_command("bot", "run", "--config", path)` is the argv that runs a module with
+  discord.py pointed at this fake (`tests/fakes/run_pointed.py`); two of them with `shard_ids` [0] and [1]
+  serve every guild. `wait_until_shards_ready`, `drop_shard`, `wait_until_shard_offline` and
+  `gateway.live_sessions()` (each with its `.shard` and `.connected`) follow them.
 """
 
 # Test helpers here take `timeout=` like asyncio.wait_for does; that reads better in tests.
@@ -264,6 +283,7 @@ class FakeDiscord:
         premium_tier: int = 0,
         recommended_shards: int = 1,
         max_concurrency: int = 1,
+        enforce_max_concurrency: bool = False,
     ) -> None:
         self.clock = FakeClock()
         bot = FakeUser(APPLICATION_ID, "ImagineBot", bot=True, discriminator="4242")
@@ -287,6 +307,7 @@ class FakeDiscord:
             ws_base=lambda: self.ws_base,
             heartbeat_interval_ms=heartbeat_interval_ms,
         )
+        self.gateway.enforce_max_concurrency = enforce_max_concurrency
         self.rest.send_event = self._send_event
         self._submitted_modals: set[int] = set()
         self._runner: web.AppRunner | None = None
