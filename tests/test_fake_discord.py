@@ -11,6 +11,7 @@ import re
 import zlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import discord
 import pytest
@@ -893,12 +894,10 @@ class ShardBot(commands.AutoShardedBot):
     5 s sleep in `before_identify_hook`, so a test decides when a dropped shard comes back."""
 
     def __init__(self, name: str, shard_ids: list[int] | None, shard_count: int | None = 2) -> None:
-        super().__init__(
-            command_prefix="!",
-            intents=discord.Intents.default(),
-            shard_count=shard_count,
-            shard_ids=shard_ids,
-        )
+        options: dict[str, Any] = {"shard_count": shard_count}
+        if shard_ids is not None:
+            options["shard_ids"] = shard_ids
+        super().__init__(command_prefix="!", intents=discord.Intents.default(), **options)
         self.name = name
         self.answered: list[int] = []  # the guild of each /where this bot answered
         self.may_reidentify = asyncio.Event()
@@ -1057,7 +1056,10 @@ async def test_events_follow_their_guilds_shard_and_dm_events_go_to_shard_zero(f
         _, on_second = await second_events.next()
         _, on_first = await first_events.next()
         await in_guild.delete()
+        joined = await fake.announce_guild(fake.add_guild("Joined later", shard=(1, 2)))
         await answer(fake, on_one)  # the gateway keeps order: anything for the second bot came before this
+        joined_id = joined.guild_id
+        cached = (first.get_guild(joined_id or 0), second.get_guild(joined_id or 0))
 
     assert isinstance(on_second, discord.RawReactionActionEvent) and on_second.guild_id == on_one.guild_id
     assert isinstance(on_first, discord.RawReactionActionEvent) and on_first.guild_id is None
@@ -1065,6 +1067,7 @@ async def test_events_follow_their_guilds_shard_and_dm_events_go_to_shard_zero(f
     logs = {s.shard: [json.loads(text)["t"] for _, text in s.log] for s in fake.gateway.sessions.values()}
     assert logs[(0, 2)].count("MESSAGE_REACTION_ADD") == 1 and "MESSAGE_DELETE" not in logs[(0, 2)]
     assert logs[(1, 2)].count("MESSAGE_REACTION_ADD") == 1 and "MESSAGE_DELETE" in logs[(1, 2)]
+    assert [s.shard for s in joined.sent] == [(1, 2)] and cached[0] is None and cached[1] is not None
 
 
 async def test_one_process_runs_the_recommended_shards_from_gateway_bot() -> None:
@@ -1077,7 +1080,7 @@ async def test_one_process_runs_the_recommended_shards_from_gateway_bot() -> Non
 
     assert answers == ["only: shard 0", "only: shard 1"] and bot.shard_count == 2
     assert (limits.total, limits.remaining, limits.max_concurrency) == (1000, 998, 16)
-    assert sorted(s.shard for s in fake.gateway.sessions.values()) == [(0, 2), (1, 2)]  # type: ignore[type-var]
+    assert sorted(s.shard or (-1, 0) for s in fake.gateway.sessions.values()) == [(0, 2), (1, 2)]
 
 
 async def test_identifying_faster_than_max_concurrency_is_refused_until_five_seconds_pass() -> None:

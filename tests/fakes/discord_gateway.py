@@ -384,10 +384,16 @@ class GatewayServer:
     ) -> None:
         """Wait until no session IDENTIFYed as shard `shard_id` (of `shard_count`, if given) is connected,
         e.g. after killing the process that ran it."""
-        async with asyncio.timeout(timeout), self.changed:
-            await self.changed.wait_for(
-                lambda: not any(s.connected for s in self._on_shard(shard_id, shard_count))
-            )
+
+        def online() -> list[GatewaySession]:
+            return [s for s in self._on_shard(shard_id, shard_count) if s.connected]
+
+        try:
+            async with asyncio.timeout(timeout), self.changed:
+                await self.changed.wait_for(lambda: not online())
+        except TimeoutError:
+            still = [s.describe() for s in online()]
+            raise TimeoutError(f"shard {shard_id} still connected after {timeout}s: {still}") from None
 
     async def drop_shard(
         self, shard_id: int, shard_count: int | None = None, *, code: int = 4000, resumable: bool = False

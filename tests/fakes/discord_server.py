@@ -178,7 +178,15 @@ class InteractionHandle:
     ) -> None:
         self._fake = fake
         self.record = record
-        self.delivery = delivery  # None: the test dispatched the INTERACTION_CREATE itself
+        self._delivery = delivery  # None: the test dispatched the INTERACTION_CREATE itself
+
+    @property
+    def delivery(self) -> Delivery:
+        """Which gateway sessions got the INTERACTION_CREATE (`sent`) or get it if they RESUME (`queued`).
+        LookupError for a handle around an interaction the test dispatched itself."""
+        if self._delivery is None:
+            raise LookupError(f"interaction {self.id} was dispatched by the test; the fake did not route it")
+        return self._delivery
 
     @property
     def delivered(self) -> bool:
@@ -186,11 +194,11 @@ class InteractionHandle:
 
         False when the shard has no session (the interaction is lost) or only sessions between connections
         (it is replayed if one of them RESUMEs). True for a handle around an interaction the test
-        dispatched itself (no `delivery`)."""
-        return self.delivery is None or self.delivery.delivered
+        dispatched itself."""
+        return self._delivery is None or self._delivery.delivered
 
     def _check_reachable(self) -> None:
-        if self.delivery is None or self.delivery.sessions:
+        if self._delivery is None or self._delivery.sessions:
             return
         live = self._fake.gateway.live_sessions()
         guild_id = self.record.guild_id
@@ -235,9 +243,9 @@ class InteractionHandle:
         except TimeoutError:
             seen = [f"{c.method} {c.path} -> {c.status}" for c in self._fake.calls if self.token in c.path]
             where = "connected gateway sessions: " + str(len(self._fake.gateway.connected_sessions()))
-            if self.delivery is not None:
-                sent = [s.describe() for s in self.delivery.sent] or "none"
-                queued = [s.describe() for s in self.delivery.queued] or "none"
+            if self._delivery is not None:
+                sent = [s.describe() for s in self._delivery.sent] or "none"
+                queued = [s.describe() for s in self._delivery.queued] or "none"
                 where = f"sent to: {sent}; queued for: {queued}"
             raise TimeoutError(
                 f"the bot did not answer interaction {self.id} within {timeout}s; its calls: {seen or 'none'}; "
