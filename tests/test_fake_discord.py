@@ -5,9 +5,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import io
+import json
+import os
 import re
 import zlib
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
 
 import discord
 import pytest
@@ -23,9 +27,11 @@ from tests.fakes.discord_models import (
     CALLBACK_UPDATE_MESSAGE,
     FILESIZE_LIMIT_BY_TIER,
     INTERACTION_MODAL_SUBMIT,
+    FakeChannel,
     allowed_mentions_errors,
     commands_errors,
     components_errors,
+    shard_of,
 )
 from tests.fakes.discord_server import (
     ADD_REACTION_ROUTE,
@@ -37,8 +43,10 @@ from tests.fakes.discord_server import (
     REMOVE_OWN_REACTION_ROUTE,
     SEND_ROUTE,
     FakeDiscord,
+    InteractionNotDelivered,
 )
 
+ROOT = Path(__file__).resolve().parents[1]
 PNG_BYTES = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4
 
 
@@ -113,7 +121,7 @@ class RemixModal(discord.ui.Modal, title="Remix"):
 class Recorder:
     """Collects the raw gateway events a bot's listeners receive."""
 
-    def __init__(self, bot: commands.Bot, *events: str) -> None:
+    def __init__(self, bot: commands.Bot | commands.AutoShardedBot, *events: str) -> None:
         self.seen: asyncio.Queue[tuple[str, object]] = asyncio.Queue()
         for event in events:
             bot.add_listener(self._keep(event), f"on_{event}")
@@ -874,3 +882,309 @@ async def test_allowed_mentions_decide_who_is_notified(fake: FakeDiscord) -> Non
     assert [u.id for u in only_owner.mentions] == [fake.user.id]  # discord.py reads the answer's mentions
     exclusive = allowed_mentions_errors({"parse": ["users"], "users": ["1"]})
     assert exclusive["allowed_mentions"]["_errors"][0]["code"] == "MESSAGE_ALLOWED_MENTIONS_PARSE_EXCLUSIVE"
+
+
+# --- sharding: several sessions, each gets only the guilds of its shard ----------------------------------
+
+
+class ShardBot(commands.AutoShardedBot):
+    """A discord.py AutoShardedBot running some shards; `/where` says which bot and shard answered.
+
+    Re-IDENTIFYing (not the first IDENTIFY) waits for `may_reidentify` instead of discord.py's default
+    5 s sleep in `before_identify_hook`, so a test decides when a dropped shard comes back."""
+
+    def __init__(self, name: str, shard_ids: list[int] | None, shard_count: int | None = 2) -> None:
+        options: dict[str, Any] = {"shard_count": shard_count}
+        if shard_ids is not None:
+            options["shard_ids"] = shard_ids
+        super().__init__(command_prefix="!", intents=discord.Intents.default(), **options)
+        self.name = name
+        self.answered: list[int] = []  # the guild of each /where this bot answered
+        self.may_reidentify = asyncio.Event()
+        self.may_reidentify.set()
+
+        @self.tree.command(name="where", description="Which bot and shard answers")
+        async def where(interaction: discord.Interaction) -> None:
+            assert interaction.guild is not None
+            self.answered.append(interaction.guild.id)
+            await interaction.response.send_message(f"{self.name}: shard {interaction.guild.shard_id}")
+
+    async def before_identify_hook(self, shard_id: int | None, *, initial: bool = False) -> None:
+        if not initial:
+            await self.may_reidentify.wait()
+
+
+@contextlib.asynccontextmanager
+async def running_shards(
+    fake: FakeDiscord, *bots: commands.AutoShardedBot, shard_count: int = 2
+) -> AsyncIterator[None]:
+    """Start every bot, wait until all `shard_count` shards are READY (in whichever bot), close them after."""
+    tasks = [asyncio.create_task(bot.start(fake.token)) for bot in bots]
+    ready = asyncio.create_task(fake.wait_until_shards_ready(shard_count))
+    try:
+        done, _ = await asyncio.wait({*tasks, ready}, return_when=asyncio.FIRST_COMPLETED)
+        for task in tasks:
+            if task in done:
+                task.result()
+                raise AssertionError("a bot stopped before its shards were ready")
+        await ready
+        yield
+    finally:
+        ready.cancel()
+        for bot in bots:
+            await bot.close()
+        await asyncio.wait_for(asyncio.gather(*tasks), timeout=10)
+
+
+def guild_on(fake: FakeDiscord, name: str, shard: tuple[int, int]) -> FakeChannel:
+    """A guild on `shard` with Alice as a member; returns its text channel."""
+    guild = fake.add_guild(name, shard=shard)
+    fake.add_member(guild, fake.user)
+    return fake.add_channel(guild, "general")
+
+
+async def answer(fake: FakeDiscord, channel: FakeChannel) -> str:
+    """Run /where in `channel` and return the text of the answer."""
+    call = await (await fake.slash_command("where", channel=channel)).response()
+    assert call.ok, call.response
+    return str(call.payload["data"]["content"])
+
+
+async def test_two_processes_with_one_shard_each_see_only_their_guilds(fake: FakeDiscord) -> None:
+    on_zero = guild_on(fake, "Zero", (0, 2))
+    on_one = guild_on(fake, "One", (1, 2))
+    first, second = ShardBot("first", [0]), ShardBot("second", [1])
+    async with running_shards(fake, first, second):
+        # Interactions come after READY and GUILD_CREATE on the same socket: both caches are complete now.
+        answers = [await answer(fake, fake.channel), await answer(fake, on_zero), await answer(fake, on_one)]
+        first_guilds = sorted(g.id for g in first.guilds)
+        second_guilds = sorted(g.id for g in second.guilds)
+        shard_ids = (first.shard_ids, second.shard_ids)
+
+    assert answers == ["first: shard 0", "first: shard 0", "second: shard 1"]
+    assert first_guilds == sorted([fake.guild.id, on_zero.guild_id]) and second_guilds == [on_one.guild_id]
+    assert (first.answered, second.answered) == ([fake.guild.id, on_zero.guild_id], [on_one.guild_id])
+    assert shard_ids == ([0], [1])
+    assert [f.data["shard"] for f in fake.gateway_frames if f.op == 2] == [[0, 2], [1, 2]]
+    sessions = {s.shard: s for s in fake.gateway.sessions.values()}
+    ready = {shard: json.loads(s.log[0][1])["d"] for shard, s in sessions.items()}
+    assert ready[(1, 2)]["shard"] == [1, 2]
+    assert [g["id"] for g in ready[(1, 2)]["guilds"]] == [str(on_one.guild_id)]
+    assert {g["id"] for g in ready[(0, 2)]["guilds"]} == {str(fake.guild.id), str(on_zero.guild_id)}
+    assert fake.gateway.live_sessions() == []  # AutoShardedClient.close() closes each shard with 1000
+
+
+async def test_a_command_in_a_guild_on_shard_one_reaches_only_that_shard(fake: FakeDiscord) -> None:
+    on_one = guild_on(fake, "One", (1, 2))
+    first, second = ShardBot("first", [0]), ShardBot("second", [1])
+    async with running_shards(fake, first, second):
+        handle = await fake.slash_command("where", channel=on_one)
+        call = await handle.response()
+        await answer(fake, fake.channel)  # the first bot is alive and would have had time to see it
+
+    assert call.payload["data"]["content"] == "second: shard 1"
+    assert [s.shard for s in handle.delivery.sent] == [(1, 2)] and handle.delivery.queued == ()
+    assert (first.answered, second.answered) == ([fake.guild.id], [on_one.guild_id])
+    shard_zero = next(s for s in fake.gateway.sessions.values() if s.shard == (0, 2))
+    assert str(handle.id) not in "".join(text for _, text in shard_zero.log)
+
+
+async def test_a_bot_without_sharding_sees_every_guild(fake: FakeDiscord) -> None:
+    on_zero = guild_on(fake, "Zero", (0, 2))
+    on_one = guild_on(fake, "One", (1, 2))
+    async with running(fake, make_bot()) as bot:
+        await (await fake.slash_command("hello", channel=on_one)).response()
+        await (await fake.slash_command("hello", channel=on_zero)).response()
+        guilds = sorted(g.id for g in bot.guilds)
+
+    assert guilds == sorted([fake.guild.id, on_zero.guild_id, on_one.guild_id])
+    (identify,) = [f.data for f in fake.gateway_frames if f.op == 2]
+    assert "shard" not in identify
+    (session,) = fake.gateway.sessions.values()
+    assert session.shard is None and "shard" not in json.loads(session.log[0][1])["d"]
+
+
+async def test_dropped_shard_gets_nothing_until_discord_py_identifies_again(fake: FakeDiscord) -> None:
+    on_one = guild_on(fake, "One", (1, 2))
+    first, second = ShardBot("first", [0]), ShardBot("second", [1])
+    async with running_shards(fake, first, second):
+        assert await answer(fake, on_one) == "second: shard 1"
+        second.may_reidentify.clear()
+        (killed,) = await fake.drop_shard(1)  # like a killed process: the session ends with the connection
+        lost = await fake.slash_command("where", channel=on_one)
+        with pytest.raises(InteractionNotDelivered, match="reached no gateway session"):
+            await lost.response()
+        assert await answer(fake, fake.channel) == "first: shard 0"  # shard 0 goes on as before
+
+        second.may_reidentify.set()  # discord.py RESUMEd, got INVALID_SESSION and waits to IDENTIFY
+        back = await fake.wait_until_shards_ready(2, [1])
+        later = await answer(fake, on_one)
+
+    assert not lost.delivered and lost.delivery.sessions == ()
+    assert later == "second: shard 1" and second.answered == [on_one.guild_id, on_one.guild_id]
+    assert back[1] is not killed and not killed.alive
+    second_frames = [f.op for f in fake.gateway_frames if f.connection > 2]
+    assert second_frames.count(6) == 1 and second_frames.count(2) == 1  # one RESUME refused, one IDENTIFY
+    assert lost.callback_type is None and first.answered == [fake.guild.id]
+
+
+async def test_a_resumable_drop_replays_what_the_shard_missed(fake: FakeDiscord) -> None:
+    on_one = guild_on(fake, "One", (1, 2))
+    first, second = ShardBot("first", [0]), ShardBot("second", [1])
+    async with running_shards(fake, first, second):
+        second.may_reidentify.clear()  # a RESUME needs no IDENTIFY: nothing waits on this
+        (blipped,) = await fake.drop_shard(1, 2, resumable=True)
+        handle = await fake.slash_command("where", channel=on_one)  # sent now or replayed on RESUME
+        call = await handle.response()
+        await fake.wait_for_resume()
+
+    assert call.payload["data"]["content"] == "second: shard 1"
+    assert handle.delivery.sessions == (blipped,) and blipped.resumes == 1
+
+
+async def test_events_follow_their_guilds_shard_and_dm_events_go_to_shard_zero(fake: FakeDiscord) -> None:
+    on_one = guild_on(fake, "One", (1, 2))
+    first, second = ShardBot("first", [0]), ShardBot("second", [1])
+    first_events, second_events = Recorder(first, "raw_reaction_add"), Recorder(second, "raw_reaction_add")
+    async with running_shards(fake, first, second):
+        channel = second.get_channel(on_one.id)
+        assert isinstance(channel, discord.TextChannel)
+        in_guild = await channel.send("a grid on shard 1")
+        dm = await (await second.fetch_user(fake.user.id)).send("a DM sent by shard 1's process")
+        await fake.react(in_guild.id, "✉️")
+        await fake.react(dm.id, "❌")
+        _, on_second = await second_events.next()
+        _, on_first = await first_events.next()
+        await in_guild.delete()
+        joined = await fake.announce_guild(fake.add_guild("Joined later", shard=(1, 2)))
+        await answer(fake, on_one)  # the gateway keeps order: anything for the second bot came before this
+        joined_id = joined.guild_id
+        cached = (first.get_guild(joined_id or 0), second.get_guild(joined_id or 0))
+
+    assert isinstance(on_second, discord.RawReactionActionEvent) and on_second.guild_id == on_one.guild_id
+    assert isinstance(on_first, discord.RawReactionActionEvent) and on_first.guild_id is None
+    assert first_events.seen.empty() and second_events.seen.empty()
+    logs = {s.shard: [json.loads(text)["t"] for _, text in s.log] for s in fake.gateway.sessions.values()}
+    assert logs[(0, 2)].count("MESSAGE_REACTION_ADD") == 1 and "MESSAGE_DELETE" not in logs[(0, 2)]
+    assert logs[(1, 2)].count("MESSAGE_REACTION_ADD") == 1 and "MESSAGE_DELETE" in logs[(1, 2)]
+    assert [s.shard for s in joined.sent] == [(1, 2)] and cached[0] is None and cached[1] is not None
+
+
+async def test_one_process_runs_the_recommended_shards_from_gateway_bot() -> None:
+    async with FakeDiscord(recommended_shards=2, max_concurrency=16) as fake:
+        on_one = guild_on(fake, "One", (1, 2))
+        bot = ShardBot("only", None, shard_count=None)  # asks GET /gateway/bot how many shards to run
+        async with running_shards(fake, bot):
+            answers = [await answer(fake, fake.channel), await answer(fake, on_one)]
+            limits = await bot.fetch_session_start_limits()
+
+    assert answers == ["only: shard 0", "only: shard 1"] and bot.shard_count == 2
+    assert (limits.total, limits.remaining, limits.max_concurrency) == (1000, 998, 16)
+    assert sorted(s.shard or (-1, 0) for s in fake.gateway.sessions.values()) == [(0, 2), (1, 2)]
+
+
+async def test_identifying_faster_than_max_concurrency_is_refused_until_five_seconds_pass() -> None:
+    async with FakeDiscord(enforce_max_concurrency=True) as fake:  # max_concurrency 1: one bucket
+        on_one = guild_on(fake, "One", (1, 2))
+        first, second = ShardBot("first", [0]), ShardBot("second", [1])
+        second.may_reidentify.clear()
+        tasks = [asyncio.create_task(first.start(fake.token))]
+        try:
+            await fake.wait_until_shards_ready(2, [0])
+            tasks.append(asyncio.create_task(second.start(fake.token)))  # a second process, at once
+            await fake.wait_until(lambda: fake.gateway.identify_refusals == [(1, 2)])
+            fake.advance_time(5)  # what discord.py's before_identify_hook sleeps by default
+            second.may_reidentify.set()
+            await fake.wait_until_shards_ready(2, [1])
+            later = await answer(fake, on_one)
+        finally:
+            for bot in (first, second):
+                await bot.close()
+            await asyncio.wait_for(asyncio.gather(*tasks), timeout=10)
+
+    assert later == "second: shard 1"
+    assert [f.data["shard"] for f in fake.gateway_frames if f.op == 2] == [[0, 2], [1, 2], [1, 2]]
+
+
+async def test_a_shard_outside_the_shard_count_is_refused_with_4010(fake: FakeDiscord) -> None:
+    bot = ShardBot("wrong", [2], shard_count=2)  # discord.py does not check shard_ids itself
+    try:
+        with pytest.raises(discord.ConnectionClosed) as closed:
+            await asyncio.wait_for(bot.start(fake.token), timeout=10)
+    finally:
+        await bot.close()
+
+    assert closed.value.code == 4010
+    assert fake.gateway.live_sessions() == []
+
+
+def test_guilds_land_on_the_shard_asked_for(fake: FakeDiscord) -> None:
+    made = [fake.add_guild(f"g{i}", shard=(i % 3, 3)) for i in range(6)]
+
+    assert [shard_of(g.id, 3) for g in made] == [0, 1, 2, 0, 1, 2]
+    assert [g.id for g in made] == sorted(g.id for g in made)  # still increasing snowflakes
+    assert all(shard_of(fake.guild.id, n) == 0 for n in (1, 2, 4, 8))
+    with pytest.raises(ValueError, match="outside"):
+        fake.add_guild("nowhere", shard=(2, 2))
+
+
+SHARD_PROBE = '''
+"""A bot process for the fake's sharding test: shard argv[1] of 2; /where answers with the pid."""
+import asyncio
+import os
+import sys
+
+import discord
+from discord import app_commands
+
+
+class Probe(discord.AutoShardedClient):
+    def __init__(self, shard_id: int) -> None:
+        super().__init__(intents=discord.Intents.default(), shard_count=2, shard_ids=[shard_id])
+        self.tree = app_commands.CommandTree(self)
+
+        @self.tree.command(name="where", description="Which process answers")
+        async def where(interaction: discord.Interaction) -> None:
+            shard = interaction.guild.shard_id if interaction.guild else None
+            await interaction.response.send_message(f"pid {os.getpid()}: shard {shard}")
+
+
+if __name__ == "__main__":
+    asyncio.run(Probe(int(sys.argv[1])).start(sys.argv[2]))
+'''
+
+
+async def test_two_bot_processes_share_the_guilds_and_a_killed_one_loses_its_shard(
+    fake: FakeDiscord, tmp_path: Path
+) -> None:
+    on_one = guild_on(fake, "One", (1, 2))
+    (tmp_path / "shard_probe.py").write_text(SHARD_PROBE, encoding="utf-8")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(tmp_path)])}
+
+    async def spawn(shard_id: int) -> asyncio.subprocess.Process:
+        argv = fake.pointed_command("shard_probe", str(shard_id), fake.token)
+        return await asyncio.create_subprocess_exec(*argv, cwd=ROOT, env=env)
+
+    procs = [await spawn(0), await spawn(1)]
+    pids = [p.pid for p in procs]
+    try:
+        await fake.wait_until_shards_ready(2, timeout=30)
+        answers = [await answer(fake, fake.channel), await answer(fake, on_one)]
+        procs[1].kill()
+        await procs[1].wait()
+        await fake.wait_until_shard_offline(1, 2)
+        lost = await fake.slash_command("where", channel=on_one)
+        procs.append(await spawn(1))
+        await fake.wait_until_shards_ready(2, [1], timeout=30)
+        again = await answer(fake, on_one)
+    finally:
+        for proc in procs:
+            if proc.returncode is None:
+                proc.kill()
+                await proc.wait()
+
+    assert answers == [f"pid {pids[0]}: shard 0", f"pid {pids[1]}: shard 1"]
+    # The killed process's session waits for a RESUME that never comes; nobody answers meanwhile.
+    assert not lost.delivered and [s.shard for s in lost.delivery.queued] == [(1, 2)]
+    assert lost.callback_type is None
+    assert again == f"pid {procs[2].pid}: shard 1"

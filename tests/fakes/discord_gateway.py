@@ -1,4 +1,4 @@
-"""The fake Discord Gateway: HELLO, IDENTIFY/READY/GUILD_CREATE, heartbeats, RESUME, zstd/zlib transport."""
+"""The fake Discord Gateway: HELLO, IDENTIFY/READY/GUILD_CREATE, heartbeats, RESUME, sharding, zstd/zlib."""
 
 # Test helpers here take `timeout=` like asyncio.wait_for does; that reads better in tests.
 # ruff: noqa: ASYNC109
@@ -11,13 +11,13 @@ import json
 import logging
 import secrets
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from aiohttp import WSMsgType, web
 
-from tests.fakes.discord_models import INTENT_GUILD_MEMBERS, FakeGuild, FakeUser
+from tests.fakes.discord_models import INTENT_GUILD_MEMBERS, FakeClock, FakeGuild, FakeUser, shard_of
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +39,7 @@ CLOSE_DECODE_ERROR = 4002
 CLOSE_NOT_AUTHENTICATED = 4003
 CLOSE_AUTHENTICATION_FAILED = 4004
 CLOSE_ALREADY_AUTHENTICATED = 4005
+CLOSE_INVALID_SHARD = 4010
 CLOSE_INVALID_API_VERSION = 4012
 CLOSE_INVALID_INTENTS = 4013
 CLOSE_DISALLOWED_INTENTS = 4014
@@ -104,6 +105,37 @@ class GatewayWorld(Protocol):
     application_flags: int
     bot_user: FakeUser
     guilds: dict[int, FakeGuild]
+    clock: FakeClock
+    max_concurrency: int
+    session_starts: int
+
+
+# Each rate limit key (shard_id % max_concurrency) may IDENTIFY once per this many seconds.
+IDENTIFY_WINDOW_S = 5.0
+
+
+# Events about a guild object carry its id as `id`; every other guild event carries `guild_id`.
+GUILD_OBJECT_EVENTS = frozenset({"GUILD_CREATE", "GUILD_UPDATE", "GUILD_DELETE"})
+
+
+def event_guild_id(event: str, data: Any) -> int | None:
+    """The guild an event is about (Discord routes it to that guild's shard), None for DMs and the like."""
+    if not isinstance(data, dict):
+        return None
+    raw = data.get("guild_id")
+    if raw is None and event in GUILD_OBJECT_EVENTS:
+        raw = data.get("id")
+    return None if raw is None else int(raw)
+
+
+def _valid_shard(shard: Any) -> bool:
+    """IDENTIFY's `shard` is `[shard_id, num_shards]` with 0 <= shard_id < num_shards."""
+    if not isinstance(shard, list) or len(shard) != 2:
+        return False
+    if not all(isinstance(x, int) and not isinstance(x, bool) for x in shard):
+        return False
+    shard_id, num_shards = shard
+    return num_shards >= 1 and 0 <= shard_id < num_shards
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,6 +172,7 @@ class GatewaySession:
     id: str
     intents: int
     identify: dict[str, Any]
+    shard: tuple[int, int] | None = None  # (shard_id, num_shards) from IDENTIFY; None: every guild
     seq: int = 0
     log: list[tuple[int, str]] = field(default_factory=list)
     ws: web.WebSocketResponse | None = None
@@ -148,6 +181,25 @@ class GatewaySession:
     ready: bool = False
     resumes: int = 0
     send_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+    @property
+    def connected(self) -> bool:
+        """Whether the session has an open connection now (not between connections, not ended)."""
+        return self.alive and self.ws is not None and not self.ws.closed
+
+    def holds(self, guild_id: int | None) -> bool:
+        """Whether Discord sends this session the events of `guild_id` (None: DMs and other events without
+        a guild, which go to shard 0 only). A session without `shard` gets everything."""
+        if self.shard is None:
+            return True
+        shard_id, num_shards = self.shard
+        return shard_id == (0 if guild_id is None else shard_of(guild_id, num_shards))
+
+    def describe(self) -> str:
+        """`session 1a2b3c4d (shard 1/2, connected)`, for test failure messages."""
+        shard = "unsharded" if self.shard is None else f"shard {self.shard[0]}/{self.shard[1]}"
+        state = "connected" if self.connected else "between connections" if self.alive else "ended"
+        return f"session {self.id[:8]} ({shard}, {state})"
 
     async def send_raw(self, text: str) -> None:
         """Send one already-serialised payload on the current connection, if there is one."""
@@ -180,6 +232,27 @@ class GatewaySession:
         return self.seq
 
 
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """Where one DISPATCH went: `sent` to sessions with an open connection, `queued` for sessions between
+    connections (replayed if they RESUME). Only sessions whose shard holds the event's guild get it."""
+
+    event: str
+    guild_id: int | None
+    sent: tuple[GatewaySession, ...] = ()
+    queued: tuple[GatewaySession, ...] = ()
+
+    @property
+    def delivered(self) -> bool:
+        """Whether a connected session got the event now."""
+        return bool(self.sent)
+
+    @property
+    def sessions(self) -> tuple[GatewaySession, ...]:
+        """Every session that got the event, sent or queued."""
+        return self.sent + self.queued
+
+
 class GatewayServer:
     """Serves the gateway on `/` (and `/resume`, READY's `resume_gateway_url`)."""
 
@@ -195,6 +268,11 @@ class GatewayServer:
         self._ws_base = ws_base
         self.heartbeat_interval_ms = heartbeat_interval_ms
         self.disallowed_intents = 0
+        # When set, an IDENTIFY within IDENTIFY_WINDOW_S (on the fake's clock) of the last one with the same
+        # rate limit key gets INVALID_SESSION, as Discord answers bots that exceed max_concurrency.
+        self.enforce_max_concurrency = False
+        self.identify_refusals: list[tuple[int, int] | None] = []  # the `shard` of each refused IDENTIFY
+        self._identified_at: dict[int, float] = {}
         self.sessions: dict[str, GatewaySession] = {}
         self.frames: list[ReceivedFrame] = []
         self.events: list[tuple[str, Any]] = []  # what dispatch/broadcast sent: (event name, data)
@@ -214,28 +292,40 @@ class GatewayServer:
     # --- public controls -------------------------------------------------------------------------------
 
     def live_sessions(self) -> list[GatewaySession]:
-        """Sessions the bot has not ended (connected or waiting to RESUME)."""
+        """Sessions the bot has not ended (connected or waiting to RESUME); `.shard` says which shard."""
         return [s for s in self.sessions.values() if s.alive]
 
-    async def dispatch(self, event: str, data: Any, *, intent: int | None = None) -> int:
-        """Send a DISPATCH to every live session (queued for replay if a session is between connections).
+    def connected_sessions(self) -> list[GatewaySession]:
+        """Live sessions with an open connection now."""
+        return [s for s in self.live_sessions() if s.connected]
 
-        With `intent`, only sessions that IDENTIFYed with that intent bit get it, as on Discord.
-        Returns how many sessions got it; RuntimeError when no bot has a session at all."""
+    def sessions_holding(self, guild_id: int | None) -> list[GatewaySession]:
+        """Live sessions that get `guild_id`'s events (None: events without a guild, i.e. shard 0)."""
+        return [s for s in self.live_sessions() if s.holds(guild_id)]
+
+    async def dispatch(self, event: str, data: Any, *, intent: int | None = None) -> Delivery:
+        """Send a DISPATCH to the live sessions whose shard holds the event's guild (`guild_id` in the data,
+        or `id` for GUILD_CREATE/UPDATE/DELETE; events without a guild go to shard 0), queued for replay
+        if a session is between connections. With `intent`, only sessions that IDENTIFYed with that intent
+        bit get it, as on Discord. RuntimeError when no bot has a session at all."""
         if not self.live_sessions():
             raise RuntimeError(
                 f"cannot dispatch {event}: no bot has an open gateway session (did it connect?)"
             )
         return await self.broadcast(event, data, intent=intent)
 
-    async def broadcast(self, event: str, data: Any, *, intent: int | None = None) -> int:
-        """`dispatch` for events that REST calls cause: no session is no error. Returns the sessions reached."""
-        sessions = [s for s in self.live_sessions() if intent is None or s.intents & intent]
+    async def broadcast(self, event: str, data: Any, *, intent: int | None = None) -> Delivery:
+        """`dispatch` for events that REST calls or users cause: no session is no error."""
+        guild_id = event_guild_id(event, data)
+        sessions = [s for s in self.sessions_holding(guild_id) if intent is None or s.intents & intent]
+        sent: list[GatewaySession] = []
+        queued: list[GatewaySession] = []
         for session in sessions:
+            (sent if session.connected else queued).append(session)
             await session.dispatch(event, data)
         if sessions:
             self.events.append((event, data))
-        return len(sessions)
+        return Delivery(event, guild_id, tuple(sent), tuple(queued))
 
     def dispatched(self, event: str) -> list[Any]:
         """The data of every `event` that `dispatch`/`broadcast` sent to at least one session, oldest first
@@ -247,14 +337,86 @@ class GatewayServer:
 
         def ready() -> GatewaySession | None:
             # A socket the bot is closing still counts as attached until its handler ends: skip it.
-            connected = (s for s in self.live_sessions() if s.ready and s.ws is not None and not s.ws.closed)
-            return next(connected, None)
+            return next((s for s in self.live_sessions() if s.ready and s.connected), None)
 
         async with asyncio.timeout(timeout), self.changed:
             await self.changed.wait_for(lambda: ready() is not None)
         session = ready()
         assert session is not None
         return session
+
+    def _ready_on_shard(self, shard_id: int, shard_count: int) -> GatewaySession | None:
+        found = (
+            s for s in self.live_sessions() if s.ready and s.connected and s.shard == (shard_id, shard_count)
+        )
+        return next(found, None)
+
+    async def wait_until_shards_ready(
+        self, shard_count: int, shard_ids: Iterable[int] | None = None, *, timeout: float = 10.0
+    ) -> dict[int, GatewaySession]:
+        """Wait until each of `shard_ids` (default: all `shard_count`) has a connected session that IDENTIFYed
+        as `[shard_id, shard_count]` and got READY and its GUILD_CREATEs. Returns shard id -> session."""
+        wanted = list(range(shard_count) if shard_ids is None else shard_ids)
+
+        def missing() -> list[int]:
+            return [i for i in wanted if self._ready_on_shard(i, shard_count) is None]
+
+        try:
+            async with asyncio.timeout(timeout), self.changed:
+                await self.changed.wait_for(lambda: not missing())
+        except TimeoutError:
+            seen = [s.describe() for s in self.live_sessions()] or "none"
+            raise TimeoutError(
+                f"shards {missing()} of {shard_count} not ready within {timeout}s; live sessions: {seen}"
+            ) from None
+        found = {i: self._ready_on_shard(i, shard_count) for i in wanted}
+        return {i: s for i, s in found.items() if s is not None}
+
+    def _on_shard(self, shard_id: int, shard_count: int | None) -> list[GatewaySession]:
+        return [
+            s
+            for s in self.live_sessions()
+            if s.shard is not None and s.shard[0] == shard_id and shard_count in (None, s.shard[1])
+        ]
+
+    async def wait_until_shard_offline(
+        self, shard_id: int, shard_count: int | None = None, *, timeout: float = 10.0
+    ) -> None:
+        """Wait until no session IDENTIFYed as shard `shard_id` (of `shard_count`, if given) is connected,
+        e.g. after killing the process that ran it."""
+
+        def online() -> list[GatewaySession]:
+            return [s for s in self._on_shard(shard_id, shard_count) if s.connected]
+
+        try:
+            async with asyncio.timeout(timeout), self.changed:
+                await self.changed.wait_for(lambda: not online())
+        except TimeoutError:
+            still = [s.describe() for s in online()]
+            raise TimeoutError(f"shard {shard_id} still connected after {timeout}s: {still}") from None
+
+    async def drop_shard(
+        self, shard_id: int, shard_count: int | None = None, *, code: int = 4000, resumable: bool = False
+    ) -> list[GatewaySession]:
+        """Close the connection of every live session IDENTIFYed as shard `shard_id` (of `shard_count`).
+
+        By default the sessions end too, as when the process that ran the shard is killed: nobody can
+        RESUME them (a RESUME gets INVALID_SESSION) and the shard's events reach nobody until a session
+        IDENTIFYs for it again. With `resumable`, it is a network blip: the bot RESUMEs and gets what it
+        missed replayed. Returns the sessions; LookupError if the shard has none."""
+        sessions = self._on_shard(shard_id, shard_count)
+        if not sessions:
+            seen = [s.describe() for s in self.live_sessions()] or "none"
+            raise LookupError(f"no live session is on shard {shard_id}; live sessions: {seen}")
+        for session in sessions:
+            if not resumable:
+                session.alive = False
+        for session in sessions:
+            ws = session.ws
+            if ws is not None and not ws.closed:
+                await ws.close(code=code, message=b"fake discord dropped the shard")
+        await self._notify()
+        return sessions
 
     async def wait_for_resume(self, count: int = 1, timeout: float = 10.0) -> None:
         """Wait until live sessions have RESUMEd `count` times in total."""
@@ -395,13 +557,31 @@ class GatewayServer:
             await ws.close(code=CLOSE_DISALLOWED_INTENTS, message=b"Disallowed intent(s)")
             return None
 
-        session = GatewaySession(id=secrets.token_hex(16), intents=intents, identify=data)
+        shard = data.get("shard")
+        if shard is not None and not _valid_shard(shard):
+            await ws.close(code=CLOSE_INVALID_SHARD, message=b"Invalid shard")
+            return None
+
+        if not self._may_identify(shard):
+            self.identify_refusals.append(None if shard is None else (shard[0], shard[1]))
+            await self._send_direct(ws, encoder, json.dumps({"op": OP_INVALID_SESSION, "d": False}))
+            await self._notify()
+            return None
+
+        session = GatewaySession(
+            id=secrets.token_hex(16),
+            intents=intents,
+            identify=data,
+            shard=None if shard is None else (shard[0], shard[1]),
+        )
         session.ws, session.encoder = ws, encoder
+        world.session_starts += 1
+        guilds = [g for g in list(world.guilds.values()) if session.holds(g.id)]
         user = world.bot_user.payload() | {"verified": True, "mfa_enabled": False, "flags": 0, "email": None}
         ready: dict[str, Any] = {
             "v": 10,
             "user": user,
-            "guilds": [{"id": str(g), "unavailable": True} for g in world.guilds],
+            "guilds": [{"id": str(g.id), "unavailable": True} for g in guilds],
             "session_id": session.id,
             "session_type": "normal",
             "resume_gateway_url": self._ws_base() + "/resume",
@@ -414,20 +594,32 @@ class GatewayServer:
             "user_settings": {},
             "_trace": ["fake-discord-gateway"],
         }
-        if "shard" in data:
-            ready["shard"] = data["shard"]
+        if shard is not None:
+            ready["shard"] = shard
         all_members = bool(intents & INTENT_GUILD_MEMBERS)
         async with session.send_lock:
             await session.dispatch_locked("READY", ready)
-            for guild in list(world.guilds.values()):
+            for guild in guilds:
                 payload = guild.gateway_payload(bot_id=world.bot_user.id, all_members=all_members)
                 await session.dispatch_locked("GUILD_CREATE", payload)
             # Only now can `dispatch` reach the session: nothing overtakes READY and the GUILD_CREATEs.
             session.ready = True
             self.sessions[session.id] = session
-        log.debug("gateway session %s identified with intents %d", session.id, intents)
+        log.debug("gateway session %s identified with intents %d, shard %s", session.id, intents, shard)
         await self._notify()
         return session
+
+    def _may_identify(self, shard: list[int] | None) -> bool:
+        """Whether this IDENTIFY fits in max_concurrency (always, unless `enforce_max_concurrency`)."""
+        if not self.enforce_max_concurrency:
+            return True
+        key = (0 if shard is None else shard[0]) % self._world.max_concurrency
+        now = self._world.clock.monotonic()
+        last = self._identified_at.get(key)
+        if last is not None and now - last < IDENTIFY_WINDOW_S:
+            return False
+        self._identified_at[key] = now
+        return True
 
     async def _resume(
         self, ws: web.WebSocketResponse, encoder: FrameEncoder, data: Any

@@ -84,6 +84,11 @@ INTERACTION_RESPONSE_DEADLINE = 3.0
 UNMATCHED_ROUTE = "UNMATCHED"
 
 
+def shard_of(guild_id: int, shard_count: int) -> int:
+    """The shard whose session gets a guild's events: `(guild_id >> 22) % shard_count`, Discord's formula."""
+    return (guild_id >> 22) % shard_count
+
+
 def iso(timestamp: float) -> str:
     """Format a POSIX timestamp the way Discord does (ISO 8601, UTC, microseconds)."""
     return datetime.fromtimestamp(timestamp, UTC).isoformat()
@@ -124,6 +129,20 @@ class SnowflakeFactory:
         value = (ms << 22) | (1 << 17) | (next(self._increment) & 0xFFF)
         value = max(value, self._last + 1)
         self._last = value
+        return value
+
+    def on_shard(self, shard_id: int, shard_count: int) -> int:
+        """The next snowflake that, as a guild id, lands on `shard_id` of `shard_count` (`shard_of`).
+
+        Its timestamp is at most `shard_count - 1` ms ahead; later snowflakes still increase."""
+        if not 0 <= shard_id < shard_count:
+            raise ValueError(f"shard {shard_id} is outside 0..{shard_count - 1}")
+        value = self()
+        ms = value >> 22
+        wanted = ms + (shard_id - ms) % shard_count
+        if wanted != ms:
+            value = (wanted << 22) | (1 << 17)
+            self._last = value
         return value
 
 
@@ -731,6 +750,11 @@ class FakeWorld:
     cdn: dict[int, StoredAttachment] = field(default_factory=dict)
     upload_limit: int | None = None
     dm_channels: dict[int, FakeDMChannel] = field(default_factory=dict)
+    # GET /gateway/bot: the recommended shard count and the session start limit (IDENTIFYs use it up).
+    recommended_shards: int = 1
+    max_concurrency: int = 1
+    session_start_total: int = 1000
+    session_starts: int = 0
 
     def channel(self, channel_id: int) -> FakeChannel | FakeDMChannel | None:
         """The channel with this id in any guild, or the DM channel with this id."""

@@ -610,8 +610,15 @@ class RestApi:
         return Reply(200, {"url": self._gateway_url()})
 
     async def _get_gateway_bot(self, call: IncomingCall) -> Reply:
-        limit = {"total": 1000, "remaining": 999, "reset_after": 86_400_000, "max_concurrency": 1}
-        return Reply(200, {"url": self._gateway_url(), "shards": 1, "session_start_limit": limit})
+        world = self._world
+        limit = {
+            "total": world.session_start_total,
+            "remaining": max(0, world.session_start_total - world.session_starts),
+            "reset_after": 86_400_000,
+            "max_concurrency": world.max_concurrency,
+        }
+        data = {"url": self._gateway_url(), "shards": world.recommended_shards, "session_start_limit": limit}
+        return Reply(200, data)
 
     def _guild(self, call: IncomingCall) -> Any:
         guild = self._world.guilds.get(self._snowflake(call.params["guild_id"], "guild_id"))

@@ -10,6 +10,8 @@
         click = await fake.click(handle.original(), "upscale:1:...", user=fake.user)
         submit = await fake.submit_modal(click, {"prompt": "a fox"})   # after the bot answered with a modal
         await fake.react(result, "✉️", user=fake.user)  # MESSAGE_REACTION_ADD, raw payload
+        other = fake.add_guild("Other", shard=(1, 2))   # its events go to shard 1 of 2 only
+        await fake.wait_until_shards_ready(2)           # sessions from one or several processes
         fake.dm_messages(fake.user); fake.message(status.id).deleted; fake.dispatched("MESSAGE_DELETE")
         ...
         await bot.close(); await task               # before leaving the fake
@@ -47,6 +49,23 @@ What discord.py 2.7 does (read from its source) and how the fake answers it, as 
   to this user (50007) when the user closed DMs (`set_dms_open`) or is a bot.
 - Mentions: a new message records whom it notified (`StoredMessage.mentions`): `<@id>` in its content that
   its `allowed_mentions` let through.
+- Sharding: an IDENTIFY with `shard: [shard_id, num_shards]` (what `AutoShardedClient(shard_count=...,
+  shard_ids=[...])` sends) gets READY (echoing `shard`) and GUILD_CREATE only for the guilds with
+  `shard_of(guild_id, num_shards) == shard_id`; every later event about a guild (interactions, reactions,
+  MESSAGE_DELETE, GUILD_*) goes only to the sessions whose shard holds it, events without a guild (DMs) to
+  shard 0; a session without `shard` gets everything. Any number of sessions, from any number of processes,
+  may be connected at once. `add_guild(..., shard=(1, 2))` places a guild; the default guild is on shard 0
+  for every shard count that divides 8. An interaction no live session holds is lost: its handle says
+  `delivered` False and `response()` raises InteractionNotDelivered. `AutoShardedClient.close()` closes each
+  shard with 1000, ending its sessions. discord.py sleeps 5 s in `before_identify_hook` before every
+  IDENTIFY but a process's first (override the hook to decide when a dropped shard comes back).
+  `GET /gateway/bot` answers `recommended_shards` and a session start limit with `max_concurrency`; with
+  `enforce_max_concurrency`, a second IDENTIFY of a rate limit key within 5 s (fake clock) gets
+  INVALID_SESSION, as on Discord.
+- Bot processes: `fake.pointed_command("bot", "run", "--config", path)` is the argv that runs a module with
+  discord.py pointed at this fake (`tests/fakes/run_pointed.py`); two of them with `shard_ids` [0] and [1]
+  serve every guild. `wait_until_shards_ready`, `drop_shard`, `wait_until_shard_offline` and
+  `gateway.live_sessions()` (each with its `.shard` and `.connected`) follow them.
 """
 
 # Test helpers here take `timeout=` like asyncio.wait_for does; that reads better in tests.
@@ -59,6 +78,7 @@ import base64
 import contextlib
 import logging
 import secrets
+import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
@@ -67,7 +87,7 @@ import discord.http
 import yarl
 from aiohttp import web
 
-from tests.fakes.discord_gateway import GatewayServer, GatewaySession, ReceivedFrame
+from tests.fakes.discord_gateway import Delivery, GatewayServer, GatewaySession, ReceivedFrame
 from tests.fakes.discord_models import (
     EVERYONE_PERMISSIONS,
     INTERACTION_APPLICATION_COMMAND,
@@ -89,6 +109,7 @@ from tests.fakes.discord_models import (
     StoredAttachment,
     StoredMessage,
     reaction_key,
+    shard_of,
 )
 from tests.fakes.discord_rest import (
     ADD_REACTION_ROUTE,
@@ -117,8 +138,12 @@ __all__ = [
     "FOLLOWUP_ROUTE",
     "REMOVE_OWN_REACTION_ROUTE",
     "SEND_ROUTE",
+    "Delivery",
     "FakeDiscord",
     "InteractionHandle",
+    "InteractionNotDelivered",
+    "discord_py_pointed_at",
+    "shard_of",
 ]
 
 log = logging.getLogger(__name__)
@@ -140,12 +165,49 @@ OPTION_NUMBER = 10
 OPTION_ATTACHMENT = 11
 
 
+class InteractionNotDelivered(RuntimeError):
+    """No gateway session holds the interaction's shard: no bot will ever see it (on Discord the user sees
+    "This interaction failed" after 3 s)."""
+
+
 class InteractionHandle:
     """An interaction the fake dispatched: await the bot's callback, read the messages it produced."""
 
-    def __init__(self, fake: FakeDiscord, record: InteractionRecord) -> None:
+    def __init__(
+        self, fake: FakeDiscord, record: InteractionRecord, delivery: Delivery | None = None
+    ) -> None:
         self._fake = fake
         self.record = record
+        self._delivery = delivery  # None: the test dispatched the INTERACTION_CREATE itself
+
+    @property
+    def delivery(self) -> Delivery:
+        """Which gateway sessions got the INTERACTION_CREATE (`sent`) or get it if they RESUME (`queued`).
+        LookupError for a handle around an interaction the test dispatched itself."""
+        if self._delivery is None:
+            raise LookupError(f"interaction {self.id} was dispatched by the test; the fake did not route it")
+        return self._delivery
+
+    @property
+    def delivered(self) -> bool:
+        """Whether a connected session whose shard holds the guild got the INTERACTION_CREATE at once.
+
+        False when the shard has no session (the interaction is lost) or only sessions between connections
+        (it is replayed if one of them RESUMEs). True for a handle around an interaction the test
+        dispatched itself."""
+        return self._delivery is None or self._delivery.delivered
+
+    def _check_reachable(self) -> None:
+        if self._delivery is None or self._delivery.sessions:
+            return
+        live = self._fake.gateway.live_sessions()
+        guild_id = self.record.guild_id
+        counts = sorted({s.shard[1] for s in live if s.shard is not None})
+        where = ", ".join(f"shard {shard_of(guild_id, n)} of {n}" for n in counts) if guild_id else "shard 0"
+        raise InteractionNotDelivered(
+            f"interaction {self.id} in guild {guild_id} ({where or 'no sharded session'}) reached no gateway "
+            f"session: none holds its shard; live sessions: {[s.describe() for s in live] or 'none'}"
+        )
 
     @property
     def id(self) -> int:
@@ -170,7 +232,9 @@ class InteractionHandle:
     async def response(self, timeout: float = 5.0) -> RecordedCall:
         """The bot's final callback call (check `.ok`: Discord may have rejected it), waiting for it.
 
-        Attempts that discord.py retries by itself (429, 5xx) are skipped."""
+        Attempts that discord.py retries by itself (429, 5xx) are skipped. InteractionNotDelivered at once
+        when no session holds the interaction's shard."""
+        self._check_reachable()
         future = self.record.response
         assert future is not None
         try:
@@ -178,10 +242,14 @@ class InteractionHandle:
                 return await asyncio.shield(future)
         except TimeoutError:
             seen = [f"{c.method} {c.path} -> {c.status}" for c in self._fake.calls if self.token in c.path]
-            connected = sum(1 for s in self._fake.gateway.live_sessions() if s.ws is not None)
+            where = "connected gateway sessions: " + str(len(self._fake.gateway.connected_sessions()))
+            if self._delivery is not None:
+                sent = [s.describe() for s in self._delivery.sent] or "none"
+                queued = [s.describe() for s in self._delivery.queued] or "none"
+                where = f"sent to: {sent}; queued for: {queued}"
             raise TimeoutError(
                 f"the bot did not answer interaction {self.id} within {timeout}s; its calls: {seen or 'none'}; "
-                f"connected gateway sessions: {connected}"
+                f"{where}"
             ) from None
 
     def modal(self) -> dict[str, Any] | None:
@@ -199,6 +267,7 @@ class InteractionHandle:
 
     async def wait_for_messages(self, count: int = 1, timeout: float = 5.0) -> list[StoredMessage]:
         """Wait until this interaction produced `count` finished (not "thinking...") messages."""
+        self._check_reachable()
 
         def finished() -> list[StoredMessage]:
             return [m for m in self.messages() if not m.loading]
@@ -220,6 +289,9 @@ class FakeDiscord:
         token: str = DEFAULT_TOKEN,
         heartbeat_interval_ms: int = 41_250,
         premium_tier: int = 0,
+        recommended_shards: int = 1,
+        max_concurrency: int = 1,
+        enforce_max_concurrency: bool = False,
     ) -> None:
         self.clock = FakeClock()
         bot = FakeUser(APPLICATION_ID, "ImagineBot", bot=True, discriminator="4242")
@@ -231,6 +303,8 @@ class FakeDiscord:
             application_id=APPLICATION_ID,
             bot_user=bot,
             owner=owner,
+            recommended_shards=recommended_shards,
+            max_concurrency=max_concurrency,
         )
         self.world.users.update({bot.id: bot, owner.id: owner})
         self._changed = asyncio.Condition()
@@ -241,12 +315,14 @@ class FakeDiscord:
             ws_base=lambda: self.ws_base,
             heartbeat_interval_ms=heartbeat_interval_ms,
         )
+        self.gateway.enforce_max_concurrency = enforce_max_concurrency
         self.rest.send_event = self._send_event
         self._submitted_modals: set[int] = set()
         self._runner: web.AppRunner | None = None
         self._exit_stack = contextlib.ExitStack()
 
-        self.guild = self.add_guild("Test Server", premium_tier=premium_tier)
+        # On shard 0 for every shard count that divides 8, so sharded tests know where it is.
+        self.guild = self.add_guild("Test Server", premium_tier=premium_tier, shard=(0, 8))
         self.channel = self.add_channel(self.guild, "general")
         self.admin_role = self.add_role(self.guild, "Admin", permissions=MANAGE_GUILD)
         self.user = self.add_user("alice", global_name="Alice")
@@ -285,18 +361,15 @@ class FakeDiscord:
         self._exit_stack.close()
         await self.close()
 
-    @contextlib.contextmanager
-    def patched(self) -> Iterator[None]:
+    def patched(self) -> contextlib.AbstractContextManager[None]:
         """Point discord.py's REST (and interaction webhooks) and Gateway at this fake; restore on exit."""
-        old_base = discord.http.Route.BASE
-        old_gateway = discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY
-        discord.http.Route.BASE = self.api_base
-        discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(self.ws_base + "/")
-        try:
-            yield
-        finally:
-            discord.http.Route.BASE = old_base
-            discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = old_gateway
+        return discord_py_pointed_at(self.http_base)
+
+    def pointed_command(self, module: str, *args: str) -> list[str]:
+        """The argv that runs `python -m module args...` with discord.py pointed at this fake, for a bot
+        in a subprocess: `asyncio.create_subprocess_exec(*fake.pointed_command("bot", "run", ...))`
+        (with PYTHONPATH set to the repository)."""
+        return [sys.executable, "-m", "tests.fakes.run_pointed", self.http_base, module, *args]
 
     # --- identity --------------------------------------------------------------------------------------
 
@@ -348,11 +421,14 @@ class FakeDiscord:
         features: Iterable[str] = (),
         locale: str = "en-US",
         everyone_permissions: int = EVERYONE_PERMISSIONS,
+        shard: tuple[int, int] | None = None,
     ) -> FakeGuild:
         """A guild owned by `world.owner` with the bot as a member; call before the bot connects,
-        or follow with `announce_guild`."""
+        or follow with `announce_guild`. `shard=(shard_id, shard_count)` picks an id whose events go to
+        that shard (`shard_of(guild.id, shard_count) == shard_id`)."""
+        snowflake = self.world.snowflake() if shard is None else self.world.snowflake.on_shard(*shard)
         guild = FakeGuild(
-            id=self.world.snowflake(),
+            id=snowflake,
             name=name,
             owner_id=self.world.owner.id,
             premium_tier=premium_tier,
@@ -391,10 +467,10 @@ class FakeDiscord:
         """Whether the bot can reach the channel over REST (False: 403 Missing Access, code 50001)."""
         channel.accessible = accessible
 
-    async def announce_guild(self, guild: FakeGuild) -> None:
-        """Send GUILD_CREATE for a guild added after the bot connected."""
+    async def announce_guild(self, guild: FakeGuild) -> Delivery:
+        """Send GUILD_CREATE for a guild added after the bot connected (to the sessions of its shard)."""
         payload = guild.gateway_payload(bot_id=self.bot_user.id, all_members=False)
-        await self.dispatch("GUILD_CREATE", payload)
+        return await self.dispatch("GUILD_CREATE", payload)
 
     def upload(
         self,
@@ -616,9 +692,10 @@ class FakeDiscord:
                 f"REST calls: {[f'{c.method} {c.path} -> {c.status}' for c in self.calls]}"
             ) from None
 
-    async def dispatch(self, event: str, data: Any, *, intent: int | None = None) -> int:
-        """Send any gateway DISPATCH event (e.g. "INTERACTION_CREATE") to the connected bot; with `intent`,
-        only to sessions that asked for it. Returns how many sessions got it."""
+    async def dispatch(self, event: str, data: Any, *, intent: int | None = None) -> Delivery:
+        """Send any gateway DISPATCH event (e.g. "INTERACTION_CREATE") to the bot's sessions whose shard holds
+        the event's guild (events without a guild: shard 0); with `intent`, only to sessions that asked for it.
+        Returns where it went."""
         return await self.gateway.dispatch(event, data, intent=intent)
 
     def dispatched(self, event: str) -> list[Any]:
@@ -646,6 +723,30 @@ class FakeDiscord:
     async def wait_for_resume(self, count: int = 1, timeout: float = 10.0) -> None:
         """Wait until the bot RESUMEd `count` times."""
         await self.gateway.wait_for_resume(count, timeout)
+
+    # --- shards --------------------------------------------------------------------------------------
+
+    async def wait_until_shards_ready(
+        self, shard_count: int, shard_ids: Iterable[int] | None = None, *, timeout: float = 10.0
+    ) -> dict[int, GatewaySession]:
+        """Wait until each of `shard_ids` (default: all of `shard_count`) has a connected session that
+        IDENTIFYed as `[shard_id, shard_count]` and got READY and its GUILD_CREATEs (from any process)."""
+        return await self.gateway.wait_until_shards_ready(shard_count, shard_ids, timeout=timeout)
+
+    async def drop_shard(
+        self, shard_id: int, shard_count: int | None = None, *, resumable: bool = False
+    ) -> list[GatewaySession]:
+        """Close shard `shard_id`'s connection, as when its process is killed: its session ends, its guilds'
+        events reach nobody until a session IDENTIFYs for it again (discord.py in this process does so
+        by itself: RESUME, INVALID_SESSION, then IDENTIFY after its `before_identify_hook`).
+        With `resumable`, a network blip instead: discord.py RESUMEs and gets the missed events."""
+        return await self.gateway.drop_shard(shard_id, shard_count, resumable=resumable)
+
+    async def wait_until_shard_offline(
+        self, shard_id: int, shard_count: int | None = None, *, timeout: float = 10.0
+    ) -> None:
+        """Wait until shard `shard_id` has no connected session (e.g. after killing the process that ran it)."""
+        await self.gateway.wait_until_shard_offline(shard_id, shard_count, timeout=timeout)
 
     # --- interactions ----------------------------------------------------------------------------------
 
@@ -846,8 +947,9 @@ class FakeDiscord:
         )
         world.interactions[interaction_id] = record
         world.interactions_by_token[token] = record
-        await self.dispatch("INTERACTION_CREATE", payload)
-        return InteractionHandle(self, record)
+        # Only the shard that holds the guild gets it; with none, it is lost (the handle says so).
+        delivery = await self.gateway.broadcast("INTERACTION_CREATE", payload)
+        return InteractionHandle(self, record, delivery)
 
     def expire_interaction(self, interaction: InteractionHandle | str) -> None:
         """Expire an interaction token now (webhook calls then answer 401, code 50027)."""
@@ -963,6 +1065,23 @@ class FakeDiscord:
         if kind == OPTION_BOOLEAN:
             return bool(value)
         raise ValueError(f"cannot send {value!r} as an option of type {kind}")
+
+
+@contextlib.contextmanager
+def discord_py_pointed_at(http_base: str) -> Iterator[None]:
+    """Point discord.py's REST (and interaction webhooks) and Gateway at a fake Discord listening on
+    `http_base` (`http://127.0.0.1:PORT`), in this process; restore on exit."""
+    old_base = discord.http.Route.BASE
+    old_gateway = discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY
+    discord.http.Route.BASE = http_base + "/api/v10"
+    discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(
+        http_base.replace("http://", "ws://", 1) + "/"
+    )
+    try:
+        yield
+    finally:
+        discord.http.Route.BASE = old_base
+        discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = old_gateway
 
 
 def _with_id(source: Mapping[str, Any], submitted: dict[str, Any]) -> dict[str, Any]:
