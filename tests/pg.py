@@ -13,7 +13,7 @@ The local server listens on a unix socket and on 127.0.0.1 (a free port), becaus
 (`pgserver.get_server` itself starts PostgreSQL with no TCP listener, so this module runs pgserver's
 `initdb` and `pg_ctl` itself). Over TCP only the superuser `postgres` is trusted; other roles log in
 with a password (SCRAM), so a test can watch a wrong password being refused. Durability is off
-(fsync, synchronous_commit): a test server holds nothing worth keeping.
+(fsync, synchronous_commit) unless a benchmark asks for it: a test server holds nothing worth keeping.
 """
 
 from __future__ import annotations
@@ -47,10 +47,13 @@ listen_addresses = '127.0.0.1'
 port = {port}
 unix_socket_directories = '{socket_dir}'
 max_connections = 200
+log_min_messages = warning
+"""
+# A test server holds nothing worth keeping; benchmarks keep PostgreSQL's defaults (durable=True).
+NOT_DURABLE = """
 fsync = off
 synchronous_commit = off
 full_page_writes = off
-log_min_messages = warning
 """
 
 
@@ -121,8 +124,8 @@ class LocalPostgres:
 
     can_restart = True
 
-    def __init__(self, folder: Path) -> None:
-        """Create the cluster in `folder` (initdb) and start it."""
+    def __init__(self, folder: Path, *, durable: bool = False) -> None:
+        """Create the cluster in `folder` (initdb) and start it; `durable` keeps fsync and synchronous commits."""
         with warnings.catch_warnings():  # platformdirs warns about XDG_RUNTIME_DIR on import
             warnings.simplefilter("ignore")
             from pgserver._commands import POSTGRES_BIN_PATH
@@ -143,6 +146,8 @@ class LocalPostgres:
         (self.data / "pg_hba.conf").write_text(PG_HBA, encoding="utf-8")
         with (self.data / "postgresql.conf").open("a", encoding="utf-8") as conf:
             conf.write(TEST_SETTINGS.format(port=self.port, socket_dir=self.socket_dir))
+            if not durable:
+                conf.write(NOT_DURABLE)
         self.start()
 
     def _system_user(self) -> str | None:
@@ -243,12 +248,12 @@ class Databases:
 
 
 @contextlib.contextmanager
-def postgres_server() -> Iterator[PostgresServer]:
+def postgres_server(*, durable: bool = False) -> Iterator[PostgresServer]:
     """The server of `COMFY_IMAGINE_TEST_PG_URL`, or a local one started here and removed afterwards."""
     if url := os.environ.get(ENV_URL):
         yield ExternalPostgres(url)
         return
-    server = LocalPostgres(Path(tempfile.mkdtemp(prefix="comfy-imagine-pg-")))
+    server = LocalPostgres(Path(tempfile.mkdtemp(prefix="comfy-imagine-pg-")), durable=durable)
     try:
         yield server
     finally:
