@@ -329,7 +329,7 @@ async def test_claim_persists_backend_and_prompt_id_before_returning(
 _jobs = st.lists(st.tuples(st.integers(0, 2), st.integers(0, 3)), max_size=14)
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     before=_jobs,
     claims=st.integers(0, 8),
