@@ -256,7 +256,9 @@ async def _run_bot(config: Config) -> int:
     import discord
 
     from bot.imagine_bot import ImagineBot
+    from bot.instance_lock import DatabaseInUse
     from bot.metrics import MetricsError
+    from bot.store import SchemaTooNew
 
     services = _build_services(config)
     if services is None:
@@ -271,8 +273,11 @@ async def _run_bot(config: Config) -> int:
     except discord.LoginFailure:
         print("error: Discord rejected discord.token (reset it in the developer portal)", file=sys.stderr)
         return EXIT_USAGE
-    except MetricsError as exc:
+    except (MetricsError, DatabaseInUse) as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return EXIT_RUNTIME
+    except SchemaTooNew as exc:
+        print(f"error: storage.database ({config.storage.database}): {exc}", file=sys.stderr)
         return EXIT_RUNTIME
     except (discord.GatewayNotFound, discord.ConnectionClosed, aiohttp.ClientError, OSError) as exc:
         print(f"error: cannot stay connected to Discord: {exc}", file=sys.stderr)

@@ -122,7 +122,7 @@ class PostgresEventRelay:
         self._connect = connect
         self.bus = bus
         self.origin = uuid.uuid4().hex[:12]
-        self._on_wake = on_wake
+        self.on_wake = on_wake
         self._on_reconnect = on_reconnect
         self._reconnect_s = reconnect_s
         self._clock = clock
@@ -218,7 +218,7 @@ class PostgresEventRelay:
                 return
             self.received += 1
             if message.get("k") == "wake":
-                self._on_wake()
+                self.on_wake()
                 return
             if message.get("k") != "e":
                 return

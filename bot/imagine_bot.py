@@ -37,8 +37,11 @@ class JobMessages(Protocol):
         ...
 
 
-class ImagineBot(commands.Bot):
+class ImagineBot(commands.AutoShardedBot):
     """The comfy-imagine bot. No privileged intents: slash commands and buttons only.
+
+    It connects the shards `[discord] shard_ids` of `shard_count` (several processes share one bot that
+    way, on PostgreSQL), or every shard Discord recommends when they are not set.
 
     `setup_hook` loads the extensions (each cog registers its persistent buttons with `add_dynamic_items`
     and subscribes to job events when it loads), then starts the services (opens the database, starts the
@@ -65,6 +68,8 @@ class ImagineBot(commands.Bot):
             intents=discord.Intents.default(),
             help_command=None,
             allowed_mentions=discord.AllowedMentions(everyone=False, roles=False, users=True),
+            shard_count=config.discord.shard_count,
+            shard_ids=config.discord.shard_ids,
         )
         self.config = config
         self.services = services
@@ -107,8 +112,8 @@ class ImagineBot(commands.Bot):
     async def health(self) -> Health:
         """Healthy while the Discord session is up and the database answers; backends are reported only
         (jobs wait in the queue while every ComfyUI is down, which is not the bot being broken)."""
-        gateway = self.ws
-        discord_ok = not self.is_closed() and gateway is not None and gateway.open
+        shards = list(self.shards.values())
+        discord_ok = not self.is_closed() and bool(shards) and not any(shard.is_closed() for shard in shards)
         database_ok = False
         if self.services.started:
             try:

@@ -10,14 +10,20 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import socket
 import time
+import uuid
 from collections.abc import Callable
+from pathlib import Path
 
 import aiohttp
 
 from bot.backends import Backend, stable_client_id
 from bot.config import Config
+from bot.event_relay import PostgresEventRelay
 from bot.events import EventBus
+from bot.instance_lock import InstanceLock
 from bot.job_service import JobService
 from bot.metrics import Metrics
 from bot.outputs import OutputStore
@@ -25,7 +31,7 @@ from bot.queue_service import QueueService
 from bot.retention import apply_retention
 from bot.scheduler import Scheduler, SchedulerSettings
 from bot.settings_service import SettingsService
-from bot.store import JobStore
+from bot.store import Store, open_store
 from comfy.client import ComfyClient
 from comfy.workflow import TemplateRegistry
 
@@ -52,9 +58,18 @@ class Services:
         self.metrics = Metrics()
         self.outputs = OutputStore(config.storage.output_dir)
         # load_config made every template path absolute, so the base folder is never used.
-        self.templates = TemplateRegistry.from_config(config.templates, config.storage.database.parent)
+        self.templates = TemplateRegistry.from_config(config.templates, Path.cwd())
         self.templates.validate_models(config.models)
-        self._store: JobStore | None = None
+        database = config.storage.database_path
+        # One process per SQLite file; PostgreSQL is how several run (each drives the backends it leases).
+        self._lock = InstanceLock(database) if database is not None else None
+        self.lease_holder = (
+            "sqlite"
+            if database is not None
+            else f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        )
+        self._relay: PostgresEventRelay | None = None
+        self._store: Store | None = None
         self._scheduler: Scheduler | None = None
         self._session: aiohttp.ClientSession | None = None
         self._retention: asyncio.Task[None] | None = None
@@ -64,7 +79,7 @@ class Services:
         self.queue = QueueService(self)
 
     @property
-    def store(self) -> JobStore:
+    def store(self) -> Store:
         """The open job store."""
         if self._store is None:
             raise ServicesNotStarted("the job store is not open yet")
@@ -83,9 +98,27 @@ class Services:
         return self._scheduler is not None
 
     async def start(self) -> None:
-        """Open the database (migrating it) and start the scheduler, which reconciles jobs in flight."""
+        """Open the database (migrating it) and start the scheduler, which reconciles jobs in flight.
+
+        Raises `bot.instance_lock.DatabaseInUse` when another process runs on the same SQLite file.
+        """
         database = self.config.storage.database
-        self._store = await JobStore.open(str(database), clock=self.clock)
+        if self._lock is not None:
+            self._lock.acquire()
+        try:
+            await self._start(database)
+        except BaseException:
+            await self.close()
+            raise
+        log.info(
+            "services started: %d backend(s), database %s, lease holder %s",
+            len(self.config.backends),
+            database,
+            self.lease_holder,
+        )
+
+    async def _start(self, database: object) -> None:
+        self._store = await open_store(self.config.storage.database, clock=self.clock)
         self._session = aiohttp.ClientSession()
         backends = [
             Backend(
@@ -101,6 +134,12 @@ class Services:
             for backend in self.config.backends
         ]
         settings = self.config.scheduler
+        url = self.config.storage.database_url
+        if url is not None:
+            import asyncpg
+
+            self._relay = PostgresEventRelay(lambda: asyncpg.connect(url.secret()), self.bus)
+        relay = self._relay
         self._scheduler = Scheduler(
             store=self._store,
             backends=backends,
@@ -114,11 +153,18 @@ class Services:
                 health_interval_s=settings.health_interval_s,
                 backend_grace_s=settings.backend_grace_s,
                 max_attempts=settings.max_attempts,
+                lease_s=settings.lease_s,
+                lease_holder=self.lease_holder,
+                # Other processes queue jobs too: look for work now and then, not only when woken.
+                poll_s=settings.lease_s / 3 if relay is not None else None,
             ),
+            announce_work=relay.wake_others if relay is not None else lambda: None,
         )
+        if relay is not None:
+            relay.on_wake = self._scheduler.wake
+            await relay.start()
         await self._scheduler.start()
         self._retention = asyncio.create_task(self._retention_loop(), name="retention")
-        log.info("services started: %d backend(s), database %s", len(backends), database)
 
     async def _retention_loop(self) -> None:
         storage = self.config.storage
@@ -144,9 +190,14 @@ class Services:
         if self._scheduler is not None:
             await self._scheduler.stop()
             self._scheduler = None
+        if self._relay is not None:
+            await self._relay.close()
+            self._relay = None
         if self._session is not None:
             await self._session.close()
             self._session = None
         if self._store is not None:
             await self._store.close()
             self._store = None
+        if self._lock is not None:
+            self._lock.release()
