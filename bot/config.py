@@ -32,6 +32,9 @@ from comfy.profiles import BackendConfig, ModelProfile, ParamLimits, StylePreset
 
 TOKEN_ENV = "DISCORD_TOKEN"
 DATABASE_URL_ENV = "COMFY_IMAGINE_DATABASE_URL"
+# Per-process settings of a deployment that runs one config file in several containers.
+SHARD_COUNT_ENV = "COMFY_IMAGINE_SHARD_COUNT"
+SHARD_IDS_ENV = "COMFY_IMAGINE_SHARD_IDS"
 _POSTGRES_SCHEMES = ("postgresql", "postgres")
 _PASSWORD_MASK = "*" * 3  # what a URL's password shows as
 
@@ -281,8 +284,9 @@ class Config(_Section):
 def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = None) -> Config:
     """Read and validate the config at `path`; `DISCORD_TOKEN` in `env` overrides `discord.token`.
 
-    `COMFY_IMAGINE_DATABASE_URL` overrides `storage.database`. Relative storage and template paths are
-    resolved against the config file's folder.
+    `COMFY_IMAGINE_DATABASE_URL` overrides `storage.database`, `COMFY_IMAGINE_SHARD_COUNT` and
+    `COMFY_IMAGINE_SHARD_IDS` (`"0,1"`) `discord.shard_count` and `discord.shard_ids`. Relative storage and
+    template paths are resolved against the config file's folder.
     Raises `ConfigError` with a message naming the file and each bad key.
     """
     env = os.environ if env is None else env
@@ -306,6 +310,17 @@ def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = No
         raw["storage"] = (
             {**storage, "database": database} if isinstance(storage, dict) else {"database": database}
         )
+    shards = {
+        key: value
+        for key, value in (
+            ("shard_count", env.get(SHARD_COUNT_ENV, "").strip()),
+            ("shard_ids", _id_list(env.get(SHARD_IDS_ENV, ""))),
+        )
+        if value
+    }
+    if shards:
+        discord = raw.get("discord")
+        raw["discord"] = {**discord, **shards} if isinstance(discord, dict) else shards
     base_dir = file.resolve().parent
     try:
         config = Config.model_validate(raw)
@@ -325,6 +340,11 @@ def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = No
         t.model_copy(update={"path": str(_resolve(base_dir, Path(t.path)))}) for t in config.templates
     ]
     return config.model_copy(update={"storage": storage, "templates": templates})
+
+
+def _id_list(text: str) -> list[str]:
+    """`"0, 1"` -> `["0", "1"]` (validated as ints with the rest of the config)."""
+    return [part.strip() for part in text.split(",") if part.strip()]
 
 
 def _resolve(base: Path, path: Path) -> Path:

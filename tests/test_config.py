@@ -184,3 +184,15 @@ def test_bad_shard_settings_are_named(write_config, shards: str, message: str) -
     path = _with(write_config, discord=shards)
     with pytest.raises(ConfigError, match=message):
         load_config(path, env={})
+
+
+def test_the_environment_sets_the_shards_of_a_process(write_config) -> None:
+    path = write_config()
+    config = load_config(path, env={"COMFY_IMAGINE_SHARD_COUNT": "4", "COMFY_IMAGINE_SHARD_IDS": "1, 3"})
+    assert (config.discord.shard_count, config.discord.shard_ids) == (4, [1, 3])
+
+
+def test_bad_shard_ids_from_the_environment_name_the_key(write_config) -> None:
+    path = write_config()
+    with pytest.raises(ConfigError, match=r"discord\.shard_ids"):
+        load_config(path, env={"COMFY_IMAGINE_SHARD_COUNT": "2", "COMFY_IMAGINE_SHARD_IDS": "0,x"})
