@@ -12,6 +12,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import aiohttp
 
@@ -51,8 +52,9 @@ class Services:
         self.bus = EventBus()
         self.metrics = Metrics()
         self.outputs = OutputStore(config.storage.output_dir)
-        # load_config made every template path absolute, so the base folder is never used.
-        self.templates = TemplateRegistry.from_config(config.templates, config.storage.database.parent)
+        # load_config made every template path absolute, so the base folder is never used (and with a
+        # postgresql:// database there is no database folder to take it from).
+        self.templates = TemplateRegistry.from_config(config.templates, Path.cwd())
         self.templates.validate_models(config.models)
         self._store: JobStore | None = None
         self._scheduler: Scheduler | None = None
