@@ -52,8 +52,7 @@ class Services:
         self.bus = EventBus()
         self.metrics = Metrics()
         self.outputs = OutputStore(config.storage.output_dir)
-        # load_config made every template path absolute, so the base folder is never used (and with a
-        # postgresql:// database there is no database folder to take it from).
+        # load_config made every template path absolute, so the base folder is never used.
         self.templates = TemplateRegistry.from_config(config.templates, Path.cwd())
         self.templates.validate_models(config.models)
         self._store: JobStore | None = None
