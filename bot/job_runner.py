@@ -16,7 +16,7 @@ from bot.metrics import Metrics
 from bot.outputs import OutputError, OutputStore
 from bot.prompt_run import NoImages, PromptRun
 from bot.reasons import Failure, FailureKind, JobFailure
-from bot.store import JobStore
+from bot.store import Store
 from comfy import events as comfy_events
 from comfy.events import Outcome, OutcomeStatus, ProgressSnapshot
 from comfy.models import BackendUnavailable, ComfyError, PromptRejected
@@ -45,7 +45,7 @@ class JobRunner:
     def __init__(
         self,
         *,
-        store: JobStore,
+        store: Store,
         outputs: OutputStore,
         bus: EventBus,
         metrics: Metrics,

@@ -8,11 +8,17 @@ from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 T = TypeVar("T")
 
 _END = object()
+
+
+class Row(Protocol):
+    """A database row read by column name: sqlite3.Row, asyncpg.Record, or a plain mapping."""
+
+    def __getitem__(self, key: str, /) -> Any: ...
 
 
 class JobStatus(StrEnum):
@@ -252,7 +258,7 @@ class Job:
     image_prompt: ImagePrompt | None = None
 
     @classmethod
-    def from_row(cls, row: Mapping[str, Any]) -> Job:
+    def from_row(cls, row: Row) -> Job:
         """Build a Job from a `SELECT *` row of the jobs table."""
         values = {name: row[name] for name in cls.__slots__}
         values["kind"] = JobKind(values["kind"])

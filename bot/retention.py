@@ -43,7 +43,7 @@ async def apply_retention(
                     break
             if cutoff is not None:
                 paths += await store.purge_finished_before(cutoff + 1e-6)
-    files = [*paths, *{str(_grid_of(Path(p))) for p in paths}]
+    files: list[str | Path] = [*paths, *{str(_grid_of(Path(p))) for p in paths}]
     if retention_days > 0:
         files += await _unused_image_prompts(store, outputs, now() - retention_days * 86400)
     removed = await outputs.delete(files)

@@ -20,7 +20,7 @@ from bot.jobs import EnqueueLimits, ImagePrompt, InvalidTransition, Job, JobStat
 from bot.metrics import Metrics
 from bot.outputs import OutputStore
 from bot.reasons import Failure, FailureKind, JobFailure, WaitReason
-from bot.store import JobStore
+from bot.store import Store
 from comfy.models import ComfyError
 from comfy.params import request_from_json
 from comfy.profiles import ModelProfile
@@ -64,7 +64,7 @@ class Scheduler:
     def __init__(
         self,
         *,
-        store: JobStore,
+        store: Store,
         backends: Sequence[Backend],
         templates: TemplateRegistry,
         outputs: OutputStore,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
-from typing import Final
+from typing import Any, Final
 
 import discord
 
@@ -98,12 +98,14 @@ class QueuePageButton(discord.ui.DynamicItem[discord.ui.Button], template=_QUEUE
 
     @classmethod
     async def from_custom_id(
-        cls, interaction: discord.Interaction[ImagineBot], item: discord.ui.Button, match: re.Match[str]
+        cls, interaction: discord.Interaction[Any], item: discord.ui.Item[Any], match: re.Match[str], /
     ) -> QueuePageButton:
         """Rebuild the button from its custom_id (after a restart too)."""
         return cls(int(match["viewer"]), int(match["page"]), match["move"])
 
-    async def callback(self, interaction: discord.Interaction[ImagineBot]) -> None:
+    # discord.py types an item's callback for any client (a method-level ClientT), but these items are
+    # only ever registered on ImagineBot: narrowing keeps interaction.client typed.
+    async def callback(self, interaction: discord.Interaction[ImagineBot]) -> None:  # type: ignore[override]
         """Show the page this button points at, to the person who ran /queue only."""
         if interaction.user.id != self.viewer_id:
             await send_ephemeral(interaction, NOT_YOUR_QUEUE)

@@ -83,8 +83,8 @@ class FollowUpButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=FO
     @classmethod
     async def from_custom_id(
         cls,
-        interaction: discord.Interaction[ImagineBot],
-        item: discord.ui.Button[Any],
+        interaction: discord.Interaction[Any],
+        item: discord.ui.Item[Any],
         match: re.Match[str],
         /,
     ) -> FollowUpButton:
@@ -94,7 +94,9 @@ class FollowUpButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=FO
         number = int(match["index"]) if match["index"] else None
         return cls(action, int(match["job"]), number)
 
-    async def callback(self, interaction: discord.Interaction[ImagineBot]) -> None:
+    # discord.py types an item's callback for any client (a method-level ClientT), but these items are
+    # only ever registered on ImagineBot: narrowing keeps interaction.client typed.
+    async def callback(self, interaction: discord.Interaction[ImagineBot]) -> None:  # type: ignore[override]
         """Queue the follow-up, post its status message in reply, and tell the presser (only them)."""
         try:
             await interaction.response.defer(ephemeral=True, thinking=True)
@@ -140,15 +142,17 @@ class CancelButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=CANC
     @classmethod
     async def from_custom_id(
         cls,
-        interaction: discord.Interaction[ImagineBot],
-        item: discord.ui.Button[Any],
+        interaction: discord.Interaction[Any],
+        item: discord.ui.Item[Any],
         match: re.Match[str],
         /,
     ) -> CancelButton:
         """Rebuild the button from its custom_id."""
         return cls(int(match["job"]))
 
-    async def callback(self, interaction: discord.Interaction[ImagineBot]) -> None:
+    # discord.py types an item's callback for any client (a method-level ClientT), but these items are
+    # only ever registered on ImagineBot: narrowing keeps interaction.client typed.
+    async def callback(self, interaction: discord.Interaction[ImagineBot]) -> None:  # type: ignore[override]
         """Cancel the job if the presser may; tell them either way (only them)."""
         try:
             if interaction.guild_id is None:
@@ -185,15 +189,17 @@ class InfoButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=INFO_T
     @classmethod
     async def from_custom_id(
         cls,
-        interaction: discord.Interaction[ImagineBot],
-        item: discord.ui.Button[Any],
+        interaction: discord.Interaction[Any],
+        item: discord.ui.Item[Any],
         match: re.Match[str],
         /,
     ) -> InfoButton:
         """Rebuild the button from its custom_id."""
         return cls(int(match["job"]))
 
-    async def callback(self, interaction: discord.Interaction[ImagineBot]) -> None:
+    # discord.py types an item's callback for any client (a method-level ClientT), but these items are
+    # only ever registered on ImagineBot: narrowing keeps interaction.client typed.
+    async def callback(self, interaction: discord.Interaction[ImagineBot]) -> None:  # type: ignore[override]
         """Answer with the job's details, ephemerally."""
         try:
             if interaction.guild_id is None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+from collections.abc import Mapping
 from typing import Any
 
 import discord
@@ -42,7 +43,7 @@ def member_text(error: BaseException, where: Where = Where.ANY) -> str | None:
 
 def _describe(interaction: discord.Interaction[Any]) -> str:
     command = interaction.command.qualified_name if interaction.command else None
-    data = interaction.data or {}
+    data: Mapping[str, Any] = interaction.data or {}
     what = f"/{command}" if command else f"component {data.get('custom_id', '?')}"
     return f"{what} by user {interaction.user.id} in guild {interaction.guild_id}"
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import re
-from typing import Final
+from typing import Any, Final
 
 import discord
 
@@ -100,13 +100,13 @@ def settings_view(settings: UserSettings, service: SettingsService) -> discord.u
         )
         view.add_item(SettingsSelect(select, user_id, what))
     buttons = len(selects)
-    negative = discord.ui.Button(
+    negative: discord.ui.Button[discord.ui.View] = discord.ui.Button(
         label="Negative prompt…",
         style=discord.ButtonStyle.secondary,
         custom_id=_custom_id(user_id, "negative"),
         row=buttons,
     )
-    reset = discord.ui.Button(
+    reset: discord.ui.Button[discord.ui.View] = discord.ui.Button(
         label="Reset", style=discord.ButtonStyle.danger, custom_id=_custom_id(user_id, "reset"), row=buttons
     )
     view.add_item(SettingsButton(negative, user_id, "negative"))
@@ -135,14 +135,18 @@ class SettingsSelect(discord.ui.DynamicItem[discord.ui.Select], template=_SELECT
     @classmethod
     async def from_custom_id(
         cls,
-        interaction: discord.Interaction[ImagineBot],
-        item: discord.ui.Select[discord.ui.View],
+        interaction: discord.Interaction[Any],
+        item: discord.ui.Item[Any],
         match: re.Match[str],
+        /,
     ) -> SettingsSelect:
         """Wrap the select of the pressed panel (its options came with the message)."""
+        assert isinstance(item, discord.ui.Select)  # discord.py rebuilt it from a string select
         return cls(item, int(match["user"]), match["what"])
 
-    async def callback(self, interaction: discord.Interaction[ImagineBot]) -> None:
+    # discord.py types an item's callback for any client (a method-level ClientT), but these items are
+    # only ever registered on ImagineBot: narrowing keeps interaction.client typed.
+    async def callback(self, interaction: discord.Interaction[ImagineBot]) -> None:  # type: ignore[override]
         """Save the chosen value and redraw the panel."""
         if interaction.user.id != self.user_id:
             await send_ephemeral(interaction, NOT_YOUR_PANEL)
@@ -168,14 +172,18 @@ class SettingsButton(discord.ui.DynamicItem[discord.ui.Button], template=_BUTTON
     @classmethod
     async def from_custom_id(
         cls,
-        interaction: discord.Interaction[ImagineBot],
-        item: discord.ui.Button[discord.ui.View],
+        interaction: discord.Interaction[Any],
+        item: discord.ui.Item[Any],
         match: re.Match[str],
+        /,
     ) -> SettingsButton:
         """Wrap the button of the pressed panel."""
+        assert isinstance(item, discord.ui.Button)  # discord.py rebuilt it from a button
         return cls(item, int(match["user"]), match["what"])
 
-    async def callback(self, interaction: discord.Interaction[ImagineBot]) -> None:
+    # discord.py types an item's callback for any client (a method-level ClientT), but these items are
+    # only ever registered on ImagineBot: narrowing keeps interaction.client typed.
+    async def callback(self, interaction: discord.Interaction[ImagineBot]) -> None:  # type: ignore[override]
         """Open the modal, or forget every default."""
         if interaction.user.id != self.user_id:
             await send_ephemeral(interaction, NOT_YOUR_PANEL)

@@ -764,7 +764,10 @@ class ComfyClient:
         if isinstance(event, Preview | ProgressText) and not event.prompt_id:
             watch = self._watches.get(prompt_id)
             node = event.node or (watch.node if watch else None)
-            event = replace(event, prompt_id=prompt_id, node=node)
+            if isinstance(event, Preview):
+                event = replace(event, prompt_id=prompt_id, node=node)
+            else:
+                event = replace(event, prompt_id=prompt_id, node=node or "")
         elif not event.prompt_id:
             event = replace(event, prompt_id=prompt_id)
         if isinstance(event, TERMINAL_EVENTS) and self._running == prompt_id:

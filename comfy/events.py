@@ -330,7 +330,8 @@ def parse_binary_frame(raw: bytes) -> Preview | ProgressText | None:
             if not isinstance(meta, dict):
                 return None
             node = meta.get("display_node_id") or meta.get("node_id")
-            mime = meta.get("image_type") if isinstance(meta.get("image_type"), str) else "image/jpeg"
+            image_type = meta.get("image_type")
+            mime = image_type if isinstance(image_type, str) else "image/jpeg"
             return Preview(
                 str(meta.get("prompt_id") or ""),
                 str(node) if node is not None else None,
@@ -447,7 +448,9 @@ def sampler_steps(graph: Mapping[str, Any]) -> dict[str, int | None]:
     for node_id, node in graph.items():
         if not isinstance(node, dict) or node.get("class_type") not in SAMPLER_CLASSES:
             continue
-        inputs = node.get("inputs") if isinstance(node.get("inputs"), dict) else {}
+        inputs = node.get("inputs")
+        if not isinstance(inputs, dict):
+            inputs = {}
         steps = _literal_int(inputs.get("steps"))
         if node["class_type"] == "KSamplerAdvanced" and steps is not None:
             start = _literal_int(inputs.get("start_at_step")) or 0

@@ -175,9 +175,10 @@ class HistoryEntry(_Wire):
         """Build from the value stored under `prompt_id` in a `/history` answer."""
         data = body if isinstance(body, dict) else {}
         status = data.get("status")
+        outputs = data.get("outputs")
         return cls(
             prompt_id=prompt_id,
-            outputs=data.get("outputs") if isinstance(data.get("outputs"), dict) else {},
+            outputs=outputs if isinstance(outputs, dict) else {},
             status=HistoryStatus.model_validate(status) if isinstance(status, dict) else None,
         )
 

@@ -166,3 +166,32 @@ def _strings_outside_docstrings_and_logs(path: Path) -> list[tuple[int, str]]:
 def test_bot_writes_no_discord_markup_members_read_their_words_from_cogs(path: Path) -> None:
     marked = [(line, text) for line, text in _strings_outside_docstrings_and_logs(path) if any(m in text for m in DISCORD_MARKUP)]  # fmt: skip
     assert not marked, f"{path.name} writes Discord markup (the words belong in cogs/_messages.py): {marked}"
+
+
+# ------------------------------------------------------------------------------------------ one home per name
+
+
+def _source_strings() -> list[tuple[Path, int, str]]:
+    return [
+        (path, line, text)
+        for package in ("bot", "cogs", "comfy")
+        for path in _modules(package)
+        for line, text in _strings_outside_docstrings_and_logs(path)
+    ]
+
+
+def test_action_names_and_button_custom_ids_are_written_once() -> None:
+    from bot.jobs import JobKind
+    from comfy.actions import ACTIONS
+
+    # "reroll" is also a job kind (bot/jobs.py), a different thing with the same word.
+    names = {action.name for action in ACTIONS} - {kind.value for kind in JobKind}
+    strings = _source_strings()
+    elsewhere = [
+        (path.name, line, text)
+        for path, line, text in strings
+        if path != ROOT / "comfy" / "actions.py" and any(name in text for name in names)
+    ]
+    assert not elsewhere, f"action names belong in comfy/actions.py only: {elsewhere}"
+    custom_ids = [(path.name, line, text) for path, line, text in strings if text.startswith("ci:")]
+    assert not custom_ids, f"button custom_ids are built by cogs._buttons.custom_id only: {custom_ids}"

@@ -128,6 +128,14 @@ def test_a_postgresql_url_is_the_database_and_its_password_shows_nowhere(write_c
     assert str(url) == "postgresql://bot:***@db.example:5432/imagine"
 
 
+def test_the_services_are_built_from_a_postgresql_config(write_config) -> None:
+    from bot.services import Services
+
+    config = load_config(_with(write_config, storage=f'database = "{PG_URL}"'), env={})
+    services = Services(config)  # no database folder to look for templates in
+    assert services.templates.for_model(config.models[0], "txt2img").name == "txt2img"
+
+
 def test_the_environment_overrides_the_database(write_config) -> None:
     path = write_config()
     config = load_config(path, env={"COMFY_IMAGINE_DATABASE_URL": PG_URL})

@@ -12,9 +12,9 @@ import pytest
 
 from bot.backends import Backend
 from bot.events import Cancelled, Completed, JobEvent, Started, Subscription
-from bot.jobs import Job, JobKind, JobStatus, NewJob
-from comfy.params import ParseContext, parse_prompt, request_to_json
+from bot.jobs import Job, JobStatus
 from tests.e2e import E2E, running_bot
+from tests.factories import imagine_job
 from tests.fakes.discord_models import (
     CALLBACK_AUTOCOMPLETE_RESULT,
     CALLBACK_CHANNEL_MESSAGE,
@@ -28,21 +28,8 @@ EPHEMERAL = 64
 
 async def submit(e2e: E2E, user: FakeUser, *prompts: str) -> list[Job]:
     """Queue jobs straight through the scheduler, as /imagine would."""
-    context = ParseContext(models=e2e.config.models)
-    new = []
-    for prompt in prompts:
-        (request,) = parse_prompt(prompt, context)
-        new.append(
-            NewJob(
-                guild_id=e2e.discord.guild.id,
-                channel_id=e2e.discord.channel.id,
-                user_id=user.id,
-                kind=JobKind.IMAGINE,
-                prompt=prompt,
-                request_json=request_to_json(request),
-                model="tiny",
-            )
-        )
+    guild, channel, models = e2e.discord.guild.id, e2e.discord.channel.id, e2e.config.models
+    new = [imagine_job(p, guild=guild, user=user.id, channel=channel, models=models) for p in prompts]
     return await e2e.services.scheduler.submit(new)
 
 

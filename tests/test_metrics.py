@@ -15,17 +15,10 @@ from bot.jobs import QueueSnapshot
 from bot.metrics import Health, Metrics, MetricsError, MetricsServer
 from tests.cli import run_cli
 from tests.e2e import running_bot, status_message, wait_for_result
+from tests.factories import FakeClock
 from tests.fakes.discord_server import EDIT_ROUTE
 
 EMPTY = QueueSnapshot(by_status={}, queued_by_guild={})
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -45,7 +38,7 @@ def value(text: str, name: str, **labels: str) -> float | None:
 
 
 def test_busy_ratio_and_busy_seconds_follow_the_prompts_executing_on_a_backend() -> None:
-    clock = Clock()
+    clock = FakeClock(frozen=True)
     metrics = Metrics(clock=clock, window_s=60)
     metrics.add_backend("gpu0")
     metrics.add_backend("gpu1")
@@ -82,7 +75,7 @@ def test_busy_ratio_and_busy_seconds_follow_the_prompts_executing_on_a_backend()
 
 
 def test_step_rate_counts_the_steps_of_the_last_window() -> None:
-    clock = Clock()
+    clock = FakeClock(frozen=True)
     metrics = Metrics(clock=clock, window_s=60)
     metrics.add_backend("gpu0")
     for _ in range(120):

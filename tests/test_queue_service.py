@@ -12,12 +12,12 @@ import pytest
 from bot.config import load_config
 from bot.errors import MemberError, Reason
 from bot.job_service import Cancellation, parse_job_ref
-from bot.jobs import Job, JobKind, JobStatus, NewJob
+from bot.jobs import Job, JobStatus
 from bot.queue_service import QueueService, excerpt, format_vram, midnight_utc, page_count
 from bot.services import Services
 from cogs._messages import STATUS_WORDS, Where, cancelled_text, choice_label, refusal_text
 from comfy.models import Device, SystemInfo, SystemStats
-from comfy.params import ParseContext, parse_prompt, request_to_json
+from tests.factories import FakeClock, imagine_job, job_record
 
 GUILD = 1001
 OTHER_GUILD = 2002
@@ -35,26 +35,16 @@ prefix = "cinematic still,"
 """
 
 
-class Clock:
-    """A settable wall clock (unix seconds)."""
-
-    def __init__(self, now: float) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-
 NOON = datetime(2026, 3, 14, 12, 0, tzinfo=UTC).timestamp()
 
 
 @pytest.fixture
-def clock() -> Clock:
-    return Clock(NOON)
+def clock() -> FakeClock:
+    return FakeClock(NOON, frozen=True)
 
 
 @pytest.fixture
-async def services(write_config: Callable[..., Path], clock: Clock) -> AsyncIterator[Services]:
+async def services(write_config: Callable[..., Path], clock: FakeClock) -> AsyncIterator[Services]:
     # Port 9 on loopback refuses connections: the backend is down, so nothing leaves the queue by itself.
     config = load_config(write_config(url="http://127.0.0.1:9", extra=EXTRA), env={})
     services = Services(config, clock=clock)
@@ -98,22 +88,9 @@ def words(error: MemberError) -> str:
 async def submit(
     services: Services, user: int, count: int = 1, *, guild: int = GUILD, prompt: str = "a lighthouse at dusk"
 ) -> list[Job]:
-    context = ParseContext(models=services.config.models)
-    new = []
-    for index in range(count):
-        text = f"{prompt} {index}" if count > 1 else prompt
-        (request,) = parse_prompt(text, context)
-        new.append(
-            NewJob(
-                guild_id=guild,
-                channel_id=5,
-                user_id=user,
-                kind=JobKind.IMAGINE,
-                prompt=text,
-                request_json=request_to_json(request),
-                model="tiny",
-            )
-        )
+    texts = [f"{prompt} {index}" for index in range(count)] if count > 1 else [prompt]
+    models = services.config.models
+    new = [imagine_job(text, guild=guild, user=user, channel=5, models=models) for text in texts]
     return await services.scheduler.submit(new)
 
 
@@ -317,15 +294,7 @@ async def test_cancel_choices_stop_at_twenty_five(services: Services) -> None:
 
 
 def test_choice_label_of_an_empty_prompt_is_just_number_and_state(services: Services) -> None:
-    job = Job.from_row(
-        {
-            **{name: None for name in Job.__slots__},
-            "id": 5,
-            "kind": "imagine",
-            "status": "running",
-            "prompt": " \n ",
-        }
-    )
+    job = job_record(id=5, status=JobStatus.RUNNING, prompt=" \n ")
     assert choice_label(job) == "#5 · running"
 
 
@@ -380,7 +349,7 @@ async def test_status_reports_a_down_backend_with_its_last_error_and_no_stale_vr
 
 
 async def test_status_counts_this_guilds_queue_and_jobs_finished_since_midnight_utc(
-    services: Services, queue: QueueService, cancel: CancelCommand, clock: Clock
+    services: Services, queue: QueueService, cancel: CancelCommand, clock: FakeClock
 ) -> None:
     clock.now = NOON - 13 * 3600  # 23:00 the day before
     (yesterday,) = await submit(services, ALICE)

@@ -10,7 +10,7 @@ import pytest
 from bot.errors import MemberError, Reason
 from bot.image_prompts import MAX_IMAGE_PROMPT_BYTES
 from bot.job_service import Cancellation, QueuedJob
-from bot.jobs import Job, JobKind, JobStatus
+from bot.jobs import JobKind, JobStatus
 from cogs._buttons import (
     BUTTON_CLASSES,
     CancelButton,
@@ -27,42 +27,9 @@ from cogs._render import StatusState, format_eta, headline, progress_bar, status
 from comfy.actions import ACTIONS, ACTIONS_BY_NAME, Action
 from comfy.params import ParamError
 from comfy.render import RenderError
+from tests.factories import job_record
 
 BIGGEST_JOB_ID = 2**63 - 1  # SQLite's largest rowid
-
-
-def job(**changes: object) -> Job:
-    values: dict[str, object] = {
-        "id": 12,
-        "batch_id": 12,
-        "guild_id": 1,
-        "channel_id": 2,
-        "user_id": 3,
-        "kind": JobKind.IMAGINE,
-        "action": None,
-        "parent_job_id": None,
-        "parent_index": None,
-        "prompt": "a fox",
-        "request_json": "{}",
-        "model": "tiny",
-        "status": JobStatus.QUEUED,
-        "backend": None,
-        "prompt_id": None,
-        "progress": 0.0,
-        "error": None,
-        "status_channel_id": None,
-        "status_message_id": None,
-        "result_channel_id": None,
-        "result_message_id": None,
-        "attempts": 0,
-        "created_at": 0.0,
-        "queued_at": 0.0,
-        "submitted_at": None,
-        "started_at": None,
-        "finished_at": None,
-    }
-    values.update(changes)
-    return Job(**values)  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize(
@@ -120,22 +87,22 @@ def test_status_text_for_each_stage() -> None:
 
 def test_headline_escapes_markdown_and_mentions_in_the_prompt() -> None:
     request = '{"text": "x"}'
-    line = headline(job(prompt="**bold** @everyone <@42>", request_json=request))
+    line = headline(job_record(prompt="**bold** @everyone <@42>", request_json=request))
     assert line == "**\\*\\*bold\\*\\* @\u200beveryone <@42>** - <@3>"  # unparsable request: the raw prompt
 
 
 def test_headline_names_the_follow_up() -> None:
-    assert what_it_is(job()) is None
-    assert what_it_is(job(kind=JobKind.IMG2IMG)) == "Image prompt"
+    assert what_it_is(job_record()) is None
+    assert what_it_is(job_record(kind=JobKind.IMG2IMG)) == "Image prompt"
     assert (
-        what_it_is(job(kind=JobKind.UPSCALE, action="upscale_2x", parent_index=1))
+        what_it_is(job_record(kind=JobKind.UPSCALE, action="upscale_2x", parent_index=1))
         == "Upscale (2x) of image 2"
     )
-    assert what_it_is(job(kind=JobKind.VARIATION, action="vary_subtle", parent_index=0)) == (
+    assert what_it_is(job_record(kind=JobKind.VARIATION, action="vary_subtle", parent_index=0)) == (
         "Variations (Subtle) of image 1"
     )
-    assert what_it_is(job(kind=JobKind.PAN, action="pan_left", parent_index=0)) == "Pan Left"
-    assert what_it_is(job(kind=JobKind.REROLL, action="vary_strong")) == "Reroll"
+    assert what_it_is(job_record(kind=JobKind.PAN, action="pan_left", parent_index=0)) == "Pan Left"
+    assert what_it_is(job_record(kind=JobKind.REROLL, action="vary_strong")) == "Reroll"
 
 
 async def test_every_custom_id_fits_discord_and_matches_exactly_one_button_class() -> None:
@@ -298,14 +265,14 @@ def test_refusals_in_the_words_members_have_always_read(
 
 
 def test_answers_to_buttons_and_commands() -> None:
-    queued = QueuedJob(job(id=43), position=1)
+    queued = QueuedJob(job_record(id=43), position=1)
     upscale = ACTIONS_BY_NAME["upscale_2x"]
     assert (
         queued_text(upscale, 2, queued)
         == "Queued: Upscale (2x) of image 2 (job #43, position 1 in this server)."
     )
-    assert queued_text(upscale, None, QueuedJob(job(id=43), None)) == "Queued: Upscale (2x) (job #43)."
-    running = Cancellation(job(status=JobStatus.RUNNING, backend="gpu0", user_id=3), JobStatus.RUNNING)
+    assert queued_text(upscale, None, QueuedJob(job_record(id=43), None)) == "Queued: Upscale (2x) (job #43)."
+    running = Cancellation(job_record(status=JobStatus.RUNNING, backend="gpu0", user_id=3), JobStatus.RUNNING)
     assert cancelled_text(running, where=Where.CANCEL_COMMAND, actor_id=9) == (
         "Cancelled job #12 of another member (it was running on gpu0): “a fox”"
     )

@@ -8,22 +8,15 @@ from pathlib import Path
 
 from PIL import Image
 
-from bot.jobs import ImagePrompt, JobKind, JobStatus, NewJob, OutputFile
+from bot.jobs import ImagePrompt, JobKind, JobStatus, OutputFile
 from bot.outputs import OutputStore
 from bot.retention import apply_retention
 from bot.scheduler import IMAGE_PROMPT_DIR
 from bot.store import Store
+from tests.factories import FakeClock, new_job
 from tests.store_engines import StoreEngine
 
 DAY = 86400.0
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def _png() -> bytes:
@@ -33,9 +26,7 @@ def _png() -> bytes:
 
 
 async def _finished_job(store: Store, outputs: OutputStore, size: int = 0) -> int:
-    (job,) = await store.enqueue_many(
-        [NewJob(guild_id=1, channel_id=1, user_id=1, kind=JobKind.IMAGINE, prompt="p", model="m")]
-    )
+    (job,) = await store.enqueue_many([new_job(model="m")])
     claimed = await store.claim_next("gpu0")
     assert claimed is not None and claimed.id == job.id
     saved = await outputs.save(job.id, [_png()] * 4)
@@ -47,7 +38,7 @@ async def _finished_job(store: Store, outputs: OutputStore, size: int = 0) -> in
 async def test_jobs_older_than_the_retention_lose_their_rows_and_files(
     store_engine: StoreEngine, tmp_path: Path
 ) -> None:
-    clock = Clock()
+    clock = FakeClock(frozen=True)
     store = await store_engine.open(store_engine.location(tmp_path), clock=clock)
     outputs = OutputStore(tmp_path / "out")
     try:
@@ -68,7 +59,7 @@ async def test_jobs_older_than_the_retention_lose_their_rows_and_files(
 async def test_the_oldest_jobs_go_first_when_over_the_size_cap(
     store_engine: StoreEngine, tmp_path: Path
 ) -> None:
-    clock = Clock()
+    clock = FakeClock(frozen=True)
     store = await store_engine.open(store_engine.location(tmp_path), clock=clock)
     outputs = OutputStore(tmp_path / "out")
     mb = 1024 * 1024
@@ -88,7 +79,7 @@ async def test_the_oldest_jobs_go_first_when_over_the_size_cap(
 async def test_attached_images_go_when_old_and_no_job_uses_them(
     store_engine: StoreEngine, tmp_path: Path
 ) -> None:
-    clock = Clock()
+    clock = FakeClock(frozen=True)
     store = await store_engine.open(store_engine.location(tmp_path), clock=clock)
     outputs = OutputStore(tmp_path / "out")
     folder = tmp_path / "out" / IMAGE_PROMPT_DIR
@@ -100,9 +91,7 @@ async def test_attached_images_go_when_old_and_no_job_uses_them(
         os.utime(path, (clock.now - 10 * DAY, clock.now - 10 * DAY))
     os.utime(fresh, (clock.now - DAY, clock.now - DAY))  # attached yesterday: maybe not queued yet
     image = ImagePrompt(f"{IMAGE_PROMPT_DIR}/{old_used.name}", 64, 64)
-    await store.enqueue_many(
-        [NewJob(guild_id=1, channel_id=1, user_id=1, kind=JobKind.IMG2IMG, prompt="x", image_prompt=image)]
-    )
+    await store.enqueue_many([new_job(kind=JobKind.IMG2IMG, image_prompt=image)])
     try:
         removed = await apply_retention(store, outputs, retention_days=5, max_total_mb=0, now=clock)
         kept = sorted(p.name for p in folder.iterdir())

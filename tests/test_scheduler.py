@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import random
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -14,35 +13,18 @@ from bot.backend_health import BackendHealth
 from bot.backends import MAX_PAUSE_S, Backend, stable_client_id
 from bot.events import Cancelled, Completed, EventBus, Failed, JobEvent, Progress, Started
 from bot.inflight import InFlightJob, InFlightJobs
-from bot.jobs import JobKind, JobStatus, NewJob
+from bot.jobs import JobStatus
 from bot.outputs import OutputStore
 from bot.reasons import Failure, FailureKind
 from bot.scheduler import Scheduler, SchedulerSettings
 from bot.store import JobStore
 from comfy.client import ComfyClient
-from comfy.params import ParseContext, parse_prompt, request_to_json
-from comfy.profiles import BackendConfig, ModelProfile
+from comfy.profiles import BackendConfig
 from comfy.workflow import TemplateRegistry, load_builtin_templates
+from tests.factories import TINY, imagine_job
 from tests.fakes.comfy_server import FakeComfyUI
 
-MODEL = ModelProfile(
-    name="tiny", checkpoint="random_sd15_tiny.safetensors", width=64, height=64, steps=4, cfg=7.0
-)
 TIMEOUT = 10.0
-
-
-def new_job(guild: int = 1, user: int = 100, text: str = "a lighthouse at dusk", **extra: object) -> NewJob:
-    request = parse_prompt(text, ParseContext(models=[MODEL], rng=random.Random(guild * 1000 + user)))[0]
-    return NewJob(
-        guild_id=guild,
-        channel_id=guild * 10,
-        user_id=user,
-        kind=JobKind.IMAGINE,
-        prompt=text,
-        request_json=request_to_json(request),
-        model=MODEL.name,
-        **extra,  # type: ignore[arg-type]
-    )
 
 
 class Harness:
@@ -52,7 +34,7 @@ class Harness:
         self.tmp_path = tmp_path
         self.fakes = fakes
         self.settings = SchedulerSettings(
-            models=[MODEL],
+            models=[TINY],
             health_interval_s=settings.pop("health_interval_s", 0.05),
             backend_grace_s=settings.pop("backend_grace_s", 5.0),
             job_timeout_s=settings.pop("job_timeout_s", 30.0),
@@ -140,7 +122,7 @@ async def harness(
 
 async def test_a_job_runs_to_completion_with_progress_and_saved_images(tmp_path: Path) -> None:
     async with harness(tmp_path) as h:
-        (job,) = await h.scheduler.submit([new_job()])
+        (job,) = await h.scheduler.submit([imagine_job()])
         started = await h.event(Started, job.id)
         assert started.backend == "gpu0"
         progress = await h.event(Progress, job.id)
@@ -158,7 +140,7 @@ async def test_a_job_in_flight_has_one_record_holding_a_slot_on_its_backend(tmp_
     async with harness(tmp_path) as h:
         backend = h.scheduler.backends[0]
         h.fakes[0].pause()
-        (job,) = await h.scheduler.submit([new_job()])
+        (job,) = await h.scheduler.submit([imagine_job()])
         await h.event(Started, job.id)
         record = h.scheduler.inflight.get(job.id)
         assert record is not None and record.backend is backend and record.executing
@@ -174,7 +156,7 @@ async def test_a_job_in_flight_has_one_record_holding_a_slot_on_its_backend(tmp_
 async def test_a_record_replaced_by_a_new_claim_frees_its_slot_and_leaves_the_new_one(tmp_path: Path) -> None:
     async with harness(tmp_path, count=2, start=False) as h:
         first, second = h.scheduler.backends
-        (job,) = await h.store.enqueue_many([new_job()])
+        (job,) = await h.store.enqueue_many([imagine_job()])
         inflight = InFlightJobs()
         old, new = InFlightJob(job, first), InFlightJob(job, second)
         inflight.add(old)
@@ -192,7 +174,7 @@ async def test_a_cancel_landing_while_the_job_is_being_claimed_stops_it_before_i
     async with harness(tmp_path, start=False) as h:
         backend = h.scheduler.backends[0]
         await h.scheduler.health.refresh()
-        await h.store.enqueue_many([new_job()])
+        await h.store.enqueue_many([imagine_job()])
         claimed = await h.store.claim_next(backend.name)  # the dispatcher has it, but does not follow it yet
         assert claimed is not None
         cancel_on_comfyui = backend.client.cancel
@@ -213,7 +195,7 @@ async def test_prefetch_keeps_one_prompt_waiting_in_comfyui_under_backlog(tmp_pa
     async with harness(tmp_path) as h:
         fake = h.fakes[0]
         fake.pause()
-        jobs = await h.scheduler.submit([new_job(user=u) for u in range(100, 105)])
+        jobs = await h.scheduler.submit([imagine_job(user=u) for u in range(100, 105)])
         await fake.wait_paused()
         await fake.wait_until(lambda: len(fake.pending_ids) == 1)
         assert [await h.status(j.id) for j in jobs].count(JobStatus.QUEUED) == 3
@@ -227,7 +209,9 @@ async def test_prefetch_keeps_one_prompt_waiting_in_comfyui_under_backlog(tmp_pa
 
 async def test_six_jobs_from_two_guilds_start_alternately_by_guild(tmp_path: Path) -> None:
     async with harness(tmp_path, start=False) as h:
-        jobs = await h.store.enqueue_many([new_job(guild=1, user=1)] * 3 + [new_job(guild=2, user=2)] * 3)
+        jobs = await h.store.enqueue_many(
+            [imagine_job(guild=1, user=1)] * 3 + [imagine_job(guild=2, user=2)] * 3
+        )
         by_prompt: dict[str, int] = {}
         await h.scheduler.start()
         for job in jobs:
@@ -243,7 +227,7 @@ async def test_six_jobs_from_two_guilds_start_alternately_by_guild(tmp_path: Pat
 async def test_cancel_of_a_waiting_job_removes_it_from_the_queue(tmp_path: Path) -> None:
     async with harness(tmp_path) as h:
         h.fakes[0].pause()
-        _, second, third = await h.scheduler.submit([new_job(user=u) for u in (1, 2, 3)])
+        _, second, third = await h.scheduler.submit([imagine_job(user=u) for u in (1, 2, 3)])
         await h.fakes[0].wait_paused()
         assert await h.scheduler.cancel(third.id) is JobStatus.QUEUED
         await h.event(Cancelled, third.id)
@@ -257,7 +241,7 @@ async def test_cancel_of_a_prompt_pending_in_comfyui_deletes_it_there(tmp_path: 
     async with harness(tmp_path) as h:
         fake = h.fakes[0]
         fake.pause()
-        first, second = await h.scheduler.submit([new_job(user=1), new_job(user=2)])
+        first, second = await h.scheduler.submit([imagine_job(user=1), imagine_job(user=2)])
         await fake.wait_until(lambda: len(fake.pending_ids) == 1)
         stored = await h.store.get(second.id)
         assert stored is not None and stored.status is JobStatus.SUBMITTED
@@ -274,7 +258,7 @@ async def test_cancel_of_a_running_job_interrupts_only_that_prompt(tmp_path: Pat
     async with harness(tmp_path) as h:
         fake = h.fakes[0]
         fake.pause()
-        (job,) = await h.scheduler.submit([new_job()])
+        (job,) = await h.scheduler.submit([imagine_job()])
         await h.event(Started, job.id)
         await fake.wait_paused()
         stored = await h.store.get(job.id)
@@ -290,7 +274,7 @@ async def test_cancel_of_a_running_job_interrupts_only_that_prompt(tmp_path: Pat
 async def test_a_node_error_fails_the_job_with_a_short_reason(tmp_path: Path) -> None:
     async with harness(tmp_path) as h:
         h.fakes[0].fail_node = "KSampler"
-        (job,) = await h.scheduler.submit([new_job()])
+        (job,) = await h.scheduler.submit([imagine_job()])
         failed = await h.event(Failed, job.id)
         assert isinstance(failed, Failed) and failed.failure.kind is FailureKind.EXECUTION_FAILED
         assert "RuntimeError" in failed.failure.detail and "tensor([[" not in failed.failure.detail
@@ -304,7 +288,7 @@ async def test_a_job_over_its_timeout_fails_and_is_interrupted_by_id(tmp_path: P
     async with harness(tmp_path, job_timeout_s=0.5) as h:
         fake = h.fakes[0]
         fake.pause()
-        (job,) = await h.scheduler.submit([new_job()])
+        (job,) = await h.scheduler.submit([imagine_job()])
         failed = await h.event(Failed, job.id)
         assert isinstance(failed, Failed) and failed.failure == Failure(FailureKind.TIMED_OUT, number=0.5)
         stored = await h.store.get(job.id)
@@ -317,7 +301,7 @@ async def test_restart_reattaches_a_running_job_without_generating_it_again(tmp_
     async with harness(tmp_path) as h:
         fake = h.fakes[0]
         fake.pause()
-        (job,) = await h.scheduler.submit([new_job()])
+        (job,) = await h.scheduler.submit([imagine_job()])
         await fake.wait_paused()
         await h.close()  # the bot goes away mid-run; ComfyUI keeps the prompt
         await h.open()
@@ -331,7 +315,7 @@ async def test_restart_completes_a_job_that_finished_while_the_bot_was_down(tmp_
     async with harness(tmp_path) as h:
         fake = h.fakes[0]
         fake.pause()
-        (job,) = await h.scheduler.submit([new_job()])
+        (job,) = await h.scheduler.submit([imagine_job()])
         await fake.wait_paused()
         stored = await h.store.get(job.id)
         assert stored is not None and stored.prompt_id
@@ -348,7 +332,7 @@ async def test_restart_requeues_a_job_the_server_lost(tmp_path: Path) -> None:
     async with harness(tmp_path) as h:
         fake = h.fakes[0]
         fake.pause()
-        (job,) = await h.scheduler.submit([new_job()])
+        (job,) = await h.scheduler.submit([imagine_job()])
         await fake.wait_paused()
         await h.close()
         fake.reset()  # ComfyUI restarted too: its queue and history are gone
@@ -365,7 +349,7 @@ async def test_a_backend_that_dies_mid_job_hands_the_job_to_another(tmp_path: Pa
         dying, healthy = h.fakes
         dying.pause()
         healthy.pause()
-        first, second = await h.scheduler.submit([new_job(user=1), new_job(user=2)])
+        first, second = await h.scheduler.submit([imagine_job(user=1), imagine_job(user=2)])
         await dying.wait_paused()
         await healthy.wait_paused()
         placed = {j.id: (await h.store.get(j.id)).backend for j in (first, second)}  # type: ignore[union-attr]
@@ -380,9 +364,9 @@ async def test_a_backend_that_dies_mid_job_hands_the_job_to_another(tmp_path: Pa
 
 async def test_an_upscale_uploads_the_parent_image_and_makes_one_image(tmp_path: Path) -> None:
     async with harness(tmp_path) as h:
-        (parent,) = await h.scheduler.submit([new_job()])
+        (parent,) = await h.scheduler.submit([imagine_job()])
         await h.event(Completed, parent.id)
-        child_spec = new_job(user=200, parent_job_id=parent.id, parent_index=2, action="upscale_2x")
+        child_spec = imagine_job(user=200, parent_job_id=parent.id, parent_index=2, action="upscale_2x")
         (child,) = await h.scheduler.submit([child_spec])
         done = await h.event(Completed, child.id)
         assert len(done.paths) == 1 and done.grid_path is None
@@ -394,7 +378,7 @@ async def test_jobs_spread_over_every_backend(tmp_path: Path, count: int) -> Non
     async with harness(tmp_path, count=count) as h:
         for fake in h.fakes:
             fake.pause()
-        jobs = await h.scheduler.submit([new_job(user=u) for u in range(count)])
+        jobs = await h.scheduler.submit([imagine_job(user=u) for u in range(count)])
         for fake in h.fakes:
             await fake.wait_paused()
         for fake in h.fakes:
@@ -409,7 +393,7 @@ async def test_a_job_whose_backend_is_down_at_restart_goes_to_another_after_the_
         first_server, second_server = h.fakes
         second_server.pause()
         first_server.pause()
-        (job,) = await h.scheduler.submit([new_job()])
+        (job,) = await h.scheduler.submit([imagine_job()])
         await first_server.wait_paused()
         stored = await h.store.get(job.id)
         assert stored is not None and stored.backend == "gpu0"

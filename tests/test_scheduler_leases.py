@@ -10,8 +10,9 @@ from pathlib import Path
 
 from bot.events import Completed, Started
 from bot.jobs import JobStatus
+from tests.factories import imagine_job
 from tests.fakes.comfy_server import FakeComfyUI
-from tests.test_scheduler import TIMEOUT, Harness, new_job
+from tests.test_scheduler import TIMEOUT, Harness
 
 LEASE_S = 0.3
 
@@ -51,7 +52,7 @@ async def until_held(h: Harness, held: bool = True) -> None:
 async def test_only_the_lease_holder_drives_the_backend(tmp_path: Path) -> None:
     async with two_processes(tmp_path) as (a, b, fake):
         assert a.scheduler.backends[0].held and not b.scheduler.backends[0].held
-        (job,) = await b.scheduler.submit([new_job()])  # queued through B, which holds no backend
+        (job,) = await b.scheduler.submit([imagine_job()])  # queued through B, which holds no backend
         await a.event(Completed, job.id)
         assert (await a.store.get(job.id)).backend == "gpu0"  # type: ignore[union-attr]
         assert len(fake.received_bodies) == 1
@@ -61,7 +62,7 @@ async def test_only_the_lease_holder_drives_the_backend(tmp_path: Path) -> None:
 async def test_a_clean_stop_hands_the_backend_and_its_running_job_over_at_once(tmp_path: Path) -> None:
     async with two_processes(tmp_path) as (a, b, fake):
         fake.pause()
-        (job,) = await a.scheduler.submit([new_job()])
+        (job,) = await a.scheduler.submit([imagine_job()])
         await a.event(Started, job.id)
         await a.scheduler.stop(grace_s=0.1)  # SIGTERM: the lease is released, the job stays running
         assert await a.status(job.id) is JobStatus.RUNNING
@@ -75,7 +76,7 @@ async def test_a_clean_stop_hands_the_backend_and_its_running_job_over_at_once(t
 async def test_a_dead_holder_loses_its_backend_when_the_lease_expires(tmp_path: Path) -> None:
     async with two_processes(tmp_path) as (a, b, fake):
         fake.pause()
-        (job,) = await a.scheduler.submit([new_job()])
+        (job,) = await a.scheduler.submit([imagine_job()])
         await a.event(Started, job.id)
         # A dies: nothing of it runs any more, nothing is released.
         for task in [*a.scheduler._loops, *a.scheduler.inflight.tasks()]:
@@ -95,7 +96,7 @@ async def test_a_dead_holder_loses_its_backend_when_the_lease_expires(tmp_path: 
 async def test_a_holder_that_lost_its_lease_stops_following_and_dispatching(tmp_path: Path) -> None:
     async with two_processes(tmp_path) as (a, b, fake):
         fake.pause()
-        (job,) = await a.scheduler.submit([new_job()])
+        (job,) = await a.scheduler.submit([imagine_job()])
         await a.event(Started, job.id)
         # B gets the lease (as if A had been unreachable for longer than the lease).
         await b.store.release_backends("process-a")

@@ -4,19 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import os
-import random
 import signal
 import sys
 from pathlib import Path
 
-from bot.jobs import JobKind, JobStatus, NewJob
+from bot.jobs import JobStatus
 from bot.store import JobStore
-from comfy.params import ParseContext, parse_prompt, request_to_json
-from comfy.profiles import ModelProfile
+from tests.factories import imagine_job
 from tests.fakes.comfy_server import FakeComfyUI
 
 ROOT = Path(__file__).resolve().parents[2]
-MODEL = ModelProfile(name="tiny", checkpoint="random_sd15_tiny.safetensors", width=64, height=64, steps=4)
 CONFIG = """
 [[backends]]
 name = "gpu0"
@@ -36,19 +33,6 @@ output_dir = "out"
 [scheduler]
 health_interval_s = 0.1
 """
-
-
-def _job(guild: int, index: int) -> NewJob:
-    request = parse_prompt(f"job {guild}-{index}", ParseContext(models=[MODEL], rng=random.Random(index)))[0]
-    return NewJob(
-        guild_id=guild,
-        channel_id=guild,
-        user_id=guild * 100 + index,
-        kind=JobKind.IMAGINE,
-        prompt=request.text,
-        request_json=request_to_json(request),
-        model="tiny",
-    )
 
 
 async def _spawn(config: Path) -> asyncio.subprocess.Process:
@@ -83,7 +67,10 @@ async def _drill(tmp_path: Path, procs: list[asyncio.subprocess.Process]) -> Non
         config = tmp_path / "config.toml"
         config.write_text(CONFIG.format(url=fake.url), encoding="utf-8")
         store = await JobStore.open(str(tmp_path / "jobs.db"))
-        jobs = await store.enqueue_many([_job(1, i) for i in range(3)] + [_job(2, i) for i in range(3)])
+        three_each = [
+            imagine_job(f"job {g}-{i}", guild=g, user=g * 100 + i) for g in (1, 2) for i in range(3)
+        ]
+        jobs = await store.enqueue_many(three_each)
         await store.close()
 
         fake.wait_timeout = 20

@@ -95,7 +95,12 @@ def iso(timestamp: float) -> str:
 
 
 class FakeClock:
-    """Wall and monotonic time with an offset that tests move forward instead of sleeping."""
+    """The fake Discord's own time: real wall and monotonic time plus an offset that tests move forward
+    instead of sleeping (token expiry, response deadlines, rate limit windows).
+
+    Not tests.factories.FakeClock, which stands still until moved: the fake Discord runs beside a real
+    discord.py client on real time, so its clock must keep flowing and only jump ahead.
+    """
 
     def __init__(self) -> None:
         self.offset = 0.0
