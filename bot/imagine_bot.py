@@ -69,7 +69,8 @@ class ImagineBot(commands.AutoShardedBot):
             help_command=None,
             allowed_mentions=discord.AllowedMentions(everyone=False, roles=False, users=True),
             shard_count=config.discord.shard_count,
-            shard_ids=config.discord.shard_ids,
+            # discord.py's stubs say list[int], but it takes None (its default) as "every shard".
+            shard_ids=config.discord.shard_ids,  # type: ignore[arg-type]
         )
         self.config = config
         self.services = services
