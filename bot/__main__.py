@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("comfy_imagine")
 
 EXIT_OK, EXIT_RUNTIME, EXIT_USAGE = 0, 1, 2
-COMMANDS = ("run", "check", "health", "sync-commands", "generate")
+COMMANDS = ("run", "check", "health", "sync-commands", "generate", "copy-store")
 EXIT_INTERRUPTED = 130
 DEFAULT_CONFIG = "config.toml"
 
@@ -77,6 +77,8 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("prompt", metavar="PROMPT", help='e.g. "a red fox --ar 3:2 --seed 42 --no blur"')
     generate.add_argument("--out", required=True, metavar="DIR", help="folder for the images and the grid")
     generate.add_argument("--model", metavar="NAME", help="model to use unless the prompt says --model")
+    copy = add("copy-store", "copy the SQLite store (storage.database) into an empty PostgreSQL database")
+    copy.add_argument("--to", required=True, metavar="URL", help="postgresql://user:password@host:port/db")
     return parser
 
 
@@ -104,6 +106,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(_sync_commands(config, args.guild))
         if args.command == "generate":
             return _generate(config, args)
+        if args.command == "copy-store":
+            return asyncio.run(_copy_store(config, args.to))
         return _run(config)
     except KeyboardInterrupt:
         return EXIT_OK
@@ -195,6 +199,40 @@ async def _health(config: Config, path: str) -> int:
         summary = body[:200]
     print(f"{'healthy' if status == 200 else 'unhealthy'}: {summary}")
     return EXIT_OK if status == 200 else EXIT_RUNTIME
+
+
+async def _copy_store(config: Config, to: str) -> int:
+    """Copy the configured SQLite store into the empty PostgreSQL database `to`."""
+    from bot.config import DatabaseUrl
+    from bot.copy_store import CopyRefused, copy_store
+    from bot.store import SchemaTooNew, StoreUnavailable
+
+    source = config.storage.database_path
+    if source is None:
+        print(
+            f"error: storage.database is already PostgreSQL ({config.storage.database}); copy-store copies "
+            "an SQLite file",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
+    try:
+        target = DatabaseUrl(to)
+    except ValueError:
+        print("error: --to must be a postgresql:// URL", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        report = await copy_store(source, target)
+    except CopyRefused as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_RUNTIME
+    except (StoreUnavailable, SchemaTooNew, OSError) as exc:
+        print(f"error: {target}: {exc}", file=sys.stderr)
+        return EXIT_RUNTIME
+    print(
+        f"copied {report.jobs} job(s), {report.outputs} image reference(s) and {report.settings} member "
+        f"setting(s) from {source} to {target}; point storage.database at it"
+    )
+    return EXIT_OK
 
 
 def _generate(config: Config, args: argparse.Namespace) -> int:
