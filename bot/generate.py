@@ -28,11 +28,13 @@ from bot.outputs import grid_of
 from bot.prompt_run import NoImages, PromptRun
 from bot.terminal_progress import TerminalProgress
 from comfy.client import ComfyClient
-from comfy.events import Event, Outcome, OutcomeStatus, ProgressSnapshot, Started
+from comfy.events import Event, Started
 from comfy.images import ImageError
 from comfy.models import BackendUnavailable, ComfyError, PromptRejected, new_prompt_id
+from comfy.outcome import Outcome, OutcomeStatus
 from comfy.params import GenerationRequest, ParamError, ParseContext, parse_prompt
 from comfy.profiles import BackendConfig
+from comfy.progress import ProgressSnapshot
 from comfy.render import RenderError, template_values
 from comfy.workflow import TemplateError, TemplateRegistry, WorkflowTemplate, samplers_and_schedulers
 

@@ -30,8 +30,6 @@ from comfy.events import (
     Frame,
     Interrupted,
     Lost,
-    Outcome,
-    OutcomeStatus,
     Preview,
     ProgressText,
     RunEnded,
@@ -39,7 +37,6 @@ from comfy.events import (
     Started,
     StatusUpdate,
     Succeeded,
-    outcome_from_history,
     parse_binary_frame,
     parse_text_frame,
 )
@@ -62,6 +59,7 @@ from comfy.models import (
     new_prompt_id,
     trim,
 )
+from comfy.outcome import Outcome, OutcomeStatus, outcome_from_history
 from comfy.profiles import BackendConfig
 
 __all__ = [
