@@ -22,7 +22,7 @@ from comfy.models import BackendUnavailable, ComfyError, PromptRejected
 from comfy.outcome import Outcome, OutcomeStatus
 from comfy.progress import ProgressSnapshot
 from comfy.render import RenderError
-from comfy.workflow import TemplateError
+from comfy.workflow_template import TemplateError
 
 log = logging.getLogger(__name__)
 

@@ -8,8 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from comfy.events import Cached, Event, Progress, Succeeded
-
-SAMPLER_CLASSES = frozenset({"KSampler", "KSamplerAdvanced", "SamplerCustom", "SamplerCustomAdvanced"})
+from comfy.workflow_template import SAMPLER_CLASSES
 
 
 @dataclass(frozen=True)
