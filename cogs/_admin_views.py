@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
+from enum import StrEnum
 from typing import Any, Final
 
 import discord
@@ -19,10 +20,20 @@ log = logging.getLogger(__name__)
 
 _DESCRIPTION_LIMIT = 4096
 _QUEUE_COLOUR = discord.Colour.blurple()
-_PAGE_EMOJI: Final = {"prev": "◀️", "next": "▶️", "refresh": "🔄"}
+
+
+class PageMove(StrEnum):
+    """Where a /queue page button goes; its value is the last part of the button's custom_id."""
+
+    PREV = "prev"
+    NEXT = "next"
+    REFRESH = "refresh"
+
+
+_PAGE_EMOJI: Final = {PageMove.PREV: "◀️", PageMove.NEXT: "▶️", PageMove.REFRESH: "🔄"}
 _QUEUE_PREFIX: Final = "queue"
 _QUEUE_TEMPLATE: Final = (
-    rf"{_QUEUE_PREFIX}:(?P<viewer>[0-9]{{1,20}}):(?P<page>[0-9]{{1,6}}):(?P<move>{'|'.join(_PAGE_EMOJI)})"
+    rf"{_QUEUE_PREFIX}:(?P<viewer>[0-9]{{1,20}}):(?P<page>[0-9]{{1,6}}):(?P<move>{'|'.join(PageMove)})"
 )
 
 
@@ -83,7 +94,7 @@ def queue_embed(page: QueuePage, guild_name: str | None) -> discord.Embed:
 class QueuePageButton(discord.ui.DynamicItem[discord.ui.Button], template=_QUEUE_TEMPLATE):
     """◀ / ▶ / 🔄 under /queue; the custom_id carries the viewer and the page, so it survives restarts."""
 
-    def __init__(self, viewer_id: int, page: int, move: str, *, disabled: bool = False) -> None:
+    def __init__(self, viewer_id: int, page: int, move: PageMove, *, disabled: bool = False) -> None:
         super().__init__(
             discord.ui.Button(
                 emoji=_PAGE_EMOJI[move],
@@ -101,7 +112,7 @@ class QueuePageButton(discord.ui.DynamicItem[discord.ui.Button], template=_QUEUE
         cls, interaction: discord.Interaction[Any], item: discord.ui.Item[Any], match: re.Match[str], /
     ) -> QueuePageButton:
         """Rebuild the button from its custom_id (after a restart too)."""
-        return cls(int(match["viewer"]), int(match["page"]), match["move"])
+        return cls(int(match["viewer"]), int(match["page"]), PageMove(match["move"]))
 
     # discord.py types an item's callback for any client (a method-level ClientT), but these items are
     # only ever registered on ImagineBot: narrowing keeps interaction.client typed.
@@ -127,9 +138,9 @@ class QueuePageButton(discord.ui.DynamicItem[discord.ui.Button], template=_QUEUE
 def queue_view(page: QueuePage, viewer_id: int) -> discord.ui.View:
     """◀ 🔄 ▶ for a /queue page, bound to the viewer."""
     view = discord.ui.View(timeout=None)
-    view.add_item(QueuePageButton(viewer_id, page.page - 1, "prev", disabled=not page.has_previous))
-    view.add_item(QueuePageButton(viewer_id, page.page, "refresh"))
-    view.add_item(QueuePageButton(viewer_id, page.page + 1, "next", disabled=not page.has_next))
+    view.add_item(QueuePageButton(viewer_id, page.page - 1, PageMove.PREV, disabled=not page.has_previous))
+    view.add_item(QueuePageButton(viewer_id, page.page, PageMove.REFRESH))
+    view.add_item(QueuePageButton(viewer_id, page.page + 1, PageMove.NEXT, disabled=not page.has_next))
     return view
 
 
