@@ -138,7 +138,7 @@ def _configure_logging(level: str) -> None:
 def _build_services(config: Config) -> Services | None:
     """Build the services; a template that cannot be loaded is a config error (printed, None returned)."""
     from bot.services import Services
-    from comfy.workflow import TemplateError
+    from comfy.workflow_template import TemplateError
 
     try:
         return Services(config)

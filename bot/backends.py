@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 
 from comfy.client import ComfyClient
 from comfy.models import ComfyError, SystemStats
+from comfy.object_info import input_choices, samplers_and_schedulers
 from comfy.profiles import BackendConfig, ModelProfile
-from comfy.workflow import input_choices, samplers_and_schedulers
 
 log = logging.getLogger(__name__)
 

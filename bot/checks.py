@@ -14,15 +14,10 @@ import aiohttp
 from bot.config import TOKEN_ENV, Config
 from comfy.client import ComfyClient
 from comfy.models import BackendUnavailable, BadResponse, ComfyError
+from comfy.object_info import check_against_object_info, input_choices
 from comfy.profiles import TEMPLATE_KINDS, BackendConfig, ModelProfile
-from comfy.workflow import (
-    TemplateError,
-    TemplateRegistry,
-    WorkflowTemplate,
-    check_against_object_info,
-    input_choices,
-    load_builtin_templates,
-)
+from comfy.workflow import TemplateRegistry, load_builtin_templates
+from comfy.workflow_template import TemplateError, WorkflowTemplate
 
 _SHOWN_CHOICES = 5
 

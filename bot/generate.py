@@ -28,13 +28,17 @@ from bot.outputs import grid_of
 from bot.prompt_run import NoImages, PromptRun
 from bot.terminal_progress import TerminalProgress
 from comfy.client import ComfyClient
-from comfy.events import Event, Outcome, OutcomeStatus, ProgressSnapshot, Started
+from comfy.events import Event, Started
 from comfy.images import ImageError
 from comfy.models import BackendUnavailable, ComfyError, PromptRejected, new_prompt_id
+from comfy.object_info import samplers_and_schedulers
+from comfy.outcome import Outcome, OutcomeStatus
 from comfy.params import GenerationRequest, ParamError, ParseContext, parse_prompt
 from comfy.profiles import BackendConfig
+from comfy.progress import ProgressSnapshot
 from comfy.render import RenderError, template_values
-from comfy.workflow import TemplateError, TemplateRegistry, WorkflowTemplate, samplers_and_schedulers
+from comfy.workflow import TemplateRegistry
+from comfy.workflow_template import TemplateError, WorkflowTemplate
 
 log = logging.getLogger(__name__)
 

@@ -18,10 +18,11 @@ from bot.prompt_run import NoImages, PromptRun
 from bot.reasons import Failure, FailureKind, JobFailure
 from bot.store import Store
 from comfy import events as comfy_events
-from comfy.events import Outcome, OutcomeStatus, ProgressSnapshot
 from comfy.models import BackendUnavailable, ComfyError, PromptRejected
+from comfy.outcome import Outcome, OutcomeStatus
+from comfy.progress import ProgressSnapshot
 from comfy.render import RenderError
-from comfy.workflow import TemplateError
+from comfy.workflow_template import TemplateError
 
 log = logging.getLogger(__name__)
 

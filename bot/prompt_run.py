@@ -7,8 +7,10 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any
 
 from comfy.client import ComfyClient, PromptWatch
-from comfy.events import Event, Outcome, ProgressSnapshot, ProgressTracker
+from comfy.events import Event
 from comfy.models import ImageRef
+from comfy.outcome import Outcome
+from comfy.progress import ProgressSnapshot, ProgressTracker
 
 # Called with every event of the prompt and the overall progress when it changed.
 EventHandler = Callable[[Event, ProgressSnapshot | None], Awaitable[None]]

@@ -13,7 +13,6 @@ from bot.jobs import IN_FLIGHT_STATUSES, Job, JobKind, JobStatus
 if TYPE_CHECKING:
     from bot.services import Services
 
-GIB: Final = 1024**3
 PER_PAGE: Final = 10
 EXCERPT_CHARS: Final = 60
 ERROR_CHARS: Final = 200
@@ -81,13 +80,6 @@ class BackendReport:
     last_error: str | None  # when down, or why it is paused
     paused: bool = False  # up, but taking no new job for a while after failing a prompt
 
-    @property
-    def vram(self) -> str | None:
-        """VRAM in use as text, e.g. `5.2 / 8.0 GiB`, or None when unknown."""
-        if self.vram_total is None or self.vram_used is None:
-            return None
-        return format_vram(self.vram_used, self.vram_total)
-
 
 @dataclass(frozen=True, slots=True)
 class StatusReport:
@@ -116,11 +108,6 @@ def excerpt(text: str, limit: int = EXCERPT_CHARS) -> str:
     if limit <= 0:
         return ""
     return line if len(line) <= limit else line[: limit - 1].rstrip() + "…"
-
-
-def format_vram(used: int, total: int) -> str:
-    """Bytes in use out of a total, in GiB with one decimal: `5.2 / 8.0 GiB`."""
-    return f"{max(0, used) / GIB:.1f} / {max(0, total) / GIB:.1f} GiB"
 
 
 def page_count(total: int, per_page: int) -> int:

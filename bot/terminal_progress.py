@@ -6,7 +6,7 @@ import time
 from collections.abc import Callable
 from typing import TextIO
 
-from comfy.events import ProgressSnapshot
+from comfy.progress import ProgressSnapshot
 
 
 class TerminalProgress:

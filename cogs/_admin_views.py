@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
+from enum import StrEnum
 from typing import Any, Final
 
 import discord
@@ -12,17 +13,48 @@ from bot.imagine_bot import ImagineBot
 from bot.jobs import JobKind
 from bot.queue_service import QueueEntry, QueuePage, StatusReport
 from cogs._errors import send_ephemeral
-from cogs._messages import NOT_YOUR_QUEUE, QUEUE_GUILD_ONLY, STATUS_WORDS
+from cogs._messages import (
+    ALL_BACKENDS_DOWN,
+    NO_BACKENDS,
+    NOT_YOUR_QUEUE,
+    QUEUE_EMPTY_ADMIN,
+    QUEUE_EMPTY_MEMBER,
+    QUEUE_GUILD_ONLY,
+    QUEUE_TITLE_MEMBER,
+    STATUS_QUEUE_FIELD,
+    STATUS_TODAY_FIELD,
+    backend_load_text,
+    backend_memory_text,
+    backend_state,
+    backend_version_text,
+    backends_title,
+    last_error_text,
+    queue_counts_text,
+    queue_footer,
+    queue_state,
+    queue_title_admin,
+    today_counts_text,
+)
 from cogs._permissions import is_admin
 
 log = logging.getLogger(__name__)
 
 _DESCRIPTION_LIMIT = 4096
 _QUEUE_COLOUR = discord.Colour.blurple()
-_PAGE_EMOJI: Final = {"prev": "◀️", "next": "▶️", "refresh": "🔄"}
+
+
+class PageMove(StrEnum):
+    """Where a /queue page button goes; its value is the last part of the button's custom_id."""
+
+    PREV = "prev"
+    NEXT = "next"
+    REFRESH = "refresh"
+
+
+_PAGE_EMOJI: Final = {PageMove.PREV: "◀️", PageMove.NEXT: "▶️", PageMove.REFRESH: "🔄"}
 _QUEUE_PREFIX: Final = "queue"
 _QUEUE_TEMPLATE: Final = (
-    rf"{_QUEUE_PREFIX}:(?P<viewer>[0-9]{{1,20}}):(?P<page>[0-9]{{1,6}}):(?P<move>{'|'.join(_PAGE_EMOJI)})"
+    rf"{_QUEUE_PREFIX}:(?P<viewer>[0-9]{{1,20}}):(?P<page>[0-9]{{1,6}}):(?P<move>{'|'.join(PageMove)})"
 )
 
 
@@ -34,22 +66,10 @@ def clip(text: str, limit: int) -> str:
 # ------------------------------------------------------------------------------------------ /queue
 
 
-def _ordinal(n: int) -> str:
-    suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
-    return f"{n}{suffix}"
-
-
 def queue_line(number: int, entry: QueueEntry, *, show_user: bool) -> str:
     """One row of /queue: `3. #42 · running on gpu0 (45%) · @user · a lighthouse…`."""
-    if entry.position is not None:
-        state = f"waiting, {_ordinal(entry.position)} in line"
-    elif entry.backend:
-        state = f"{STATUS_WORDS[entry.status]} on {discord.utils.escape_markdown(entry.backend)}"
-        if entry.progress > 0:
-            state += f" ({entry.progress:.0%})"
-    else:
-        state = STATUS_WORDS[entry.status]
-    parts = [f"`#{entry.job_id}`", state]
+    backend = discord.utils.escape_markdown(entry.backend) if entry.backend else None
+    parts = [f"`#{entry.job_id}`", queue_state(entry, backend)]
     if show_user:
         parts.append(f"<@{entry.user_id}>")
     if entry.kind is not JobKind.IMAGINE:
@@ -63,27 +83,25 @@ def queue_line(number: int, entry: QueueEntry, *, show_user: bool) -> str:
 def queue_embed(page: QueuePage, guild_name: str | None) -> discord.Embed:
     """The /queue embed: admins see the whole guild, members their own jobs."""
     if page.admin:
-        title = f"Queue in {clip(guild_name, 200)}" if guild_name else "Queue in this server"
-        empty = "Nothing is waiting or running in this server."
+        title = queue_title_admin(clip(guild_name, 200) if guild_name else None)
+        empty = QUEUE_EMPTY_ADMIN
     else:
-        title = "Your jobs in this server"
-        empty = "You have no jobs waiting or running here. Start one with /imagine."
+        title = QUEUE_TITLE_MEMBER
+        empty = QUEUE_EMPTY_MEMBER
     lines = [
         queue_line(page.first_number + index, entry, show_user=page.admin)
         for index, entry in enumerate(page.entries)
     ]
     description = clip("\n".join(lines), _DESCRIPTION_LIMIT) if lines else empty
     embed = discord.Embed(title=title, description=description, colour=_QUEUE_COLOUR)
-    embed.set_footer(
-        text=f"Page {page.page + 1}/{page.pages} · {page.in_flight} running · {page.waiting} waiting"
-    )
+    embed.set_footer(text=queue_footer(page))
     return embed
 
 
 class QueuePageButton(discord.ui.DynamicItem[discord.ui.Button], template=_QUEUE_TEMPLATE):
     """◀ / ▶ / 🔄 under /queue; the custom_id carries the viewer and the page, so it survives restarts."""
 
-    def __init__(self, viewer_id: int, page: int, move: str, *, disabled: bool = False) -> None:
+    def __init__(self, viewer_id: int, page: int, move: PageMove, *, disabled: bool = False) -> None:
         super().__init__(
             discord.ui.Button(
                 emoji=_PAGE_EMOJI[move],
@@ -101,7 +119,7 @@ class QueuePageButton(discord.ui.DynamicItem[discord.ui.Button], template=_QUEUE
         cls, interaction: discord.Interaction[Any], item: discord.ui.Item[Any], match: re.Match[str], /
     ) -> QueuePageButton:
         """Rebuild the button from its custom_id (after a restart too)."""
-        return cls(int(match["viewer"]), int(match["page"]), match["move"])
+        return cls(int(match["viewer"]), int(match["page"]), PageMove(match["move"]))
 
     # discord.py types an item's callback for any client (a method-level ClientT), but these items are
     # only ever registered on ImagineBot: narrowing keeps interaction.client typed.
@@ -127,9 +145,9 @@ class QueuePageButton(discord.ui.DynamicItem[discord.ui.Button], template=_QUEUE
 def queue_view(page: QueuePage, viewer_id: int) -> discord.ui.View:
     """◀ 🔄 ▶ for a /queue page, bound to the viewer."""
     view = discord.ui.View(timeout=None)
-    view.add_item(QueuePageButton(viewer_id, page.page - 1, "prev", disabled=not page.has_previous))
-    view.add_item(QueuePageButton(viewer_id, page.page, "refresh"))
-    view.add_item(QueuePageButton(viewer_id, page.page + 1, "next", disabled=not page.has_next))
+    view.add_item(QueuePageButton(viewer_id, page.page - 1, PageMove.PREV, disabled=not page.has_previous))
+    view.add_item(QueuePageButton(viewer_id, page.page, PageMove.REFRESH))
+    view.add_item(QueuePageButton(viewer_id, page.page + 1, PageMove.NEXT, disabled=not page.has_next))
     return view
 
 
@@ -141,20 +159,18 @@ def status_embed(report: StatusReport, *, admin: bool) -> discord.Embed:
     lines = []
     for backend in report.backends:
         name = discord.utils.escape_markdown(backend.name)
-        if backend.paused:
-            parts = [f"🟠 **{name}** — up, paused after a failed prompt"]
-        else:
-            parts = [f"{'🟢' if backend.up else '🔴'} **{name}** — {'up' if backend.up else 'down'}"]
+        light = "🟠" if backend.paused else "🟢" if backend.up else "🔴"
+        parts = [f"{light} **{name}** — {backend_state(up=backend.up, paused=backend.paused)}"]
         if backend.version:
-            parts.append(f"ComfyUI {discord.utils.escape_markdown(backend.version)}")
+            parts.append(backend_version_text(discord.utils.escape_markdown(backend.version)))
         if backend.up or backend.in_flight:
-            parts.append(f"{backend.in_flight}/{backend.capacity} jobs")
-        if backend.vram:
-            parts.append(f"{'RAM (no GPU)' if backend.on_cpu else 'VRAM'} {backend.vram}")
+            parts.append(backend_load_text(backend.in_flight, backend.capacity))
+        if backend.vram_used is not None and backend.vram_total is not None:
+            parts.append(backend_memory_text(backend.vram_used, backend.vram_total, on_cpu=backend.on_cpu))
         line = " · ".join(parts)
         if admin and backend.last_error:
             error = discord.utils.escape_markdown(clip(backend.last_error, 200))
-            line += f"\n  last error: {error}"
+            line += "\n  " + last_error_text(error)
         lines.append(line)
     up, count = report.backends_up, len(report.backends)
     if up == count:
@@ -163,19 +179,10 @@ def status_embed(report: StatusReport, *, admin: bool) -> discord.Embed:
         colour = discord.Colour.orange()
     else:
         colour = discord.Colour.red()
-    description = clip("\n".join(lines), _DESCRIPTION_LIMIT) if lines else "No image servers are configured."
-    embed = discord.Embed(title=f"Image servers: {up} of {count} up", description=description, colour=colour)
-    embed.add_field(
-        name="This server's queue",
-        value=f"{report.waiting} waiting · {report.in_flight} running",
-        inline=True,
-    )
-    embed.add_field(
-        name="Today (since 00:00 UTC)",
-        value=f"{report.completed_today} done · {report.failed_today} failed · "
-        f"{report.cancelled_today} cancelled",
-        inline=True,
-    )
+    description = clip("\n".join(lines), _DESCRIPTION_LIMIT) if lines else NO_BACKENDS
+    embed = discord.Embed(title=backends_title(report), description=description, colour=colour)
+    embed.add_field(name=STATUS_QUEUE_FIELD, value=queue_counts_text(report), inline=True)
+    embed.add_field(name=STATUS_TODAY_FIELD, value=today_counts_text(report), inline=True)
     if up == 0 and count:
-        embed.set_footer(text="New jobs wait in the queue and start when an image server is back.")
+        embed.set_footer(text=ALL_BACKENDS_DOWN)
     return embed

@@ -12,7 +12,15 @@ from discord import app_commands
 
 from bot.errors import MemberError
 from bot.jobs import LimitExceeded
-from cogs._messages import Where, limit_text, refusal_text
+from cogs._messages import (
+    CHECK_FAILED,
+    SERVER_ONLY_COMMAND,
+    Where,
+    cooldown_text,
+    limit_text,
+    refusal_text,
+    unexpected_error_text,
+)
 from comfy.params import ParamError
 from comfy.render import RenderError
 
@@ -33,11 +41,11 @@ def member_text(error: BaseException, where: Where = Where.ANY) -> str | None:
     if isinstance(error, LimitExceeded):
         return limit_text(error)
     if isinstance(error, app_commands.NoPrivateMessage):
-        return "This command only works in a server, not in direct messages."
+        return SERVER_ONLY_COMMAND
     if isinstance(error, app_commands.CommandOnCooldown):
-        return f"Slow down: try again in {max(1, round(error.retry_after))} s."
+        return cooldown_text(error.retry_after)
     if isinstance(error, app_commands.CheckFailure):
-        return str(error) or "You can't use this here."
+        return str(error) or CHECK_FAILED
     return None
 
 
@@ -64,7 +72,7 @@ async def report_error(
             reference,
             exc_info=(type(error), error, error.__traceback__),
         )
-        text = f"Something went wrong (ref {reference}); an admin can look it up in the log."
+        text = unexpected_error_text(reference)
     await send_ephemeral(interaction, text)
 
 

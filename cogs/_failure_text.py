@@ -1,10 +1,19 @@
-"""The words a member reads for why a job failed or waits (the scheduler only records the facts)."""
+"""The words a member reads for why a job failed, was cancelled or waits (the scheduler only records the facts)."""
 
 from __future__ import annotations
+
+from typing import Final, assert_never
 
 from bot.reasons import Failure, FailureKind, WaitReason
 
 _SAVE_FAILED = "The image was made but "
+FAILED_WITHOUT_REASON: Final = "The job failed."
+CANCELLED_TEXT: Final = "🚫 Cancelled."
+
+
+def failed_text(reason: str) -> str:
+    """What a failed job's message says: `❌ **Failed:** ` and why (`reason` as failure_text words it)."""
+    return f"❌ **Failed:** {reason}"
 
 
 def waiting_text(reason: WaitReason) -> str:
@@ -64,4 +73,4 @@ def failure_text(failure: Failure) -> str:
             return "its backend is no longer configured"
         case FailureKind.NEVER_POSTED:
             return "never posted"
-    return detail or str(kind)
+    assert_never(kind)

@@ -12,7 +12,7 @@ from typing import Final, assert_never
 from bot.errors import MemberError, Reason
 from bot.job_service import Cancellation, JobInfo, QueuedJob
 from bot.jobs import Job, JobKind, JobStatus, LimitExceeded, LimitKind
-from bot.queue_service import excerpt
+from bot.queue_service import QueueEntry, QueuePage, StatusReport, excerpt
 from comfy.actions import REROLL, Action, action_named
 from comfy.params import ParamError, format_request
 from comfy.render import RenderError
@@ -21,6 +21,7 @@ CHOICE_LABEL_CHARS: Final = 100  # Discord's limit for an autocomplete choice na
 _SHOWN_CHANNELS: Final = 10
 _SHOWN_MODELS: Final = 15
 _MB: Final = 1_048_576
+_GIB: Final = 1024**3
 
 # Refusals of the cogs themselves (nothing reached a service).
 IMAGINE_GUILD_ONLY: Final = "/imagine only works in a server channel, not in direct messages."
@@ -205,6 +206,22 @@ def _member_error_text(e: MemberError, where: Where) -> str:
     assert_never(e.reason)
 
 
+# ------------------------------------------------------------------------------------------ the command tree's refusals
+
+SERVER_ONLY_COMMAND: Final = "This command only works in a server, not in direct messages."
+CHECK_FAILED: Final = "You can't use this here."  # a check refused, without saying why
+
+
+def cooldown_text(retry_after_s: float) -> str:
+    """What a member reads when a command's cooldown refused them."""
+    return f"Slow down: try again in {max(1, round(retry_after_s))} s."
+
+
+def unexpected_error_text(reference: str) -> str:
+    """What a member reads when something broke: the reference an admin looks up in the log."""
+    return f"Something went wrong (ref {reference}); an admin can look it up in the log."
+
+
 # ------------------------------------------------------------------------------------------ answers
 
 
@@ -261,6 +278,90 @@ def message_link(job: Job) -> str | None:
     if channel is None or message is None:
         return None
     return f"https://discord.com/channels/{job.guild_id}/{channel}/{message}"
+
+
+# ------------------------------------------------------------------------------------------ /queue and /status
+
+QUEUE_TITLE_MEMBER: Final = "Your jobs in this server"
+QUEUE_EMPTY_ADMIN: Final = "Nothing is waiting or running in this server."
+QUEUE_EMPTY_MEMBER: Final = "You have no jobs waiting or running here. Start one with /imagine."
+NO_BACKENDS: Final = "No image servers are configured."
+STATUS_QUEUE_FIELD: Final = "This server's queue"
+STATUS_TODAY_FIELD: Final = "Today (since 00:00 UTC)"
+ALL_BACKENDS_DOWN: Final = "New jobs wait in the queue and start when an image server is back."
+
+
+def queue_title_admin(guild_name: str | None) -> str:
+    """The title of an admin's /queue: the whole server's jobs (`guild_name` already cut to fit)."""
+    return f"Queue in {guild_name}" if guild_name else "Queue in this server"
+
+
+def queue_footer(page: QueuePage) -> str:
+    """`Page 1/3 · 2 running · 5 waiting` under a /queue page."""
+    return f"Page {page.page + 1}/{page.pages} · {page.in_flight} running · {page.waiting} waiting"
+
+
+def queue_state(entry: QueueEntry, backend: str | None) -> str:
+    """Where a /queue row's job is: `waiting, 3rd in line`, `running on gpu0 (45%)`, or its status.
+
+    `backend` is the entry's backend as shown (escaped for Discord), None when it has none.
+    """
+    if entry.position is not None:
+        return f"waiting, {_ordinal(entry.position)} in line"
+    if not backend:
+        return STATUS_WORDS[entry.status]
+    state = f"{STATUS_WORDS[entry.status]} on {backend}"
+    return state + f" ({entry.progress:.0%})" if entry.progress > 0 else state
+
+
+def backends_title(report: StatusReport) -> str:
+    """`Image servers: 1 of 2 up`, the title of /status."""
+    return f"Image servers: {report.backends_up} of {len(report.backends)} up"
+
+
+def backend_state(*, up: bool, paused: bool) -> str:
+    """How a backend is, after its name in /status: `up`, `down` or `up, paused after a failed prompt`."""
+    if paused:
+        return "up, paused after a failed prompt"
+    return "up" if up else "down"
+
+
+def backend_version_text(version: str) -> str:
+    """`ComfyUI 0.3.64`: the version a backend runs (as shown, escaped for Discord)."""
+    return f"ComfyUI {version}"
+
+
+def backend_load_text(in_flight: int, capacity: int) -> str:
+    """`1/2 jobs`: a backend's jobs out of how many it takes at once."""
+    return f"{in_flight}/{capacity} jobs"
+
+
+def backend_memory_text(used: int, total: int, *, on_cpu: bool) -> str:
+    """`VRAM 5.2 / 8.0 GiB` in use; a CPU-only server reports its RAM: `RAM (no GPU) 0.7 / 23.5 GiB`."""
+    label = "RAM (no GPU)" if on_cpu else "VRAM"
+    return f"{label} {max(0, used) / _GIB:.1f} / {max(0, total) / _GIB:.1f} GiB"
+
+
+def last_error_text(error: str) -> str:
+    """The line under a backend that admins read in /status (`error` as shown, escaped and cut)."""
+    return f"last error: {error}"
+
+
+def queue_counts_text(report: StatusReport) -> str:
+    """`2 waiting · 1 running`: this server's queue in /status."""
+    return f"{report.waiting} waiting · {report.in_flight} running"
+
+
+def today_counts_text(report: StatusReport) -> str:
+    """`5 done · 1 failed · 0 cancelled`: today's finished jobs in /status."""
+    return (
+        f"{report.completed_today} done · {report.failed_today} failed · {report.cancelled_today} cancelled"
+    )
+
+
+def _ordinal(n: int) -> str:
+    suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
+    return f"{n}{suffix}"
 
 
 def _has_ended(status: JobStatus | None) -> str:

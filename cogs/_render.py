@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import discord
 
 from bot.jobs import Job, JobKind
+from cogs._failure_text import CANCELLED_TEXT, FAILED_WITHOUT_REASON, failed_text
 from comfy.actions import REROLL, action_named
 from comfy.params import format_request, request_from_json
 
@@ -124,13 +125,13 @@ def status_embed(state: StatusState) -> discord.Embed:
 
 def failed_embed(reason: str) -> discord.Embed:
     """The embed of a job that failed, with the reason."""
-    reason = reason.strip() or "The job failed."
-    return discord.Embed(description=f"❌ **Failed:** {reason[:3900]}", colour=FAILED_COLOUR)
+    reason = reason.strip() or FAILED_WITHOUT_REASON
+    return discord.Embed(description=failed_text(reason[:3900]), colour=FAILED_COLOUR)
 
 
 def cancelled_embed() -> discord.Embed:
     """The embed of a cancelled job."""
-    return discord.Embed(description="🚫 Cancelled.", colour=CANCELLED_COLOUR)
+    return discord.Embed(description=CANCELLED_TEXT, colour=CANCELLED_COLOUR)
 
 
 def result_filename(job: Job, count: int, extension: str) -> str:

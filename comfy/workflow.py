@@ -1,107 +1,55 @@
-"""Workflow templates: ComfyUI API-format graphs whose node inputs are bound to named job parameters.
+"""Workflow templates: the built-in and the operator's, loaded, validated and chosen per model and kind.
 
-A template is the JSON that ComfyUI's "Export (API)" writes, `{node_id: {"class_type", "inputs",
-"_meta": {"title"}}}`, plus bindings `parameter -> "NODE.input"` (NODE is a node id or a unique
-`_meta.title`; a parameter may bind several inputs). Rendering deep-copies the parsed graph and assigns
-values to inputs, so a prompt is always one literal string and can never change the graph's shape.
-
-Missing values: a bound parameter that is absent from `values` (or None) keeps the value the template's
-JSON holds at that input (the template's default), except the parameters in `REQUIRED_PARAMETERS`
-(positive, seed, checkpoint, image, filename_prefix, and a blend's other images and blend factors): a job
-without them would silently repeat a seed, overwrite files, use the wrong model or mix the wrong pictures,
-so rendering fails instead. Values the template does not bind are ignored. Bindings may only point at
-inputs holding a value (never at a link between nodes).
-
-Blend (`/blend`, 2 to 5 images): a blend template has five image slots, `image` and `image_2`..`image_5`,
-and mixes slot k into the mix of slots 1..k-1 with `blend_factor_k` (k = 2..5), the share of image k in
-the mix of images 1..k. `blend_values()` fills every slot for any count: unused slots repeat the first
-image with factor 0, so they add nothing, and the graph keeps one shape (no nodes to prune or rewire).
+The built-in templates live in `comfy/templates/<kind>.json`; an operator's come from `[[templates]]` in
+config.toml. What a template is and how it renders: comfy.workflow_template.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from comfy.actions import OUTPAINT_ACTIONS as OUTPAINT
+from comfy.blend import BLEND_FACTORS, BLEND_IMAGES, BLEND_MIN_IMAGES, BLEND_SLOTS, blend_values
+from comfy.outpaint import outpaint_padding
 from comfy.profiles import TEMPLATE_KINDS, ModelProfile, TemplateConfig
+from comfy.workflow_template import (
+    OUTPUT_CLASSES,
+    PARAMETERS,
+    Binding,
+    TemplateError,
+    WorkflowTemplate,
+    describe_node,
+    is_link,
+    node_title,
+)
+
+# BLEND_MIN_IMAGES, BLEND_SLOTS, blend_values and outpaint_padding live in comfy.blend and comfy.outpaint;
+# they are re-exported because comfy/render.py (another branch's file) imports them from here, as that
+# branch's bot/job_service.py and cogs/_messages.py do. Import them from their homes, then drop them here.
+__all__ = [
+    "BLEND_MIN_IMAGES",
+    "BLEND_SLOTS",
+    "TemplateRegistry",
+    "blend_values",
+    "load_builtin_templates",
+    "load_template",
+    "outpaint_padding",
+]
 
 log = logging.getLogger(__name__)
-
-# A blend mixes 2 to 5 images; a blend template has a slot for each of the 5 (see the module docstring).
-BLEND_SLOTS = 5
-BLEND_MIN_IMAGES = 2
-BLEND_DENOISE = 0.7  # how far the sampler may move from the mixed picture: enough to make one image of it
-_BLEND_IMAGES = ("image", *(f"image_{slot}" for slot in range(2, BLEND_SLOTS + 1)))
-_BLEND_FACTORS = tuple(f"blend_factor_{slot}" for slot in range(2, BLEND_SLOTS + 1))
-
-_STR = (str,)
-_INT = (int,)
-_NUM = (int, float)
-_BOOL = (bool,)
-
-# Every parameter a binding may name, with the Python types its value may have.
-PARAMETERS: Mapping[str, tuple[type, ...]] = MappingProxyType(
-    {
-        "positive": _STR,
-        "negative": _STR,
-        "seed": _INT,
-        "steps": _INT,
-        "cfg": _NUM,
-        "sampler": _STR,
-        "scheduler": _STR,
-        "width": _INT,
-        "height": _INT,
-        "batch_size": _INT,
-        "checkpoint": _STR,
-        "denoise": _NUM,
-        "image": _STR,
-        "scale_by": _NUM,
-        "pad_left": _INT,
-        "pad_right": _INT,
-        "pad_top": _INT,
-        "pad_bottom": _INT,
-        "feathering": _INT,
-        "filename_prefix": _STR,
-        "tile": _BOOL,
-        **dict.fromkeys(_BLEND_IMAGES[1:], _STR),
-        **dict.fromkeys(_BLEND_FACTORS, _NUM),
-    }
-)
-
-# Bound parameters that must be given at render time (see the module docstring).
-REQUIRED_PARAMETERS = frozenset(
-    {"positive", "seed", "checkpoint", "filename_prefix", *_BLEND_IMAGES, *_BLEND_FACTORS}
-)
 
 # What a template of each kind must bind to be usable by the bot.
 _KIND_NEEDS: Mapping[str, tuple[str, ...]] = MappingProxyType(
     {
         **dict.fromkeys(TEMPLATE_KINDS, ("image",)),
         "txt2img": ("positive", "seed"),
-        "blend": (*_BLEND_IMAGES, *_BLEND_FACTORS),
+        "blend": (*BLEND_IMAGES, *BLEND_FACTORS),
     }
-)
-
-OUTPUT_CLASSES = frozenset(
-    {"SaveImage", "PreviewImage", "SaveImageWebsocket", "SaveAnimatedWEBP", "SaveAnimatedPNG"}
-)
-SAMPLER_CLASSES = frozenset({"KSampler", "KSamplerAdvanced", "SamplerCustom", "SamplerCustomAdvanced"})
-
-# The zoom and pan actions of comfy.actions, by name.
-OUTPAINT_ACTIONS = tuple(action.name for action in OUTPAINT)
-_ZOOM_FACTORS: Mapping[str, float] = MappingProxyType(
-    {action.name: action.zoom for action in OUTPAINT if action.zoom is not None}
-)
-_PAN_SIDES: Mapping[str, str] = MappingProxyType(
-    {action.name: f"pad_{action.pan_side}" for action in OUTPAINT if action.pan_side is not None}
 )
 
 _COMMON_BINDINGS: Mapping[str, str] = MappingProxyType(
@@ -162,8 +110,8 @@ _BUILTIN_BINDINGS: Mapping[str, Mapping[str, str | list[str]]] = MappingProxyTyp
         # -> one VAEEncode -> RepeatLatentBatch -> KSampler at denoise < 1: the mixed picture, redrawn 4 ways.
         "blend": {
             **_COMMON_BINDINGS,
-            **{name: f"Image {slot}.image" for slot, name in enumerate(_BLEND_IMAGES, start=1)},
-            **{name: f"Mix {slot}.blend_factor" for slot, name in enumerate(_BLEND_FACTORS, start=2)},
+            **{name: f"Image {slot}.image" for slot, name in enumerate(BLEND_IMAGES, start=1)},
+            **{name: f"Mix {slot}.blend_factor" for slot, name in enumerate(BLEND_FACTORS, start=2)},
             "width": [f"Resize {slot}.width" for slot in range(1, BLEND_SLOTS + 1)],
             "height": [f"Resize {slot}.height" for slot in range(1, BLEND_SLOTS + 1)],
             "batch_size": "Batch.amount",
@@ -171,83 +119,6 @@ _BUILTIN_BINDINGS: Mapping[str, Mapping[str, str | list[str]]] = MappingProxyTyp
         },
     }
 )
-
-
-class TemplateError(ValueError):
-    """A workflow template that cannot be loaded, used or rendered; the message says what and where."""
-
-
-@dataclass(frozen=True)
-class Binding:
-    """One node input that a parameter's value is written to."""
-
-    node_id: str
-    input: str
-
-    def __str__(self) -> str:
-        return f"{self.node_id}.{self.input}"
-
-
-@dataclass(frozen=True)
-class WorkflowTemplate:
-    """A parsed API-format graph plus its parameter bindings; read-only, render() returns new graphs."""
-
-    name: str
-    kind: str
-    graph: Mapping[str, Any] = field(hash=False)
-    bindings: Mapping[str, tuple[Binding, ...]] = field(hash=False)
-    supports_tile: bool = False
-    source: str = "<built-in>"
-
-    def __post_init__(self) -> None:
-        graph = _freeze(self.graph)
-        bindings = MappingProxyType({param: tuple(targets) for param, targets in self.bindings.items()})
-        for param, targets in bindings.items():
-            for target in targets:
-                node = graph.get(target.node_id)
-                if not isinstance(node, Mapping) or target.input not in node.get("inputs", {}):
-                    raise TemplateError(
-                        f"template {self.name!r}: binding {param!r} -> {str(target)!r}: no such node input"
-                    )
-        object.__setattr__(self, "graph", graph)
-        object.__setattr__(self, "bindings", bindings)
-
-    def render(self, values: Mapping[str, object]) -> dict[str, Any]:
-        """Return a new API-format graph with every bound input set from `values`.
-
-        Keys the template does not bind are ignored. A bound parameter missing from `values` (or None)
-        keeps the template's own value, unless it is in `REQUIRED_PARAMETERS`: then TemplateError.
-        Values are type-checked (e.g. seed must be an int, positive a str) and never parsed.
-        """
-        graph = _thaw(self.graph)
-        for param, targets in self.bindings.items():
-            value = values.get(param)
-            if value is None:
-                if param in REQUIRED_PARAMETERS:
-                    where = ", ".join(str(target) for target in targets)
-                    raise TemplateError(f"template {self.name!r}: no value for {param!r} (bound to {where})")
-                continue
-            _check_value(self.name, param, value)
-            for target in targets:
-                graph[target.node_id]["inputs"][target.input] = value
-        return graph
-
-    def output_node_ids(self) -> list[str]:
-        """Ids of the nodes whose images are the result: image save/preview nodes and the filename_prefix node."""
-        prefix_nodes = {target.node_id for target in self.bindings.get("filename_prefix", ())}
-        return [
-            node_id
-            for node_id, node in self.graph.items()
-            if node["class_type"] in OUTPUT_CLASSES or node_id in prefix_nodes
-        ]
-
-    def sampler_node_ids(self) -> list[str]:
-        """Ids of the sampling nodes, in graph order (a hires-fix graph has two), for overall progress."""
-        return [
-            node_id
-            for node_id, node in self.graph.items()
-            if node["class_type"] in SAMPLER_CLASSES or "KSampler" in node["class_type"]
-        ]
 
 
 def load_builtin_templates() -> dict[str, WorkflowTemplate]:
@@ -377,152 +248,6 @@ class TemplateRegistry:
             raise TemplateError("; ".join(problems))
 
 
-def check_against_object_info(
-    template: WorkflowTemplate, object_info: Mapping[str, Any], checkpoint: str | None
-) -> list[str]:
-    """Compare a template with a backend's `/object_info`; return human-readable problems (empty = ok).
-
-    Checks: every node class exists; every required input is present and every bound input exists;
-    links connect matching types; unbound literal values are in range / among the combo choices; and
-    `checkpoint` (if given) is among the choices of the input the `checkpoint` parameter is bound to
-    (e.g. `CheckpointLoaderSimple.ckpt_name`). A template that does not bind `checkpoint` is not
-    checked for it.
-    """
-    label = f"template {template.name!r}"
-    bound = {
-        (target.node_id, target.input): param
-        for param, targets in template.bindings.items()
-        for target in targets
-    }
-    problems: list[str] = []
-    for node_id, node in template.graph.items():
-        class_type = node["class_type"]
-        where = f"{label}: node {node_id} ({_describe(node)})"
-        info = object_info.get(class_type)
-        if not isinstance(info, Mapping):
-            problems.append(
-                f"{where}: node class {class_type!r} does not exist on this ComfyUI "
-                "(a custom node that is not installed?)"
-            )
-            continue
-        specs = _input_specs(info)
-        required = _section(info, "required")
-        for name in required:
-            if name not in node["inputs"]:
-                problems.append(
-                    f"{where}: required input {name!r} is missing; re-export the workflow from this ComfyUI"
-                )
-        for name, value in node["inputs"].items():
-            spec = specs.get(name)
-            if spec is None:
-                if (node_id, name) in bound:
-                    problems.append(
-                        f"{where}: input {name!r} (bound to {bound[node_id, name]!r}) does not exist on "
-                        f"{class_type}; it has: {', '.join(specs) or 'no inputs'}"
-                    )
-                continue
-            if _is_link(value):
-                problem = _check_link(template.graph, object_info, value, spec)
-            elif (node_id, name) in bound:
-                problem = None
-            else:
-                problem = _check_literal(value, spec)
-            if problem:
-                problems.append(f"{where}: input {name!r}: {problem}")
-    if checkpoint is not None:
-        for target in template.bindings.get("checkpoint", ()):
-            info = object_info.get(template.graph[target.node_id]["class_type"])
-            spec = _input_specs(info).get(target.input) if isinstance(info, Mapping) else None
-            options = _combo_options(spec)
-            if options is not None and checkpoint not in options:
-                have = _preview(options) if options else "none"
-                problem = f"{label}: checkpoint {checkpoint!r} is not on this ComfyUI; it has: {have}"
-                if problem not in problems:
-                    problems.append(problem)
-    return problems
-
-
-def samplers_and_schedulers(object_info: Mapping[str, Any]) -> tuple[list[str], list[str]]:
-    """The sampler and scheduler names a backend accepts, read from KSampler's input spec.
-
-    Raises TemplateError when `/object_info` does not describe them (not a ComfyUI, or a broken one).
-    """
-    info = object_info.get("KSampler")
-    required = _section(info, "required") if isinstance(info, Mapping) else {}
-    samplers = _combo_options(required.get("sampler_name"))
-    schedulers = _combo_options(required.get("scheduler"))
-    if samplers is None or schedulers is None:
-        raise TemplateError("/object_info does not list KSampler's sampler_name and scheduler choices")
-    return list(samplers), list(schedulers)
-
-
-def outpaint_padding(width: int, height: int, action: str) -> dict[str, int]:
-    """Values for the zoom/pan templates from the source image's size and the action (comfy.actions).
-
-    Returns pad_left, pad_right, pad_top, pad_bottom, feathering, width and height, all multiples of 8
-    (rounded to the nearest, at least 8 where not 0):
-    - a zoom: pad every side by (factor - 1) / 2 of that side's length, so the canvas is factor times
-      larger; width/height (the output size) stay the source's size, so the old picture shrinks to
-      1/factor in the middle of a new one.
-    - a pan: pad its side by half the width (left, right) or half the height (top, bottom).
-      width/height grow by the padding (the canvas extends; callers cap it if they must).
-    - feathering (the soft blend into the old picture) is about min(width, height) / 12: 40 at 512.
-    """
-    if action not in OUTPAINT_ACTIONS:
-        raise ValueError(f"unknown outpaint action {action!r}; allowed: {', '.join(OUTPAINT_ACTIONS)}")
-    for label, size in (("width", width), ("height", height)):
-        if isinstance(size, bool) or not isinstance(size, int) or size < 8:
-            raise ValueError(f"{label} must be an int of at least 8, got {size!r}")
-    pads = {"pad_left": 0, "pad_right": 0, "pad_top": 0, "pad_bottom": 0}
-    factor = _ZOOM_FACTORS.get(action)
-    if factor is not None:
-        side_x = _round8(width * (factor - 1) / 2)
-        side_y = _round8(height * (factor - 1) / 2)
-        pads.update(pad_left=side_x, pad_right=side_x, pad_top=side_y, pad_bottom=side_y)
-        out_width, out_height = _round8(width), _round8(height)
-    else:
-        side = _PAN_SIDES[action]
-        pads[side] = _round8((width if side in ("pad_left", "pad_right") else height) / 2)
-        out_width = _round8(width + pads["pad_left"] + pads["pad_right"])
-        out_height = _round8(height + pads["pad_top"] + pads["pad_bottom"])
-    return {
-        **pads,
-        "feathering": _round8(min(width, height) / 12),
-        "width": out_width,
-        "height": out_height,
-    }
-
-
-def blend_values(
-    images: Sequence[str], *, width: int, height: int, denoise: float = BLEND_DENOISE
-) -> dict[str, object]:
-    """The values that fill a blend template's five image slots with 2 to 5 images, weighing them equally.
-
-    `images` are the names LoadImage takes (what `/upload/image` answered), in order; `width` x `height` is
-    the size each image is scaled and centre-cropped to, which is also the output size (multiples of 8).
-    Slot k gets image k and `blend_factor_k` = 1/k, its share of the mix of images 1..k, so each of n
-    images ends up weighing 1/n. Unused slots load the first image again with factor 0.0 and add nothing.
-    `denoise` is returned too, so that merging these values over a fresh prompt's (denoise 1.0, which
-    would ignore the images) keeps the blend's.
-    """
-    count = len(images)
-    if not BLEND_MIN_IMAGES <= count <= BLEND_SLOTS:
-        raise ValueError(f"a blend takes {BLEND_MIN_IMAGES} to {BLEND_SLOTS} images, got {count}")
-    if not all(isinstance(name, str) and name for name in images):
-        raise ValueError(f"image names must be non-empty strings, got {list(images)!r}")
-    for label, size in (("width", width), ("height", height)):
-        if isinstance(size, bool) or not isinstance(size, int) or size < 8 or size % 8:
-            raise ValueError(f"{label} must be a positive multiple of 8, got {size!r}")
-    if not 0.0 < denoise <= 1.0:
-        raise ValueError(f"denoise must be in (0, 1], got {denoise!r}")
-    values: dict[str, object] = {"width": width, "height": height, "denoise": denoise}
-    for slot, name in enumerate(_BLEND_IMAGES, start=1):
-        values[name] = images[slot - 1] if slot <= count else images[0]
-    for slot, name in enumerate(_BLEND_FACTORS, start=2):
-        values[name] = 1.0 / slot if slot <= count else 0.0
-    return values
-
-
 # --- parsing and validation -------------------------------------------------------------------------
 
 
@@ -619,7 +344,7 @@ def _check_api_format(data: object, where: str) -> dict[str, Any]:
         if meta is not None and not isinstance(meta, dict):
             raise TemplateError(f"{where}: node {node_id!r}: '_meta' must be an object")
         for input_name, value in node["inputs"].items():
-            if _is_link(value) and value[0] not in data:
+            if is_link(value) and value[0] not in data:
                 raise TemplateError(
                     f"{where}: node {node_id!r} input {input_name!r} links to node {value[0]!r}, "
                     "which is not in the workflow"
@@ -636,7 +361,7 @@ def _resolve_target(graph: Mapping[str, Any], where: str, target: object) -> Bin
     if ref in graph:
         node_id = ref
     else:
-        matches = [nid for nid, node in graph.items() if _title(node) == ref]
+        matches = [nid for nid, node in graph.items() if node_title(node) == ref]
         if not matches:
             raise TemplateError(f"{where}: no node with id or title {ref!r}")
         if len(matches) > 1:
@@ -649,148 +374,12 @@ def _resolve_target(graph: Mapping[str, Any], where: str, target: object) -> Bin
     inputs = node["inputs"]
     if input_name not in inputs:
         raise TemplateError(
-            f"{where}: node {node_id} ({_describe(node)}) has no input {input_name!r}; "
+            f"{where}: node {node_id} ({describe_node(node)}) has no input {input_name!r}; "
             f"it has: {', '.join(inputs) or 'no inputs'}"
         )
-    if _is_link(inputs[input_name]):
+    if is_link(inputs[input_name]):
         raise TemplateError(
             f"{where}: input {input_name!r} of node {node_id} is a link from node {inputs[input_name][0]}; "
             "bind an input that holds a value (e.g. the text of a CLIPTextEncode node)"
         )
     return Binding(node_id=node_id, input=input_name)
-
-
-def _check_value(template: str, param: str, value: object) -> None:
-    allowed = PARAMETERS.get(param, ())
-    ok = isinstance(value, allowed) and (param == "tile" or not isinstance(value, bool))
-    if ok and isinstance(value, float) and not math.isfinite(value):
-        ok = False
-    if not ok:
-        names = " or ".join(kind.__name__ for kind in allowed)
-        raise TemplateError(f"template {template!r}: {param!r} must be {names}, got {value!r}")
-
-
-def input_choices(object_info: Mapping[str, Any], class_type: str, input_name: str) -> list[str] | None:
-    """The choices a backend offers for one combo input (e.g. `CheckpointLoaderSimple`'s `ckpt_name`).
-
-    None when the node class or the input is unknown, or the input is not a list of choices.
-    """
-    info = object_info.get(class_type)
-    for section in ("required", "optional"):
-        choices = _combo_options(_section(info, section).get(input_name))
-        if choices is not None:
-            return [str(choice) for choice in choices]
-    return None
-
-
-# --- /object_info helpers ---------------------------------------------------------------------------
-
-
-def _section(info: object, section: str) -> Mapping[str, Any]:
-    inputs = info.get("input") if isinstance(info, Mapping) else None
-    value = inputs.get(section) if isinstance(inputs, Mapping) else None
-    return value if isinstance(value, Mapping) else {}
-
-
-def _input_specs(info: Mapping[str, Any]) -> dict[str, Any]:
-    return {**_section(info, "required"), **_section(info, "optional")}
-
-
-def _combo_options(spec: object) -> list[Any] | None:
-    """The choices of a combo input spec: `[[a, b], {...}]` or the newer `["COMBO", {"options": [...]}]`."""
-    if not isinstance(spec, list | tuple) or not spec:
-        return None
-    head = spec[0]
-    if isinstance(head, list | tuple):
-        return list(head)
-    if head == "COMBO" and len(spec) > 1 and isinstance(spec[1], Mapping):
-        options = spec[1].get("options")
-        if isinstance(options, list | tuple):
-            return list(options)
-    return None
-
-
-def _check_link(graph: Mapping[str, Any], object_info: Mapping[str, Any], link: Any, spec: Any) -> str | None:
-    source = graph[link[0]]
-    source_info = object_info.get(source["class_type"])
-    if not isinstance(source_info, Mapping):
-        return None  # reported as a missing class already
-    outputs = source_info.get("output") or []
-    if not 0 <= link[1] < len(outputs):
-        return f"links to output {link[1]} of node {link[0]}, but {source['class_type']} has {len(outputs)}"
-    produced = outputs[link[1]]
-    declared = spec[0] if isinstance(spec, list | tuple) and spec else None
-    if not isinstance(produced, str) or not isinstance(declared, str) or declared == "COMBO":
-        return None
-    accepted = declared.split(",")
-    if "*" in accepted or produced == "*" or produced in accepted:
-        return None
-    return f"expects {declared} but node {link[0]} ({source['class_type']}) gives {produced}"
-
-
-def _check_literal(value: Any, spec: Any) -> str | None:
-    if not isinstance(spec, list | tuple) or not spec:
-        return None
-    options = spec[1] if len(spec) > 1 and isinstance(spec[1], Mapping) else {}
-    choices = _combo_options(spec)
-    if choices is not None:
-        if options.get("image_upload") or options.get("remote") or value in choices:
-            return None
-        return f"{value!r} is not one of this ComfyUI's choices ({_preview(choices) if choices else 'none'})"
-    if spec[0] in ("INT", "FLOAT") and isinstance(value, int | float) and not isinstance(value, bool):
-        low, high = options.get("min"), options.get("max")
-        if isinstance(low, int | float) and value < low:
-            return f"{value!r} is below the minimum {low}"
-        if isinstance(high, int | float) and value > high:
-            return f"{value!r} is above the maximum {high}"
-    return None
-
-
-# --- small helpers ----------------------------------------------------------------------------------
-
-
-def _is_link(value: object) -> bool:
-    """ComfyUI's notion of a link: `[source_node_id, output_index]`."""
-    return (
-        isinstance(value, list | tuple)
-        and len(value) == 2
-        and isinstance(value[0], str)
-        and isinstance(value[1], int)
-        and not isinstance(value[1], bool)
-    )
-
-
-def _title(node: Mapping[str, Any]) -> str | None:
-    meta = node.get("_meta")
-    title = meta.get("title") if isinstance(meta, Mapping) else None
-    return title if isinstance(title, str) else None
-
-
-def _describe(node: Mapping[str, Any]) -> str:
-    title = _title(node)
-    return f"{title!r}, {node['class_type']}" if title else str(node["class_type"])
-
-
-def _preview(options: Sequence[Any], limit: int = 10) -> str:
-    shown = ", ".join(str(option) for option in options[:limit])
-    return f"{shown} and {len(options) - limit} more" if len(options) > limit else shown
-
-
-def _round8(value: float) -> int:
-    return max(8, math.floor(value / 8 + 0.5) * 8)
-
-
-def _freeze(value: Any) -> Any:
-    if isinstance(value, Mapping):
-        return MappingProxyType({key: _freeze(item) for key, item in value.items()})
-    if isinstance(value, list | tuple):
-        return tuple(_freeze(item) for item in value)
-    return value
-
-
-def _thaw(value: Any) -> Any:
-    if isinstance(value, Mapping):
-        return {key: _thaw(item) for key, item in value.items()}
-    if isinstance(value, tuple | list):
-        return [_thaw(item) for item in value]
-    return value

@@ -22,16 +22,13 @@ from comfy.events import (
     Executed,
     Executing,
     Failed,
-    OutcomeStatus,
     Preview,
     Progress,
-    ProgressTracker,
     Started,
     StatusUpdate,
     Succeeded,
     parse_binary_frame,
     parse_text_frame,
-    sampler_steps,
 )
 from comfy.models import (
     BackendUnavailable,
@@ -43,7 +40,9 @@ from comfy.models import (
     WatchClosed,
     new_prompt_id,
 )
+from comfy.outcome import OutcomeStatus
 from comfy.profiles import BackendConfig
+from comfy.progress import ProgressTracker, sampler_steps
 from tests.fakes.comfy_server import FakeComfyUI
 
 PROTOCOL = Path(__file__).parent / "data" / "protocol"

@@ -15,7 +15,8 @@ import aiohttp
 import pytest
 from PIL import Image
 
-from comfy.workflow import blend_values, load_builtin_templates
+from comfy.blend import blend_values
+from comfy.workflow import load_builtin_templates
 from tests.fakes.comfy_server import FakeComfyUI
 
 PROTOCOL = Path(__file__).parent / "data" / "protocol"

@@ -23,8 +23,8 @@ from bot.generate import (
     generate_command,
 )
 from bot.terminal_progress import TerminalProgress
-from comfy.events import ProgressSnapshot
 from comfy.params import ParamError
+from comfy.progress import ProgressSnapshot
 from tests.cli import run_cli
 
 T = TypeVar("T")

@@ -13,9 +13,16 @@ from bot.config import load_config
 from bot.errors import MemberError, Reason
 from bot.job_service import Cancellation, parse_job_ref
 from bot.jobs import Job, JobStatus
-from bot.queue_service import QueueService, excerpt, format_vram, midnight_utc, page_count
+from bot.queue_service import QueueService, excerpt, midnight_utc, page_count
 from bot.services import Services
-from cogs._messages import STATUS_WORDS, Where, cancelled_text, choice_label, refusal_text
+from cogs._messages import (
+    STATUS_WORDS,
+    Where,
+    backend_memory_text,
+    cancelled_text,
+    choice_label,
+    refusal_text,
+)
 from comfy.models import Device, SystemInfo, SystemStats
 from tests.factories import FakeClock, imagine_job, job_record
 
@@ -306,7 +313,8 @@ def test_choice_label_of_an_empty_prompt_is_just_number_and_state(services: Serv
     [(3 * GIB, 8 * GIB, "3.0 / 8.0 GiB"), (0, 24 * GIB, "0.0 / 24.0 GiB"), (GIB // 2, GIB, "0.5 / 1.0 GiB")],
 )
 def test_vram_is_shown_in_gib(used: int, total: int, text: str) -> None:
-    assert format_vram(used, total) == text
+    assert backend_memory_text(used, total, on_cpu=False) == f"VRAM {text}"
+    assert backend_memory_text(used, total, on_cpu=True) == f"RAM (no GPU) {text}"
 
 
 async def test_status_reports_an_up_backend_with_version_load_and_vram(
@@ -330,7 +338,8 @@ async def test_status_reports_an_up_backend_with_version_load_and_vram(
         2,
         2,
     )
-    assert (shown.vram, shown.on_cpu, shown.last_error) == ("5.0 / 8.0 GiB", False, None)
+    assert (shown.vram_used, shown.vram_total) == (5 * GIB, 8 * GIB)
+    assert (shown.on_cpu, shown.last_error) == (False, None)
     assert report.backends_up == 1
 
 
@@ -343,7 +352,7 @@ async def test_status_reports_a_down_backend_with_its_last_error_and_no_stale_vr
     report = await queue.status(GUILD)
 
     (shown,) = report.backends
-    assert not shown.up and shown.vram is None
+    assert not shown.up and shown.vram_used is None and shown.vram_total is None
     assert shown.last_error is not None and "127.0.0.1:9" in shown.last_error
     assert report.backends_up == 0
 

@@ -9,10 +9,10 @@ import re
 import pytest
 
 from comfy.actions import ACTIONS, OUTPAINT_ACTIONS, REROLL, Action, action_named
+from comfy.outpaint import OUTPAINT_ACTIONS as OUTPAINT_NAMES
 from comfy.params import ParseContext, parse_prompt
 from comfy.profiles import TEMPLATE_KINDS, ModelProfile
 from comfy.render import MAX_CANVAS_SIDE, RenderError, SourceImage, kind_for, template_values
-from comfy.workflow import OUTPAINT_ACTIONS as OUTPAINT_NAMES
 from comfy.workflow import load_builtin_templates
 
 MODEL = ModelProfile(name="tiny", checkpoint="tiny.safetensors", width=512, height=512, steps=8)

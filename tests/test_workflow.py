@@ -11,21 +11,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from comfy.blend import BLEND_DENOISE, blend_values
+from comfy.object_info import check_against_object_info, samplers_and_schedulers
+from comfy.outpaint import OUTPAINT_ACTIONS, outpaint_padding
 from comfy.profiles import TEMPLATE_KINDS, ModelProfile, TemplateConfig
-from comfy.workflow import (
-    BLEND_DENOISE,
-    OUTPAINT_ACTIONS,
-    Binding,
-    TemplateError,
-    TemplateRegistry,
-    WorkflowTemplate,
-    blend_values,
-    check_against_object_info,
-    load_builtin_templates,
-    load_template,
-    outpaint_padding,
-    samplers_and_schedulers,
-)
+from comfy.workflow import TemplateRegistry, load_builtin_templates, load_template
+from comfy.workflow_template import Binding, TemplateError, WorkflowTemplate
 
 DATA = Path(__file__).parent / "data"
 HOSTILE = 'a "cat" }, {\\ \n\t", "class_type": "SaveImage", "inputs": {}}, "99": {"x": [\\"4\\", 0]} %date% \u202e\x00'
@@ -804,7 +795,7 @@ def test_samplers_and_schedulers_refuse_object_info_without_ksampler() -> None:
 
 
 def test_input_choices_reads_both_combo_spellings_and_unknowns_are_none() -> None:
-    from comfy.workflow import input_choices
+    from comfy.object_info import input_choices
 
     old_style = {"Loader": {"input": {"required": {"ckpt_name": [["a.safetensors", "b.safetensors"], {}]}}}}
     new_style = {"Loader": {"input": {"optional": {"ckpt_name": ["COMBO", {"options": ["c.safetensors"]}]}}}}
