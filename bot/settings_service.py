@@ -1,4 +1,5 @@
-"""What /settings does, without Discord: a member's defaults for /imagine, validated before they are saved."""
+"""What /settings does, without Discord: a member's defaults for /imagine, validated before they are saved,
+and whether their finished images ping them."""
 
 from __future__ import annotations
 
@@ -72,12 +73,14 @@ class SettingsService:
         aspect: str | Keep | None = KEEP,
         style: str | Keep | None = KEEP,
         negative: str | Keep | None = KEEP,
+        ping: bool | Keep = KEEP,
     ) -> UserSettings:
-        """Validate and save some of the member's defaults; None clears one, KEEP leaves it.
+        """Validate and save some of the member's defaults; None clears one, KEEP leaves it. `ping`: whether
+        their finished images mention (notify) them.
 
         Raises MemberError or ParamError (nothing saved) when a value is not allowed.
         """
-        changes: dict[str, str | None] = {}
+        changes: dict[str, str | bool | None] = {}
         if model is not KEEP:
             changes["model"] = None if model is None else self._model(model)
         if aspect is not KEEP:
@@ -86,6 +89,8 @@ class SettingsService:
             changes["style"] = None if style is None else self._style(style)
         if negative is not KEEP:
             changes["negative"] = None if negative is None else _negative(negative)
+        if ping is not KEEP:
+            changes["ping"] = bool(ping)
         if not changes:
             return await self.get_settings(user_id)
         saved = await self._services.store.update_user_settings(user_id, **changes)

@@ -30,6 +30,10 @@ QUEUE_GUILD_ONLY: Final = "/queue works in a server, not in direct messages."
 NOT_YOUR_QUEUE: Final = "Only the person who ran /queue can turn its pages. Run /queue to see your own."
 NOT_YOUR_PANEL: Final = "This settings panel belongs to someone else. Run /settings to open your own."
 
+# /settings: whether a member's finished images mention (notify) them.
+PING_FIELD: Final = "Ping me when an image is ready"
+PING_OPTION: Final = "Mention me in the message with my finished images (on unless you turn it off)"
+
 STATUS_WORDS: Final = {
     JobStatus.QUEUED: "waiting",
     JobStatus.SUBMITTED: "starting",
@@ -270,3 +274,23 @@ def _has_ended(status: JobStatus | None) -> str:
 def _code(text: str) -> str:
     """Text made safe for Discord inline code."""
     return text.replace("`", "'")
+
+
+# ------------------------------------------------------------------------------------ /settings: ping
+
+
+def ping_value(ping: bool) -> str:
+    """The panel's line for the ping setting."""
+    return "yes: your finished images mention you" if ping else "no: your finished images name you silently"
+
+
+def ping_button(ping: bool) -> str:
+    """The label of the panel's ping toggle, saying what it is now."""
+    return "Ping: on" if ping else "Ping: off"
+
+
+def ping_note(ping: bool) -> str:
+    """What the panel says right after the member changed the ping setting."""
+    if ping:
+        return "You'll be pinged when your images are ready."
+    return "Your finished images will no longer ping you."
