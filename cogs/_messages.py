@@ -13,6 +13,7 @@ from bot.errors import MemberError, Reason
 from bot.job_service import Cancellation, JobInfo, QueuedJob
 from bot.jobs import Job, JobKind, JobStatus, LimitExceeded, LimitKind
 from bot.queue_service import excerpt
+from cogs._render import shown_prompt
 from comfy.actions import REROLL, Action, action_named
 from comfy.params import ParamError, format_request
 from comfy.render import RenderError
@@ -294,3 +295,19 @@ def ping_note(ping: bool) -> str:
     if ping:
         return "You'll be pinged when your images are ready."
     return "Your finished images will no longer ping you."
+
+
+# ------------------------------------------------------------------------------------ results
+
+
+def result_headline(job: Job) -> str:
+    """The first line of a finished job's message, as Midjourney writes it: `**prompt --seed 7** - <@owner>`,
+    `... - Image #2 <@owner>` for an upscale, `... - Variations (Strong) by <@owner>` for other follow-ups."""
+    line = f"**{shown_prompt(job)}** -"
+    owner = f"<@{job.user_id}>"
+    action = REROLL if job.kind is JobKind.REROLL else action_named(job.action)
+    if action is None:
+        return f"{line} {owner}"
+    if action.template == "upscale" and job.parent_index is not None:
+        return f"{line} Image #{job.parent_index + 1} {owner}"
+    return f"{line} {action.title} by {owner}"
