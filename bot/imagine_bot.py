@@ -38,7 +38,7 @@ class JobMessages(Protocol):
 
 
 class ImagineBot(commands.Bot):
-    """The comfy-imagine bot. No privileged intents: slash commands and buttons only.
+    """The comfy-imagine bot. No privileged intents: slash commands, buttons and reactions only.
 
     `setup_hook` loads the extensions (each cog registers its persistent buttons with `add_dynamic_items`
     and subscribes to job events when it loads), then starts the services (opens the database, starts the
@@ -60,9 +60,12 @@ class ImagineBot(commands.Bot):
         # The bot never joins voice; skip discord.py's start-up warnings about voice libraries.
         discord.VoiceClient.warn_nacl = False
         discord.VoiceClient.warn_dave = False
+        # No privileged intent: slash commands, buttons, and reactions (✉️, ❌) on job messages as raw events.
+        intents = discord.Intents.default()
+        intents.guild_reactions = True
         super().__init__(
             command_prefix=commands.when_mentioned,
-            intents=discord.Intents.default(),
+            intents=intents,
             help_command=None,
             allowed_mentions=discord.AllowedMentions(everyone=False, roles=False, users=True),
         )

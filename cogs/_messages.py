@@ -13,7 +13,7 @@ from bot.errors import MemberError, Reason
 from bot.job_service import Cancellation, JobInfo, QueuedJob
 from bot.jobs import Job, JobKind, JobStatus, LimitExceeded, LimitKind
 from bot.queue_service import excerpt
-from cogs._render import shown_prompt
+from cogs._render import shown_prompt, what_it_is
 from comfy.actions import REROLL, Action, action_named
 from comfy.params import ParamError, format_request
 from comfy.render import RenderError
@@ -22,6 +22,8 @@ CHOICE_LABEL_CHARS: Final = 100  # Discord's limit for an autocomplete choice na
 _SHOWN_CHANNELS: Final = 10
 _SHOWN_MODELS: Final = 15
 _MB: Final = 1_048_576
+DM_PROMPT_CHARS: Final = 1200  # of the prompt in a ✉️ DM (2000 in all); a longer one also comes as a file
+_DM_NEGATIVE_CHARS: Final = 400
 
 # Refusals of the cogs themselves (nothing reached a service).
 IMAGINE_GUILD_ONLY: Final = "/imagine only works in a server channel, not in direct messages."
@@ -311,3 +313,22 @@ def result_headline(job: Job) -> str:
     if action.template == "upscale" and job.parent_index is not None:
         return f"{line} Image #{job.parent_index + 1} {owner}"
     return f"{line} {action.title} by {owner}"
+
+
+def result_dm_text(info: JobInfo) -> str:
+    """What ✉️ sends a member by DM: the job, its full prompt with every parameter and the seed, and a link
+    to its message (at most 2000 characters)."""
+    job, request = info.job, info.request
+    what = what_it_is(job)
+    lines = [
+        f"**Job #{job.id}**" + (f" · {what}" if what else "") + f" · by <@{job.user_id}>",
+        f"**Prompt:** `{_code(excerpt(format_request(request), DM_PROMPT_CHARS))}`",
+        f"**Seed:** {request.seed} · **Model:** {request.model} · {request.width}×{request.height} · "
+        f"{request.steps} steps · cfg {request.cfg:g} · {request.sampler}, {request.scheduler}",
+    ]
+    if request.negative:
+        lines.append(f"**Negative:** `{_code(excerpt(request.negative, _DM_NEGATIVE_CHARS))}`")
+    link = message_link(job)
+    if link is not None:
+        lines.append(link)
+    return "\n".join(lines)
