@@ -66,6 +66,9 @@ class Reactions:
         """Do what the reaction asks, if it is one the bot handles; never raises."""
         try:
             return await self._handle(payload)
+        except MemberError as exc:  # the job went meanwhile (retention)
+            log.debug("reaction on message %s: %s", payload.message_id, exc)
+            return ReactionOutcome.IGNORED
         except Exception:
             log.exception(
                 "reaction %s by user %s on message %s failed",
