@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Final
 
 from bot.errors import MemberError, Reason
 from bot.jobs import UserSettings
+from bot.store.base import UNSET
 from comfy.params import ParseContext, parse_prompt
 
 if TYPE_CHECKING:
@@ -73,14 +74,12 @@ class SettingsService:
         aspect: str | Keep | None = KEEP,
         style: str | Keep | None = KEEP,
         negative: str | Keep | None = KEEP,
-        ping: bool | Keep = KEEP,
     ) -> UserSettings:
-        """Validate and save some of the member's defaults; None clears one, KEEP leaves it. `ping`: whether
-        their finished images mention (notify) them.
+        """Validate and save some of the member's defaults; None clears one, KEEP leaves it.
 
         Raises MemberError or ParamError (nothing saved) when a value is not allowed.
         """
-        changes: dict[str, str | bool | None] = {}
+        changes: dict[str, str | None] = {}
         if model is not KEEP:
             changes["model"] = None if model is None else self._model(model)
         if aspect is not KEEP:
@@ -89,12 +88,22 @@ class SettingsService:
             changes["style"] = None if style is None else self._style(style)
         if negative is not KEEP:
             changes["negative"] = None if negative is None else _negative(negative)
-        if ping is not KEEP:
-            changes["ping"] = bool(ping)
         if not changes:
             return await self.get_settings(user_id)
-        saved = await self._services.store.update_user_settings(user_id, **changes)
+        saved = await self._services.store.update_user_settings(
+            user_id,
+            model=changes.get("model", UNSET),
+            aspect=changes.get("aspect", UNSET),
+            style=changes.get("style", UNSET),
+            negative=changes.get("negative", UNSET),
+        )
         log.debug("user %s changed settings %s", user_id, sorted(changes))
+        return saved
+
+    async def set_ping(self, user_id: int, ping: bool) -> UserSettings:
+        """Whether the member's finished images mention (notify) them; on until they turn it off."""
+        saved = await self._services.store.update_user_settings(user_id, ping=ping)
+        log.debug("user %s turned the ping %s", user_id, "on" if ping else "off")
         return saved
 
     async def clear_settings(self, user_id: int) -> bool:

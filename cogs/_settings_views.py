@@ -107,7 +107,7 @@ def settings_view(settings: UserSettings, service: SettingsService) -> discord.u
         custom_id=_custom_id(user_id, "negative"),
         row=buttons,
     )
-    ping = discord.ui.Button(
+    ping: discord.ui.Button[discord.ui.View] = discord.ui.Button(
         label=ping_button(settings.ping),
         style=discord.ButtonStyle.success if settings.ping else discord.ButtonStyle.secondary,
         custom_id=_custom_id(user_id, "ping"),
@@ -196,7 +196,7 @@ class SettingsButton(discord.ui.DynamicItem[discord.ui.Button], template=_BUTTON
             return
         if self.what == "ping":
             current = await service.get_settings(self.user_id)
-            settings = await service.update_settings(self.user_id, ping=not current.ping)
+            settings = await service.set_ping(self.user_id, not current.ping)
             await show_panel(interaction, settings, note=ping_note(settings.ping))
             return
         had_any = await service.clear_settings(self.user_id)

@@ -41,7 +41,7 @@ class SettingsCog(commands.Cog):
         if ping is None:
             current, note = await self.service.get_settings(interaction.user.id), None
         else:
-            current = await self.service.update_settings(interaction.user.id, ping=ping)
+            current = await self.service.set_ping(interaction.user.id, ping)
             note = ping_note(ping)
         await interaction.response.send_message(
             embed=settings_embed(current, self.service, note=note),

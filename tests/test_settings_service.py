@@ -75,7 +75,7 @@ async def test_ping_is_on_by_default_and_turning_it_off_keeps_the_other_defaults
     assert (await settings.get_settings(ALICE)).ping is True
     await settings.update_settings(ALICE, model="tiny")
 
-    off = await settings.update_settings(ALICE, ping=False)
+    off = await settings.set_ping(ALICE, False)
     unchanged = await settings.update_settings(ALICE, aspect="2:3")
 
     assert (off.ping, off.model) == (False, "tiny")
