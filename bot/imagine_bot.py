@@ -38,7 +38,7 @@ class JobMessages(Protocol):
 
 
 class ImagineBot(commands.AutoShardedBot):
-    """The comfy-imagine bot. No privileged intents: slash commands and buttons only.
+    """The comfy-imagine bot. No privileged intents: slash commands, buttons and reactions only.
 
     It connects the shards `[discord] shard_ids` of `shard_count` (several processes share one bot that
     way, on PostgreSQL), or every shard Discord recommends when they are not set.
@@ -63,9 +63,12 @@ class ImagineBot(commands.AutoShardedBot):
         # The bot never joins voice; skip discord.py's start-up warnings about voice libraries.
         discord.VoiceClient.warn_nacl = False
         discord.VoiceClient.warn_dave = False
+        # No privileged intent: slash commands, buttons, and reactions (✉️, ❌) on job messages as raw events.
+        intents = discord.Intents.default()
+        intents.guild_reactions = True
         super().__init__(
             command_prefix=commands.when_mentioned,
-            intents=discord.Intents.default(),
+            intents=intents,
             help_command=None,
             allowed_mentions=discord.AllowedMentions(everyone=False, roles=False, users=True),
             shard_count=config.discord.shard_count,

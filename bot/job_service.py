@@ -1,4 +1,5 @@
-"""What /imagine, its buttons and /cancel do, without Discord: check, queue, follow up, cancel, describe.
+"""What /imagine, its buttons, its reactions and /cancel do, without Discord: check, queue, follow up, cancel,
+describe.
 
 Every refusal a member caused (a banned word, an unknown model, a follow-up that cannot be made, a job of
 another server, ...) is raised as `MemberError` with its facts; bad parameters stay `ParamError`, an
@@ -277,7 +278,26 @@ class JobService:
         parent = await self.services.store.get(job.parent_job_id) if job.parent_job_id is not None else None
         return JobInfo(job, request_from_json(job.request_json), parent)
 
-    # ------------------------------------------------------------------ cancel (button and /cancel)
+    # ------------------------------------------------------------------ reactions on job messages
+
+    async def job_by_message(self, message_id: int, guild_id: int) -> Job | None:
+        """The job a message of this server shows (its status or result message), None if none."""
+        job = await self.services.store.job_by_message(message_id)
+        return job if job is not None and job.guild_id == guild_id else None
+
+    async def result_images(self, job: Job) -> list[str]:
+        """The paths of a job's images still kept on disk, in index order (✉️ sends them)."""
+        outputs = await self.services.store.outputs(job.id)
+        paths = [o.path for o in outputs]
+        return await asyncio.to_thread(lambda: [path for path in paths if os.path.isfile(path)])
+
+    @staticmethod
+    def may_remove_result(job: Job, *, guild_id: int, user_id: int, admin: bool) -> bool:
+        """Whether a member may remove a job's result message (❌): its owner or an admin of its server. The
+        job and its images stay until retention, so the buttons of its other messages keep working."""
+        return job.guild_id == guild_id and (job.user_id == user_id or admin)
+
+    # ------------------------------------------------------------------ cancel (button, /cancel and ❌)
 
     async def cancel(self, job_id: int, *, guild_id: int, user_id: int, admin: bool) -> Cancellation:
         """Cancel a job for its owner or an admin of its server (the rule of `bot.jobs.cancel_refusal`).

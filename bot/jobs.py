@@ -277,6 +277,7 @@ class UserSettings:
     aspect: str | None = None
     style: str | None = None
     negative: str | None = None
+    ping: bool = True  # the result message mentions (notifies) the member
     updated_at: float = 0.0
 
 

@@ -1,4 +1,5 @@
-"""What /settings does, without Discord: a member's defaults for /imagine, validated before they are saved."""
+"""What /settings does, without Discord: a member's defaults for /imagine, validated before they are saved,
+and whether their finished images ping them."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from typing import TYPE_CHECKING, Final
 
 from bot.errors import MemberError, Reason
 from bot.jobs import UserSettings
+from bot.store.base import UNSET
 from comfy.params import ParseContext, parse_prompt
 
 if TYPE_CHECKING:
@@ -88,8 +90,20 @@ class SettingsService:
             changes["negative"] = None if negative is None else _negative(negative)
         if not changes:
             return await self.get_settings(user_id)
-        saved = await self._services.store.update_user_settings(user_id, **changes)
+        saved = await self._services.store.update_user_settings(
+            user_id,
+            model=changes.get("model", UNSET),
+            aspect=changes.get("aspect", UNSET),
+            style=changes.get("style", UNSET),
+            negative=changes.get("negative", UNSET),
+        )
         log.debug("user %s changed settings %s", user_id, sorted(changes))
+        return saved
+
+    async def set_ping(self, user_id: int, ping: bool) -> UserSettings:
+        """Whether the member's finished images mention (notify) them; on until they turn it off."""
+        saved = await self._services.store.update_user_settings(user_id, ping=ping)
+        log.debug("user %s turned the ping %s", user_id, "on" if ping else "off")
         return saved
 
     async def clear_settings(self, user_id: int) -> bool:

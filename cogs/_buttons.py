@@ -53,6 +53,12 @@ def custom_id(action: str, job_id: int, number: int | None = None) -> str:
     return value
 
 
+def follow_up_job(value: str) -> int | None:
+    """The job a follow-up button's custom_id acts on (U, V, reroll, zoom, ...); None for any other id."""
+    match = re.fullmatch(FOLLOW_UP_TEMPLATE, value)
+    return int(match["job"]) if match is not None else None
+
+
 class FollowUpButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=FOLLOW_UP_TEMPLATE):
     """U1-U4, V1-V4, 🔄 and the buttons under an upscale: each queues a new job owned by the presser."""
 

@@ -13,6 +13,7 @@ from bot.errors import MemberError, Reason
 from bot.job_service import Cancellation, JobInfo, QueuedJob
 from bot.jobs import Job, JobKind, JobStatus, LimitExceeded, LimitKind
 from bot.queue_service import QueueEntry, QueuePage, StatusReport, excerpt
+from cogs._render import shown_prompt, what_it_is
 from comfy.actions import REROLL, Action, action_named
 from comfy.params import ParamError, format_request
 from comfy.render import RenderError
@@ -22,6 +23,8 @@ _SHOWN_CHANNELS: Final = 10
 _SHOWN_MODELS: Final = 15
 _MB: Final = 1_048_576
 _GIB: Final = 1024**3
+DM_PROMPT_CHARS: Final = 1200  # of the prompt in a ✉️ DM (2000 in all); a longer one also comes as a file
+_DM_NEGATIVE_CHARS: Final = 400
 
 # Refusals of the cogs themselves (nothing reached a service).
 IMAGINE_GUILD_ONLY: Final = "/imagine only works in a server channel, not in direct messages."
@@ -30,6 +33,10 @@ COMMAND_GUILD_ONLY: Final = "This command works in a server, not in direct messa
 QUEUE_GUILD_ONLY: Final = "/queue works in a server, not in direct messages."
 NOT_YOUR_QUEUE: Final = "Only the person who ran /queue can turn its pages. Run /queue to see your own."
 NOT_YOUR_PANEL: Final = "This settings panel belongs to someone else. Run /settings to open your own."
+
+# /settings: whether a member's finished images mention (notify) them.
+PING_FIELD: Final = "Ping me when an image is ready"
+PING_OPTION: Final = "Mention me in the message with my finished images (on unless you turn it off)"
 
 STATUS_WORDS: Final = {
     JobStatus.QUEUED: "waiting",
@@ -371,3 +378,58 @@ def _has_ended(status: JobStatus | None) -> str:
 def _code(text: str) -> str:
     """Text made safe for Discord inline code."""
     return text.replace("`", "'")
+
+
+# ------------------------------------------------------------------------------------ /settings: ping
+
+
+def ping_value(ping: bool) -> str:
+    """The panel's line for the ping setting."""
+    return "yes: your finished images mention you" if ping else "no: your finished images name you silently"
+
+
+def ping_button(ping: bool) -> str:
+    """The label of the panel's ping toggle, saying what it is now."""
+    return "Ping: on" if ping else "Ping: off"
+
+
+def ping_note(ping: bool) -> str:
+    """What the panel says right after the member changed the ping setting."""
+    if ping:
+        return "You'll be pinged when your images are ready."
+    return "Your finished images will no longer ping you."
+
+
+# ------------------------------------------------------------------------------------ results
+
+
+def result_headline(job: Job) -> str:
+    """The first line of a finished job's message, as Midjourney writes it: `**prompt --seed 7** - <@owner>`,
+    `... - Image #2 <@owner>` for an upscale, `... - Variations (Strong) by <@owner>` for other follow-ups."""
+    line = f"**{shown_prompt(job)}** -"
+    owner = f"<@{job.user_id}>"
+    action = REROLL if job.kind is JobKind.REROLL else action_named(job.action)
+    if action is None:
+        return f"{line} {owner}"
+    if action.template == "upscale" and job.parent_index is not None:
+        return f"{line} Image #{job.parent_index + 1} {owner}"
+    return f"{line} {action.title} by {owner}"
+
+
+def result_dm_text(info: JobInfo) -> str:
+    """What ✉️ sends a member by DM: the job, its full prompt with every parameter and the seed, and a link
+    to its message (at most 2000 characters)."""
+    job, request = info.job, info.request
+    what = what_it_is(job)
+    lines = [
+        f"**Job #{job.id}**" + (f" · {what}" if what else "") + f" · by <@{job.user_id}>",
+        f"**Prompt:** `{_code(excerpt(format_request(request), DM_PROMPT_CHARS))}`",
+        f"**Seed:** {request.seed} · **Model:** {request.model} · {request.width}×{request.height} · "
+        f"{request.steps} steps · cfg {request.cfg:g} · {request.sampler}, {request.scheduler}",
+    ]
+    if request.negative:
+        lines.append(f"**Negative:** `{_code(excerpt(request.negative, _DM_NEGATIVE_CHARS))}`")
+    link = message_link(job)
+    if link is not None:
+        lines.append(link)
+    return "\n".join(lines)

@@ -1,4 +1,5 @@
-"""Shows jobs as they move: edits each status message with throttled progress, then turns it into the result.
+"""Shows jobs as they move: edits each status message with throttled progress, then posts the result as a new
+message that notifies its owner and deletes the status message (failures and cancellations are edited in).
 
 One task reads the event bus and hands each event to its job's tracker; each tracker edits its own message
 in its own task, so a slow edit never holds up another message. A tracker keeps only the newest state:
@@ -24,10 +25,11 @@ import discord
 
 from bot.events import Cancelled, Completed, Failed, JobEvent, Subscription
 from bot.job_service import JobService, QueuedJob
-from bot.jobs import Job
-from cogs._buttons import cancel_view, grid_view, upscale_view
+from bot.jobs import Job, JobKind
+from cogs._buttons import cancel_view, follow_up_job, grid_view, upscale_view
 from cogs._edit_budget import EditBudget, EditPriority
 from cogs._failure_text import failure_text
+from cogs._messages import result_headline
 from cogs._render import (
     NO_MENTIONS,
     StatusState,
@@ -59,6 +61,8 @@ DEFAULT_UPLOAD_LIMIT = discord.utils.DEFAULT_FILE_SIZE_LIMIT_BYTES
 # they have been finished this long (so a result being shown right now is never taken for one).
 RETRY_UNDELIVERED_S = 300.0
 UNDELIVERED_SETTLED_S = 60.0
+# Messages after a re-offered job's status message searched for a result an earlier run posted.
+POSTED_LOOKBACK = 50
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +89,16 @@ def _counted(record: Callable[[str, str], None], purpose: str) -> Iterator[None]
         record(purpose, "error")
         raise
     record(purpose, "ok")
+
+
+def _shows_result(message: discord.Message, job_id: int) -> bool:
+    """Whether a message carries a job's result: an attachment, and the job's follow-up buttons."""
+    ids = [
+        getattr(item, "custom_id", None)
+        for row in message.components
+        for item in getattr(row, "children", ())
+    ]
+    return bool(message.attachments) and any(follow_up_job(i) == job_id for i in ids if i)
 
 
 def _shown_key(state: StatusState) -> tuple[str, bytes | None]:
@@ -116,6 +130,8 @@ class Presenter:
         # Jobs whose result cannot be posted for a lasting reason (too large, channel gone or forbidden):
         # not offered again until the next start.
         self._undeliverable: set[int] = set()
+        # Results offered again (catch_up): an earlier run may have posted them without recording it.
+        self._reoffered: set[int] = set()
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -212,6 +228,7 @@ class Presenter:
         refused them), finished at least `settled_s` ago; returns how many."""
         events = await self.service.unshown_results(settled_s=settled_s)
         fresh = [e for e in events if e.job_id not in self._trackers and e.job_id not in self._undeliverable]
+        self._reoffered.update(e.job_id for e in fresh)
         for event in fresh:
             self._route(event)
         if fresh:
@@ -306,6 +323,7 @@ class Presenter:
             # No await between the loop's last look at `dirty` and here: an event routed later starts a task.
             tracker.task = None
             if finished:
+                self._reoffered.discard(tracker.job_id)
                 tracker.finish()
                 if self._trackers.get(tracker.job_id) is tracker:
                     del self._trackers[tracker.job_id]
@@ -377,12 +395,17 @@ class Presenter:
             await self._deliver_result(job, ref, event)
         elif isinstance(event, Failed):
             await self._deliver(
-                job, ref, embeds=[failed_embed(failure_text(event.failure))], view=None, notify_if_gone=True
+                job, ref, embeds=[failed_embed(failure_text(event.failure))], notify_if_gone=True
             )
         elif isinstance(event, Cancelled):
-            await self._deliver(job, ref, embeds=[cancelled_embed()], view=None, notify_if_gone=False)
+            await self._deliver(job, ref, embeds=[cancelled_embed()], notify_if_gone=False)
 
     async def _deliver_result(self, job: Job, ref: MessageRef | None, event: Completed) -> None:
+        """Post the result as a new message that notifies its owner, record it, then delete the status
+        message (in that order: a restart finds a job with a result message done, whatever happened after).
+
+        If Discord refuses the new message, the result is edited into the status message instead.
+        """
         path = event.grid_path or (event.paths[0] if event.paths else None)
         count = len(event.paths)
         try:
@@ -392,73 +415,155 @@ class Presenter:
         except OSError as exc:
             log.warning("job %s finished but its image cannot be read: %s", job.id, exc)
             reason = "The images were made but can no longer be read from the bot's disk."
-            await self._deliver(job, ref, embeds=[failed_embed(reason)], view=None, notify_if_gone=True)
+            await self._deliver(job, ref, embeds=[failed_embed(reason)], notify_if_gone=True)
             return
         view = grid_view(job.id, count) if count > 1 else upscale_view(job.id)
+        reoffered = job.id in self._reoffered
+        self._reoffered.discard(job.id)
         try:
-            await self._deliver(job, ref, embeds=[], view=view, notify_if_gone=True, image=(data, count))
+            # Offered again after a restart: an earlier run may have posted it and stopped before recording it.
+            delivered = await self._posted_before(job, ref) if reoffered else None
+            if delivered is None:
+                delivered = await self._post_result(job, ref, view, (data, count))
         except _TooLarge:
             self._undeliverable.add(job.id)
             reason = "The picture was made but is too large to upload in this server."
-            await self._deliver(job, ref, embeds=[failed_embed(reason)], view=None, notify_if_gone=True)
+            await self._deliver(job, ref, embeds=[failed_embed(reason)], notify_if_gone=True)
+            return
+        if delivered is None:
+            return  # Discord refused it everywhere: offered again later (see retry_undelivered)
+        await self.service.record_result_message(job.id, delivered.channel_id, delivered.message_id)
+        if ref is not None and ref != delivered:
+            await self._delete_status(job, ref)
+
+    async def _post_result(
+        self, job: Job, ref: MessageRef | None, view: discord.ui.View, image: tuple[bytes, int]
+    ) -> MessageRef | None:
+        """Post the result in the job's channel; if Discord refuses it, edit it into the status message.
+        Returns where it is shown, None when nowhere (raises _TooLarge when it cannot fit the upload limit)."""
+        channel = self.bot.get_partial_messageable(job.channel_id, guild_id=job.guild_id)
+        content = result_headline(job)
+        mentions = await self._mentions(job)
+        reference = await self._reply_target(job)
+        extra: dict[str, Any] = {} if reference is None else {"reference": reference}
+
+        async def send(files: list[discord.File]) -> MessageRef:
+            with _counted(self.metrics.discord_post, "result"):
+                posted = await channel.send(
+                    content=content, files=files, view=view, allowed_mentions=mentions, **extra
+                )
+            return MessageRef(posted.channel.id, posted.id)
+
+        try:
+            return await self._with_image(job, image, send)
+        except discord.HTTPException as exc:
+            refused = exc
+        log.warning(
+            "cannot post the result of job %s in channel %s: %s; editing it into its status message",
+            job.id,
+            job.channel_id,
+            refused,
+        )
+        shown = None if ref is None else await self._edit_into(job, ref, content, [], view, image)
+        if shown is None and isinstance(refused, discord.Forbidden | discord.NotFound):
+            self._undeliverable.add(job.id)  # the channel is gone or closed to the bot
+        return shown
 
     async def _deliver(
+        self, job: Job, ref: MessageRef | None, *, embeds: list[discord.Embed], notify_if_gone: bool
+    ) -> None:
+        """Edit the status message into the job's end (failed, cancelled); if it is gone, post a new message
+        that notifies the member (`notify_if_gone`)."""
+        content = headline(job)
+        if ref is not None and await self._edit_into(job, ref, content, embeds, None, None) is not None:
+            return
+        if not notify_if_gone:
+            return
+        channel = self.bot.get_partial_messageable(job.channel_id, guild_id=job.guild_id)
+        try:
+            with _counted(self.metrics.discord_post, "result"):
+                await channel.send(content=content, embeds=embeds, allowed_mentions=await self._mentions(job))
+        except discord.HTTPException as exc:
+            log.warning("cannot post the end of job %s in channel %s: %s", job.id, job.channel_id, exc)
+
+    async def _edit_into(
         self,
         job: Job,
-        ref: MessageRef | None,
-        *,
+        ref: MessageRef,
+        content: str,
         embeds: list[discord.Embed],
         view: discord.ui.View | None,
-        notify_if_gone: bool,
-        image: tuple[bytes, int] | None = None,
-    ) -> None:
-        """Edit the status message into the final one; post a new message mentioning the member if it is gone."""
-        content = headline(job)
-        delivered: MessageRef | None = None
-        if ref is not None:
-            message = self._message(ref, job.guild_id)
+        image: tuple[bytes, int] | None,
+    ) -> MessageRef | None:
+        """Edit the status message into a final one (edits never notify); None when Discord refused it."""
+        message = self._message(ref, job.guild_id)
 
-            async def edit(files: list[discord.File]) -> None:
-                await self.edits.acquire(ref.channel_id, EditPriority.RESULT)
-                with _counted(self.metrics.discord_edit, "result"):
-                    await message.edit(
-                        content=content,
-                        embeds=embeds,
-                        attachments=files,
-                        view=view,
-                        allowed_mentions=NO_MENTIONS,
-                    )
+        async def edit(files: list[discord.File]) -> None:
+            await self.edits.acquire(ref.channel_id, EditPriority.RESULT)
+            with _counted(self.metrics.discord_edit, "result"):
+                await message.edit(
+                    content=content, embeds=embeds, attachments=files, view=view, allowed_mentions=NO_MENTIONS
+                )
 
-            try:
-                await self._with_image(job, image, edit)
-                delivered = ref
-            except discord.NotFound:
-                log.info("the status message of job %s was deleted; posting the result anew", job.id)
-            except discord.HTTPException as exc:
-                log.warning("cannot edit job %s into its result: %s; posting it anew", job.id, exc)
-        if delivered is None and notify_if_gone:
-            channel = self.bot.get_partial_messageable(job.channel_id, guild_id=job.guild_id)
-            extra: dict[str, Any] = {} if view is None else {"view": view}
+        try:
+            await self._with_image(job, image, edit)
+        except discord.NotFound:
+            log.info("the status message of job %s was deleted", job.id)
+            return None
+        except discord.HTTPException as exc:
+            log.warning("cannot edit the status message of job %s into its end: %s", job.id, exc)
+            return None
+        return ref
 
-            async def send(files: list[discord.File]) -> MessageRef:
-                with _counted(self.metrics.discord_post, "result"):
-                    posted = await channel.send(
-                        content=content,
-                        embeds=embeds,
-                        files=files,
-                        allowed_mentions=discord.AllowedMentions(users=[discord.Object(job.user_id)]),
-                        **extra,
-                    )
-                return MessageRef(posted.channel.id, posted.id)
+    async def _delete_status(self, job: Job, ref: MessageRef) -> None:
+        """Delete the status message once the result is shown elsewhere (a stale one only costs clutter)."""
+        try:
+            await self._message(ref, job.guild_id).delete()
+        except discord.NotFound:
+            pass  # the member deleted it already
+        except discord.HTTPException as exc:
+            log.warning("cannot delete the status message of job %s: %s", job.id, exc)
 
-            try:
-                delivered = await self._with_image(job, image, send)
-            except discord.HTTPException as exc:
-                if isinstance(exc, discord.Forbidden | discord.NotFound):
-                    self._undeliverable.add(job.id)  # the channel is gone or closed to the bot
-                log.warning("cannot post the result of job %s in channel %s: %s", job.id, job.channel_id, exc)
-        if delivered is not None and image is not None:
-            await self.service.record_result_message(job.id, delivered.channel_id, delivered.message_id)
+    async def _posted_before(self, job: Job, ref: MessageRef | None) -> MessageRef | None:
+        """The result message an earlier run posted but never recorded (it stopped in between): a message
+        of the bot after the status message, with the job's image and buttons. None if there is none."""
+        if ref is None or self.bot.user is None:
+            return None
+        me = self.bot.user.id
+        channel = self.bot.get_partial_messageable(job.channel_id, guild_id=job.guild_id)
+        try:
+            async for message in channel.history(limit=POSTED_LOOKBACK, after=discord.Object(ref.message_id)):
+                if message.id > ref.message_id and message.author.id == me and _shows_result(message, job.id):
+                    log.info("job %s: an earlier run posted its result (message %s)", job.id, message.id)
+                    return MessageRef(message.channel.id, message.id)
+        except discord.HTTPException as exc:
+            log.info("job %s: cannot look for a result an earlier run posted: %s", job.id, exc)
+        return None
+
+    async def _mentions(self, job: Job) -> discord.AllowedMentions:
+        """Whom a new message about the job may notify: its owner, unless they turned the ping off; never
+        anyone else, whatever the prompt contains."""
+        settings = await self.bot.services.settings.get_settings(job.user_id)
+        if not settings.ping:
+            return NO_MENTIONS
+        return discord.AllowedMentions(
+            everyone=False, users=[discord.Object(job.user_id)], roles=False, replied_user=False
+        )
+
+    async def _reply_target(self, job: Job) -> discord.MessageReference | None:
+        """The result message of the image a follow-up started from, for the new result to reply to (as its
+        status message did)."""
+        if job.parent_job_id is None or job.kind is JobKind.REROLL:
+            return None  # a fresh prompt, or a reroll (its parent is the image its grid started from)
+        parent = await self.service.get_job(job.parent_job_id)
+        if parent is None or parent.result_message_id is None or parent.result_channel_id != job.channel_id:
+            return None
+        return discord.MessageReference(
+            message_id=parent.result_message_id,
+            channel_id=parent.result_channel_id,
+            guild_id=job.guild_id,
+            fail_if_not_exists=False,
+        )
 
     async def _with_image(
         self,

@@ -1,4 +1,4 @@
-"""The /settings panel: selects for model, aspect and style, a negative-prompt modal and Reset.
+"""The /settings panel: selects for model, aspect and style, a negative-prompt modal, the ping toggle and Reset.
 
 Every component is a DynamicItem whose custom_id carries the owner's user id (`settings:<user>:<what>`),
 so the panel keeps working after a restart and refuses anyone else who presses it.
@@ -18,7 +18,7 @@ from bot.jobs import UserSettings
 from bot.settings_service import NEGATIVE_MAX_CHARS, SettingsService
 from cogs._admin_views import clip
 from cogs._errors import report_error, send_ephemeral
-from cogs._messages import NOT_YOUR_PANEL, Where
+from cogs._messages import NOT_YOUR_PANEL, PING_FIELD, Where, ping_button, ping_note, ping_value
 from comfy.params import ParamError
 
 log = logging.getLogger(__name__)
@@ -27,7 +27,7 @@ DEFAULT_VALUE: Final = "__default__"  # the select option that clears a setting
 _MAX_OPTIONS: Final = 25
 _PREFIX: Final = "settings"
 _SELECTS: Final = ("model", "aspect", "style")
-_BUTTONS: Final = ("negative", "reset")
+_BUTTONS: Final = ("negative", "ping", "reset")
 _SELECT_TEMPLATE: Final = rf"{_PREFIX}:(?P<user>[0-9]{{1,20}}):(?P<what>{'|'.join(_SELECTS)})"
 _BUTTON_TEMPLATE: Final = rf"{_PREFIX}:(?P<user>[0-9]{{1,20}}):(?P<what>{'|'.join(_BUTTONS)})"
 _FOOTER = (
@@ -64,6 +64,7 @@ def settings_embed(
     embed.add_field(name="Style", value=escape(settings.style) if settings.style else "none", inline=True)
     negative = escape(clip(settings.negative, 1000)) if settings.negative else "none"
     embed.add_field(name="Negative prompt", value=negative, inline=False)
+    embed.add_field(name=PING_FIELD, value=ping_value(settings.ping), inline=False)
     embed.set_footer(text=_FOOTER)
     return embed
 
@@ -106,10 +107,17 @@ def settings_view(settings: UserSettings, service: SettingsService) -> discord.u
         custom_id=_custom_id(user_id, "negative"),
         row=buttons,
     )
+    ping: discord.ui.Button[discord.ui.View] = discord.ui.Button(
+        label=ping_button(settings.ping),
+        style=discord.ButtonStyle.success if settings.ping else discord.ButtonStyle.secondary,
+        custom_id=_custom_id(user_id, "ping"),
+        row=buttons,
+    )
     reset: discord.ui.Button[discord.ui.View] = discord.ui.Button(
         label="Reset", style=discord.ButtonStyle.danger, custom_id=_custom_id(user_id, "reset"), row=buttons
     )
     view.add_item(SettingsButton(negative, user_id, "negative"))
+    view.add_item(SettingsButton(ping, user_id, "ping"))
     view.add_item(SettingsButton(reset, user_id, "reset"))
     return view
 
@@ -162,7 +170,8 @@ class SettingsSelect(discord.ui.DynamicItem[discord.ui.Select], template=_SELECT
 
 
 class SettingsButton(discord.ui.DynamicItem[discord.ui.Button], template=_BUTTON_TEMPLATE):
-    """A button of the /settings panel: open the negative prompt modal, or reset everything."""
+    """A button of the /settings panel: open the negative prompt modal, turn the ping on or off, or reset
+    everything."""
 
     def __init__(self, button: discord.ui.Button[discord.ui.View], user_id: int, what: str) -> None:
         super().__init__(button)
@@ -184,7 +193,7 @@ class SettingsButton(discord.ui.DynamicItem[discord.ui.Button], template=_BUTTON
     # discord.py types an item's callback for any client (a method-level ClientT), but these items are
     # only ever registered on ImagineBot: narrowing keeps interaction.client typed.
     async def callback(self, interaction: discord.Interaction[ImagineBot]) -> None:  # type: ignore[override]
-        """Open the modal, or forget every default."""
+        """Open the modal, flip the ping, or forget every default."""
         if interaction.user.id != self.user_id:
             await send_ephemeral(interaction, NOT_YOUR_PANEL)
             return
@@ -192,6 +201,11 @@ class SettingsButton(discord.ui.DynamicItem[discord.ui.Button], template=_BUTTON
         if self.what == "negative":
             current = await service.get_settings(self.user_id)
             await interaction.response.send_modal(NegativeModal(self.user_id, current.negative))
+            return
+        if self.what == "ping":
+            current = await service.get_settings(self.user_id)
+            settings = await service.set_ping(self.user_id, not current.ping)
+            await show_panel(interaction, settings, note=ping_note(settings.ping))
             return
         had_any = await service.clear_settings(self.user_id)
         note = "Your defaults are reset." if had_any else "You had no defaults saved."

@@ -1,4 +1,4 @@
-"""/imagine: check and queue a prompt, show its status message; the presenter and buttons do the rest."""
+"""/imagine: check and queue a prompt, show its status message; the presenter, buttons and reactions do the rest."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from cogs._buttons import BUTTON_CLASSES
 from cogs._errors import on_app_command_error, send_ephemeral
 from cogs._messages import IMAGINE_GUILD_ONLY
 from cogs._presenter import Presenter
+from cogs._reactions import Reactions
 from cogs._render import StatusState
 
 log = logging.getLogger(__name__)
@@ -26,7 +27,8 @@ INTERACTION_ACKNOWLEDGED = 40060  # Discord's error code: the interaction alread
 
 
 class ImagineCog(commands.Cog, name="Imagine"):
-    """The /imagine command, its live status messages and the buttons under its results."""
+    """The /imagine command, its live status messages, the buttons under its results and the reactions on
+    them."""
 
     def __init__(self, bot: ImagineBot) -> None:
         self.bot = bot
@@ -37,6 +39,7 @@ class ImagineCog(commands.Cog, name="Imagine"):
             interval=bot.config.progress.edit_interval_s,
             channel_edits_per_5s=bot.config.progress.channel_edits_per_5s,
         )
+        self.reactions = Reactions(bot)
         self._previous_error_handler: Any = None
 
     async def cog_load(self) -> None:
@@ -51,6 +54,13 @@ class ImagineCog(commands.Cog, name="Imagine"):
     async def on_services_started(self) -> None:
         """Once the database is open: post the results the last run finished but never showed."""
         await self.presenter.catch_up()
+
+    @commands.Cog.listener()
+    async def on_raw_reaction_add(self, payload: discord.RawReactionActionEvent) -> None:
+        """✉️ and ❌ on the bot's job messages (cogs._reactions), also on messages from before a restart.
+        The outcome is dispatched as `imagine_reaction` (payload, outcome) for whoever waits on it."""
+        outcome = await self.reactions.handle(payload)
+        self.bot.dispatch("imagine_reaction", payload, outcome)
 
     async def cog_unload(self) -> None:
         """Undo cog_load."""

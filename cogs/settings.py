@@ -1,4 +1,5 @@
-"""/settings: a member's defaults for /imagine (model, aspect, style, negative prompt) on an ephemeral panel."""
+"""/settings: a member's defaults for /imagine (model, aspect, style, negative prompt) and whether their finished
+images ping them, on an ephemeral panel."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.imagine_bot import ImagineBot
+from cogs._messages import PING_OPTION, ping_note
 from cogs._render import NO_MENTIONS
 from cogs._settings_views import SettingsButton, SettingsSelect, settings_embed, settings_view
 
@@ -30,12 +32,19 @@ class SettingsCog(commands.Cog):
         """Stop handling the panel's components."""
         self.bot.remove_dynamic_items(SettingsSelect, SettingsButton)
 
-    @app_commands.command(name="settings", description="Your defaults for /imagine: model, aspect, style")
-    async def settings(self, interaction: discord.Interaction[ImagineBot]) -> None:
-        """Show the member's panel; only they see it and only they can use it."""
-        current = await self.service.get_settings(interaction.user.id)
+    @app_commands.command(
+        name="settings", description="Your defaults for /imagine: model, aspect, style, ping"
+    )
+    @app_commands.describe(ping=PING_OPTION)
+    async def settings(self, interaction: discord.Interaction[ImagineBot], ping: bool | None = None) -> None:
+        """Show the member's panel (after saving `ping` when given); only they see it and only they can use it."""
+        if ping is None:
+            current, note = await self.service.get_settings(interaction.user.id), None
+        else:
+            current = await self.service.set_ping(interaction.user.id, ping)
+            note = ping_note(ping)
         await interaction.response.send_message(
-            embed=settings_embed(current, self.service),
+            embed=settings_embed(current, self.service, note=note),
             view=settings_view(current, self.service),
             ephemeral=True,
             allowed_mentions=NO_MENTIONS,

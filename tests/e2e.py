@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import io
+import re
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -22,6 +23,7 @@ from PIL import Image
 from bot.config import Config, load_config
 from bot.imagine_bot import ImagineBot
 from bot.services import Services
+from cogs._buttons import follow_up_job
 from tests.fakes.comfy_server import FakeComfyUI
 from tests.fakes.discord_models import FLAG_EPHEMERAL, RecordedCall, StoredMessage
 from tests.fakes.discord_server import FakeDiscord, InteractionHandle
@@ -202,18 +204,39 @@ async def status_message(handle: InteractionHandle) -> StoredMessage:
     return message
 
 
-async def wait_for_result(e2e: E2E, message_id: int, limit_s: float = 10.0) -> StoredMessage:
-    """Wait until a message carries an image attachment and buttons (a finished job)."""
+def job_id_of(message: StoredMessage) -> int:
+    """The job a message of the bot shows, read from its buttons (`ci:<action>:<job>`), now or in any earlier
+    version (a status message keeps its Cancel button in its history)."""
+    for payload in (message.payload(), *reversed(message.history)):
+        for row in payload.get("components", []):
+            for component in row.get("components", []):
+                found = re.fullmatch(r"ci:[^:]+:(\d+)(?::\d)?", component.get("custom_id", ""))
+                if found:
+                    return int(found.group(1))
+    raise AssertionError(f"message {message.id} names no job: {message.payload()}")
+
+
+def result_of(e2e: E2E, job_id: int) -> StoredMessage | None:
+    """The live message that carries a job's result: an image with the job's follow-up buttons."""
     fake = e2e.discord
+    for message in fake.world.messages.values():
+        if message.deleted or message.ephemeral or not message.attachments:
+            continue
+        if any(follow_up_job(i) == job_id for i in message.custom_ids()):
+            return message
+    return None
 
-    def done() -> bool:
-        message = fake.message(message_id)
-        return bool(message.attachments) and any(
-            i.startswith("ci:upscale") or i.startswith("ci:vary") for i in message.custom_ids()
-        )
 
-    await fake.wait_until(done, timeout=limit_s)
-    return fake.message(message_id)
+async def wait_for_result(e2e: E2E, status_message_id: int, limit_s: float = 10.0) -> StoredMessage:
+    """Wait until the job of a status message is shown (its result posted and recorded, the status message
+    deleted) and return the result message."""
+    fake = e2e.discord
+    job_id = job_id_of(fake.message(status_message_id))
+    await fake.wait_until(lambda: result_of(e2e, job_id) is not None, timeout=limit_s)
+    await shown(e2e, job_id)
+    result = result_of(e2e, job_id)
+    assert result is not None
+    return result
 
 
 def rows(message: StoredMessage) -> list[list[str]]:

@@ -8,7 +8,7 @@ from typing import Any
 from bot.jobs import JobKind, JobStatus
 from cogs._buttons import grid_view
 from comfy.params import request_from_json
-from tests.e2e import E2E, ephemeral_text, rows, running_bot
+from tests.e2e import E2E, ephemeral_text, rows, running_bot, wait_for_result
 from tests.fakes.discord_models import RecordedCall, StoredMessage
 from tests.fakes.discord_server import SEND_ROUTE, InteractionHandle
 
@@ -30,37 +30,21 @@ async def answer(e2e: E2E, handle: InteractionHandle) -> str:
     return message.content
 
 
-async def finished(e2e: E2E, message_id: int) -> StoredMessage:
-    """Wait until a message shows a finished job: an image and follow-up buttons."""
-    fake = e2e.discord
-
-    def done() -> bool:
-        message = fake.message(message_id)
-        return bool(message.attachments) and any(":cancel:" not in i for i in message.custom_ids())
-
-    await fake.wait_until(done, timeout=10)
-    return fake.message(message_id)
-
-
 async def imagine(e2e: E2E, prompt: str = "a red fox --seed 11") -> tuple[Any, StoredMessage]:
     """Run /imagine to the end; return the job and its grid message."""
     handle = await e2e.discord.slash_command("imagine", {"prompt": prompt})
     await handle.response()
     status = handle.original()
     assert status is not None
-    grid = await finished(e2e, status.id)
-    (job,) = [
-        j
-        for j in await e2e.services.store.list_guild_jobs(e2e.discord.guild.id)
-        if j.status_message_id == status.id
-    ]
-    return job, grid
+    grid = await wait_for_result(e2e, status.id)
+    return await job_of(e2e, grid), grid
 
 
 async def press(
     e2e: E2E, message: StoredMessage, custom_id: str, user: Any = None
 ) -> tuple[str, StoredMessage | None, RecordedCall | None]:
-    """Press a button; return what the presser was told, and the new job's message if one was posted."""
+    """Press a button; return what the presser was told, and the new job's result if it queued one (with
+    the call that posted its status message)."""
     fake = e2e.discord
     since = fake.mark()
     handle = await fake.click(message, custom_id, user=user)
@@ -68,13 +52,15 @@ async def press(
     posts = fake.calls_to(SEND_ROUTE, since=since)
     if not posts:
         return told, None, None
-    posted = fake.message(int(posts[0].response["id"]))
-    return told, await finished(e2e, posted.id), posts[0]
+    status = fake.message(int(posts[0].response["id"]))
+    return told, await wait_for_result(e2e, status.id), posts[0]
 
 
 async def job_of(e2e: E2E, message: StoredMessage) -> Any:
-    jobs = await e2e.services.store.list_guild_jobs(e2e.discord.guild.id)
-    return next(j for j in jobs if j.status_message_id == message.id)
+    """The job a status or result message shows."""
+    job = await e2e.services.store.job_by_message(message.id)
+    assert job is not None, message.id
+    return job
 
 
 async def test_u2_posts_the_upscaled_image_in_reply_with_its_buttons(tmp_path: Path) -> None:
@@ -98,7 +84,14 @@ async def test_u2_posts_the_upscaled_image_in_reply_with_its_buttons(tmp_path: P
     assert request_from_json(job.request_json).seed == request_from_json(parent.request_json).seed
     assert [a.filename for a in upscaled.attachments] == [f"imagine_{job.id}.png"]
     assert (outputs[0].width, outputs[0].height) == (128, 128)
-    assert "(Upscale (2x) of image 2)" in upscaled.content
+    # The status message said what it was and replied to the grid; the result, a new message, does both
+    # and notifies the member who pressed.
+    status = fake.message(int(post.response["id"]))
+    assert "(Upscale (2x) of image 2)" in status.content and status.deleted
+    assert upscaled.content == f"**a red fox --seed 11** - Image #2 <@{fake.admin.id}>"
+    assert upscaled.mentions == [fake.admin]
+    reply = next(c for c in fake.calls_to(SEND_ROUTE) if c.response.get("id") == str(upscaled.id))
+    assert int(reply.payload["message_reference"]["message_id"]) == grid.id
     assert rows(upscaled) == UPSCALE_ROWS
     assert upscaled.custom_ids() == [
         f"ci:vary_strong:{job.id}",

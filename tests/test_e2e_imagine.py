@@ -54,7 +54,7 @@ async def restart_with_discord_config(e2e: E2E, **changes: Any) -> None:
 # --------------------------------------------------------------------------------------------- the happy path
 
 
-async def test_imagine_shows_queued_status_then_progress_then_a_grid_with_nine_buttons(
+async def test_imagine_shows_queued_status_then_progress_then_posts_a_grid_with_nine_buttons(
     tmp_path: Path,
 ) -> None:
     async with running_bot(tmp_path) as e2e:
@@ -90,7 +90,10 @@ async def test_imagine_shows_queued_status_then_progress_then_a_grid_with_nine_b
     assert [f.filename for f in progress.files] == ["preview.jpg"]
     assert fake.calls_to(EDIT_ORIGINAL_ROUTE) == []  # every edit went through the channel message
 
-    assert result.id == status.id
+    # The grid is a new message that notifies the member; the status message is gone.
+    assert result.id == job.result_message_id != status.id and fake.message(status.id).deleted
+    assert result.content == f"**a lighthouse at dusk --steps 12 --seed 7** - <@{fake.user.id}>"
+    assert result.mentions == [fake.user]
     assert [a.filename for a in result.attachments] == [f"imagine_{job.id}_grid.png"]
     assert result.embeds == []
     assert result.custom_ids() == [i.format(job=job.id) for i in GRID_IDS]
@@ -102,12 +105,13 @@ async def test_result_message_is_recorded_for_the_job(tmp_path: Path) -> None:
         handle = await e2e.discord.slash_command("imagine", {"prompt": "a fox"})
         status = await status_message(handle)
         (job,) = await guild_jobs(e2e)
-        await wait_for_result(e2e, status.id)
+        result = await wait_for_result(e2e, status.id)
         await shown(e2e, job.id)
         job = await e2e.services.store.get(job.id)
 
     assert job is not None and job.status is JobStatus.COMPLETED
-    assert (job.result_channel_id, job.result_message_id) == (e2e.discord.channel.id, status.id)
+    assert (job.result_channel_id, job.result_message_id) == (e2e.discord.channel.id, result.id)
+    assert result.id != status.id and e2e.discord.message(status.id).deleted
 
 
 async def test_progress_edits_are_at_least_the_edit_interval_apart(tmp_path: Path) -> None:
@@ -137,13 +141,13 @@ async def test_several_jobs_from_one_command_get_one_status_message_each(tmp_pat
         handle = await fake.slash_command("imagine", {"prompt": "a {red, blue} car"})
         first, second = await handle.wait_for_messages(2)
         e2e.comfy[0].resume()
-        await wait_for_result(e2e, first.id)
-        await wait_for_result(e2e, second.id)
+        first_result = await wait_for_result(e2e, first.id)
+        second_result = await wait_for_result(e2e, second.id)
         jobs = sorted(await guild_jobs(e2e), key=lambda j: j.id)
 
     assert [j.status_message_id for j in jobs] == [first.id, second.id]
-    assert "a red car" in first.content and "a blue car" in second.content
-    assert first.custom_ids() and second.custom_ids()
+    assert [j.result_message_id for j in jobs] == [first_result.id, second_result.id]
+    assert "a red car" in first_result.content and "a blue car" in second_result.content
     assert len(fake.calls_to(FOLLOWUP_ROUTE)) == 1
 
 
@@ -254,12 +258,12 @@ async def test_an_attached_image_becomes_an_image_prompt(tmp_path: Path) -> None
         defer = await handle.response()
         (status,) = await handle.wait_for_messages(1)
         (job,) = await guild_jobs(e2e)
-        await wait_for_result(e2e, status.id)
+        result = await wait_for_result(e2e, status.id)
         name = f"imagine_prompt_{hashlib.sha256(attachment.data).hexdigest()[:32]}.png"
         uploaded = comfy.file(name, type="input")
 
     assert defer.callback_type == CALLBACK_DEFERRED_CHANNEL_MESSAGE
-    assert status.custom_ids()[0] == f"ci:upscale_2x:{job.id}:1"
+    assert result.custom_ids()[0] == f"ci:upscale_2x:{job.id}:1"
     assert job.kind.value == "img2img" and job.image_prompt is not None
     assert uploaded == attachment.data
     graph = comfy.received_prompts[-1]
@@ -350,7 +354,9 @@ async def test_a_job_that_finished_while_the_bot_was_down_is_shown_after_the_res
         await e2e.restart()
         result = await wait_for_result(e2e, status.id)
         assert [a.filename for a in result.attachments] == [f"imagine_{job.id}_grid.png"]
+        assert result.mentions == [e2e.discord.user] and e2e.discord.message(status.id).deleted
         assert len(comfy.received_prompts) == 1
+        assert result.mentions == [e2e.discord.user] and e2e.discord.message(status.id).deleted
 
 
 async def test_a_result_saved_but_never_posted_is_posted_when_the_bot_starts(tmp_path: Path) -> None:
@@ -375,3 +381,4 @@ async def test_a_result_saved_but_never_posted_is_posted_when_the_bot_starts(tmp
         await e2e.restart()
         result = await wait_for_result(e2e, status.id)
         assert [a.filename for a in result.attachments] == [f"imagine_{job.id}_grid.png"]
+        assert result.mentions == [e2e.discord.user] and e2e.discord.message(status.id).deleted

@@ -31,6 +31,12 @@ def selected(message: StoredMessage, custom_id: str) -> list[str]:
     return [o["value"] for o in component["options"] if o.get("default")]
 
 
+def button_label(message: StoredMessage, custom_id: str) -> str:
+    component = message.find_component(custom_id)
+    assert component is not None
+    return str(component["label"])
+
+
 async def submit_modal(
     e2e: E2E, modal: RecordedCall, source: StoredMessage, values: dict[str, str], user: FakeUser
 ) -> InteractionHandle:
@@ -71,6 +77,7 @@ async def test_settings_panel_shows_defaults_and_components_bound_to_the_member(
         f"settings:{uid}:aspect",
         f"settings:{uid}:style",
         f"settings:{uid}:negative",
+        f"settings:{uid}:ping",
         f"settings:{uid}:reset",
     ]
     assert fields_of(panel) == {
@@ -78,6 +85,7 @@ async def test_settings_panel_shows_defaults_and_components_bound_to_the_member(
         "Aspect ratio": "the model's own",
         "Style": "none",
         "Negative prompt": "none",
+        "Ping me when an image is ready": "yes: your finished images mention you",
     }
     aspect = panel.find_component(f"settings:{uid}:aspect")
     assert aspect is not None
@@ -150,6 +158,43 @@ async def test_negative_prompt_is_set_through_a_modal_and_cleared_when_empty(tmp
     # The modal opens with the current value filled in.
     assert "blurry, text" in str(reopened.payload["data"]["components"])
     assert emptied is not None and emptied.negative is None
+
+
+async def test_the_ping_toggle_turns_the_mention_off_and_on_again(tmp_path: Path) -> None:
+    async with running_bot(tmp_path) as e2e:
+        fake, store = e2e.discord, e2e.services.store
+        uid = fake.user.id
+        _, panel = await open_panel(e2e, fake.user)
+
+        off = await (await fake.click(panel, f"settings:{uid}:ping", user=fake.user)).response()
+        saved_off = await store.get_user_settings(uid)
+        shown_off = fields_of(fake.message(panel.id))["Ping me when an image is ready"]
+        note_off = fake.message(panel.id).embeds[0]["description"]
+        label_off = button_label(fake.message(panel.id), f"settings:{uid}:ping")
+        await (await fake.click(panel, f"settings:{uid}:ping", user=fake.user)).response()
+        saved_on = await store.get_user_settings(uid)
+        label_on = button_label(fake.message(panel.id), f"settings:{uid}:ping")
+
+    assert off.callback_type == CALLBACK_UPDATE_MESSAGE
+    assert saved_off is not None and saved_off.ping is False
+    assert shown_off == "no: your finished images name you silently"
+    assert note_off == "Your finished images will no longer ping you."
+    assert (label_off, label_on) == ("Ping: off", "Ping: on")
+    assert saved_on is not None and saved_on.ping is True
+
+
+async def test_the_ping_option_of_the_command_saves_it_and_shows_the_panel(tmp_path: Path) -> None:
+    async with running_bot(tmp_path) as e2e:
+        fake = e2e.discord
+        handle = await fake.slash_command("settings", {"ping": False}, user=fake.user)
+        call = await handle.response()
+        saved = await e2e.services.store.get_user_settings(fake.user.id)
+        panel = handle.original()
+
+    assert call.callback_type == CALLBACK_CHANNEL_MESSAGE and call.payload["data"]["flags"] & EPHEMERAL
+    assert saved is not None and saved.ping is False and saved.model is None
+    assert panel is not None and fields_of(panel)["Ping me when an image is ready"].startswith("no:")
+    assert panel.embeds[0]["description"] == "Your finished images will no longer ping you."
 
 
 async def test_someone_else_cannot_use_a_members_panel(tmp_path: Path) -> None:

@@ -190,7 +190,8 @@ async def test_the_running_bot_serves_job_backend_and_discord_metrics_and_a_heal
     assert value(text, "comfy_imagine_sampler_steps_total", backend="gpu0") == steps_done
     assert 0 < (value(text, "comfy_imagine_backend_busy_ratio", backend="gpu0") or 0) <= 1
     assert (value(text, "comfy_imagine_backend_busy_seconds_total", backend="gpu0") or 0) > 0
-    assert value(text, "comfy_imagine_discord_edits_total", purpose="result", outcome="ok") == 1
+    assert value(text, "comfy_imagine_discord_posts_total", purpose="result", outcome="ok") == 1
+    assert value(text, "comfy_imagine_discord_edits_total", purpose="result", outcome="ok") is None
     assert (value(text, "comfy_imagine_discord_edits_total", purpose="progress", outcome="ok") or 0) >= 1
     assert health.status == 200, health_body
     assert health_body == {"status": "ok", "discord": True, "database": True, "backends": {"gpu0": True}}

@@ -18,11 +18,12 @@ from cogs._buttons import (
     InfoButton,
     cancel_view,
     custom_id,
+    follow_up_job,
     grid_view,
     upscale_view,
 )
 from cogs._errors import member_text
-from cogs._messages import Where, cancelled_text, queued_text, refusal_text
+from cogs._messages import Where, cancelled_text, queued_text, refusal_text, result_headline
 from cogs._render import StatusState, format_eta, headline, progress_bar, status_text, what_it_is
 from comfy.actions import ACTIONS, ACTIONS_BY_NAME, Action
 from comfy.params import ParamError
@@ -103,6 +104,27 @@ def test_headline_names_the_follow_up() -> None:
     )
     assert what_it_is(job_record(kind=JobKind.PAN, action="pan_left", parent_index=0)) == "Pan Left"
     assert what_it_is(job_record(kind=JobKind.REROLL, action="vary_strong")) == "Reroll"
+
+
+def test_result_headline_says_what_the_job_made_as_midjourney_does() -> None:
+    request = '{"text": "x"}'  # unparsable: the raw prompt is shown
+    assert result_headline(job_record(request_json=request)) == "**a fox** - <@3>"
+    upscale = job_record(kind=JobKind.UPSCALE, action="upscale_2x", parent_index=1, request_json=request)
+    assert result_headline(upscale) == "**a fox** - Image #2 <@3>"
+    vary = job_record(kind=JobKind.VARIATION, action="vary_strong", parent_index=0, request_json=request)
+    assert result_headline(vary) == "**a fox** - Variations (Strong) by <@3>"
+    zoom = job_record(kind=JobKind.ZOOM, action="zoom_2", parent_index=0, request_json=request)
+    assert result_headline(zoom) == "**a fox** - Zoom Out 2x by <@3>"
+    reroll = job_record(kind=JobKind.REROLL, action="vary_strong", parent_index=0, request_json=request)
+    assert result_headline(reroll) == "**a fox** - Reroll by <@3>"
+
+
+def test_follow_up_job_reads_the_job_of_follow_up_buttons_only() -> None:
+    assert follow_up_job("ci:upscale_2x:42:3") == 42
+    assert follow_up_job("ci:reroll:42") == 42
+    assert follow_up_job("ci:cancel:42") is None
+    assert follow_up_job("ci:info:42") is None
+    assert follow_up_job("settings:42:ping") is None
 
 
 async def test_every_custom_id_fits_discord_and_matches_exactly_one_button_class() -> None:

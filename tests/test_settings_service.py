@@ -69,6 +69,20 @@ async def test_omitted_settings_stay_and_none_clears_one(settings: SettingsServi
     assert (after.model, after.aspect, after.style) == ("tiny", None, None)
 
 
+async def test_ping_is_on_by_default_and_turning_it_off_keeps_the_other_defaults(
+    settings: SettingsService,
+) -> None:
+    assert (await settings.get_settings(ALICE)).ping is True
+    await settings.update_settings(ALICE, model="tiny")
+
+    off = await settings.set_ping(ALICE, False)
+    unchanged = await settings.update_settings(ALICE, aspect="2:3")
+
+    assert (off.ping, off.model) == (False, "tiny")
+    assert (unchanged.ping, unchanged.aspect) == (False, "2:3")
+    assert (await settings.get_settings(ALICE)).ping is False
+
+
 @pytest.mark.parametrize(
     ("change", "message"),
     [

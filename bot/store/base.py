@@ -209,6 +209,13 @@ class Store(Protocol):
         """Return the job, or None if it does not exist."""
         ...
 
+    async def job_by_message(self, message_id: int) -> Job | None:
+        """Return the job whose status or result message is `message_id` (the result first), or None.
+
+        An indexed lookup: reactions on any message of the bot ask it.
+        """
+        ...
+
     async def list_in_flight(self) -> list[Job]:
         """Return submitted and running jobs, oldest id first (for restart reconciliation)."""
         ...
@@ -262,8 +269,12 @@ class Store(Protocol):
         aspect: str | Unset | None = UNSET,
         style: str | Unset | None = UNSET,
         negative: str | Unset | None = UNSET,
+        ping: bool | Unset = UNSET,
     ) -> UserSettings:
-        """Change some of the member's settings (None clears one; `UNSET` ones stay) and stamp `updated_at`."""
+        """Change some of the member's settings (None clears one; `UNSET` ones stay) and stamp `updated_at`.
+
+        `ping` (True unless the member turned it off) cannot be cleared, only set.
+        """
         ...
 
     async def clear_user_settings(self, user_id: int) -> bool:

@@ -203,6 +203,18 @@ class SqliteJobs(SqliteConnection):
         rows = await self._fetch("SELECT * FROM jobs WHERE id = ?", (job_id,))
         return Job.from_row(rows[0]) if rows else None
 
+    async def job_by_message(self, message_id: int) -> Job | None:
+        """Return the job whose status or result message is `message_id` (the result first), or None."""
+        # Two indexed lookups (idx_jobs_result_message, idx_jobs_status_message); a message that is both
+        # (a result edited into its status message) belongs to one job.
+        rows = await self._fetch(
+            "SELECT * FROM (SELECT *, 0 AS found_as FROM jobs WHERE result_message_id = :m "
+            "UNION ALL SELECT *, 1 AS found_as FROM jobs WHERE status_message_id = :m) "
+            "ORDER BY found_as, id LIMIT 1",
+            {"m": message_id},
+        )
+        return Job.from_row(rows[0]) if rows else None
+
     async def list_in_flight(self) -> list[Job]:
         """Return submitted and running jobs, oldest first (for restart reconciliation)."""
         rows = await self._fetch(f"SELECT * FROM jobs WHERE status IN {IN_FLIGHT_SQL} ORDER BY id")

@@ -1,4 +1,4 @@
-"""SQLite user settings: a member's saved defaults (model, aspect, style, negative prompt)."""
+"""SQLite user settings: a member's saved defaults (model, aspect, style, negative prompt) and ping."""
 
 from __future__ import annotations
 
@@ -9,7 +9,9 @@ from bot.jobs import UserSettings
 from bot.store.base import UNSET, Unset
 from bot.store.sqlite.connection import SqliteConnection
 
-_SETTING_FIELDS: Final = ("model", "aspect", "style", "negative")
+_TEXT_FIELDS: Final = ("model", "aspect", "style", "negative")
+# What a new row holds for a setting the member did not give.
+_DEFAULTS: Final = {"model": None, "aspect": None, "style": None, "negative": None, "ping": 1}
 
 
 def _settings_from_row(row: sqlite3.Row) -> UserSettings:
@@ -19,6 +21,7 @@ def _settings_from_row(row: sqlite3.Row) -> UserSettings:
         aspect=row["aspect"],
         style=row["style"],
         negative=row["negative"],
+        ping=bool(row["ping"]),
         updated_at=float(row["updated_at"]),
     )
 
@@ -39,20 +42,23 @@ class SqliteSettings(SqliteConnection):
         aspect: str | Unset | None = UNSET,
         style: str | Unset | None = UNSET,
         negative: str | Unset | None = UNSET,
+        ping: bool | Unset = UNSET,
     ) -> UserSettings:
         """Change some of the member's settings (None clears one; omitted ones stay)."""
-        changes = {
+        changes: dict[str, str | int | None] = {
             name: value
-            for name, value in zip(_SETTING_FIELDS, (model, aspect, style, negative), strict=True)
+            for name, value in zip(_TEXT_FIELDS, (model, aspect, style, negative), strict=True)
             if value is not UNSET
         }
-        values = {name: None for name in _SETTING_FIELDS} | changes
+        if ping is not UNSET:
+            changes["ping"] = int(bool(ping))
+        values = _DEFAULTS | changes
         updates = ", ".join(f"{name} = excluded.{name}" for name in changes) or "user_id = user_id"
         async with self._transaction() as db:
             rows = await self._rows(
                 db,
-                "INSERT INTO user_settings (user_id, model, aspect, style, negative, updated_at) "
-                "VALUES (:user_id, :model, :aspect, :style, :negative, :now) "
+                "INSERT INTO user_settings (user_id, model, aspect, style, negative, ping, updated_at) "
+                "VALUES (:user_id, :model, :aspect, :style, :negative, :ping, :now) "
                 f"ON CONFLICT (user_id) DO UPDATE SET {updates}, updated_at = excluded.updated_at "
                 "RETURNING *",
                 {**values, "user_id": user_id, "now": self._clock()},
