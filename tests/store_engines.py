@@ -7,17 +7,23 @@ import sqlite3
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-from bot.store import SqliteStore, Store
+import asyncpg
+import pytest
+
+from bot.store import PostgresStore, SqliteStore, Store
+
+if TYPE_CHECKING:  # imported at run time by pytest (tests/conftest.py's pytest_plugins), for its asserts
+    from tests.pg import Databases
 
 
 class StoreEngine(Protocol):
-    """How the tests reach one database engine: fresh databases, opening stores, checking internal state."""
+    """How one test reaches one database engine: fresh databases, opening stores, checking internal state."""
 
     name: str
 
-    def location(self, tmp_path: Path, name: str = "jobs") -> str:
+    async def location(self, name: str = "jobs") -> str:
         """Where a fresh, empty database called `name` lives for this test (the same name: the same one)."""
         ...
 
@@ -29,15 +35,27 @@ class StoreEngine(Protocol):
         """Whether the engine's own round-robin bookkeeping agrees with the jobs that are queued."""
         ...
 
+    async def empty(self, location: str) -> None:
+        """Make the database at `location` (its stores closed) as empty as a fresh one: no rows, ids from 1."""
+        ...
+
+    async def close(self) -> None:
+        """The test is over: let go of its databases (their stores are closed)."""
+        ...
+
 
 class SqliteEngine:
     """SQLite files under the test's tmp_path."""
 
     name = "sqlite"
 
-    def location(self, tmp_path: Path, name: str = "jobs") -> str:
+    def __init__(self, folder: Path) -> None:
+        """Put the databases under `folder` (the test's tmp_path)."""
+        self._folder = folder
+
+    async def location(self, name: str = "jobs") -> str:
         """A file in a nested folder (the store creates the folders)."""
-        return str(tmp_path / "state" / "nested" / f"{name}.db")
+        return str(self._folder / "state" / "nested" / f"{name}.db")
 
     async def open(self, location: str, *, clock: Callable[[], float] = time.time) -> Store:
         """`SqliteStore.open`."""
@@ -46,6 +64,55 @@ class SqliteEngine:
     async def dispatch_counts_match(self, location: str) -> bool:
         """The trigger-kept waiting counts equal the real number of queued jobs (read by another connection)."""
         return await asyncio.to_thread(sqlite_dispatch_counts_match, location)
+
+    async def empty(self, location: str) -> None:
+        """Delete the file (and its WAL): the next store opened there starts a new one."""
+        await asyncio.to_thread(delete_sqlite_files, location)
+
+    async def close(self) -> None:
+        """Nothing to do: tmp_path goes with the test."""
+
+
+class PostgresEngine:
+    """Databases of the session's PostgreSQL server: migrated, without rows, recycled after the test."""
+
+    name = "postgres"
+
+    def __init__(self, databases: Databases) -> None:
+        """Take databases from `databases` (the `pg_databases` fixture)."""
+        self._databases = databases
+        self._taken: dict[str, tuple[str, str]] = {}  # name -> (database, url)
+
+    async def location(self, name: str = "jobs") -> str:
+        """A superuser URL of a database of this test's own, at the latest schema."""
+        if name not in self._taken:
+            self._taken[name] = await self._databases.migrated()
+        return self._taken[name][1]
+
+    async def open(self, location: str, *, clock: Callable[[], float] = time.time) -> Store:
+        """`PostgresStore.open`, with a small pool."""
+        return await PostgresStore.open(location, clock=clock, max_size=4)
+
+    async def dispatch_counts_match(self, location: str) -> bool:
+        """The trigger-kept waiting counts equal the real number of queued jobs (read by another connection)."""
+        return await postgres_dispatch_counts_match(location)
+
+    async def empty(self, location: str) -> None:
+        """Delete every row and restart the sequences (the schema stays)."""
+        database = next(database for database, url in self._taken.values() if url == location)
+        assert await self._databases.empty(database), f"{database} no longer has the store's schema"
+
+    async def close(self) -> None:
+        """Give the test's databases back, to be emptied and handed to later tests."""
+        taken, self._taken = self._taken, {}
+        for database, _ in taken.values():
+            await self._databases.give_back(database)
+
+
+def delete_sqlite_files(path: str) -> None:
+    """Delete an SQLite database file with its WAL and shared-memory files."""
+    for suffix in ("", "-wal", "-shm"):
+        Path(path + suffix).unlink(missing_ok=True)
 
 
 def sqlite_dispatch_counts_match(path: str | Path) -> bool:
@@ -65,4 +132,23 @@ def sqlite_dispatch_counts_match(path: str | Path) -> bool:
     return all(row[1] == row[2] for row in guilds) and all(row[0] == row[1] for row in users)
 
 
-STORE_ENGINES: list[StoreEngine] = [SqliteEngine()]
+async def postgres_dispatch_counts_match(url: str) -> bool:
+    """The trigger-kept waiting counts of a PostgreSQL store equal the real number of queued jobs."""
+    conn = await asyncpg.connect(url)
+    try:
+        wrong = await conn.fetchval(
+            "SELECT (SELECT count(*) FROM dispatch_guilds AS g WHERE g.waiting <> (SELECT count(*) FROM jobs AS j "
+            "WHERE j.status = 'queued' AND j.guild_id = g.guild_id)) + (SELECT count(*) FROM dispatch_users AS u "
+            "WHERE u.waiting <> (SELECT count(*) FROM jobs AS j WHERE j.status = 'queued' "
+            "AND j.guild_id = u.guild_id AND j.user_id = u.user_id))"
+        )
+    finally:
+        await conn.close()
+    return wrong == 0
+
+
+# Engine name -> how one test gets that engine, from the test's own fixtures (asked for only when used).
+STORE_ENGINES: dict[str, Callable[[pytest.FixtureRequest], StoreEngine]] = {
+    "sqlite": lambda request: SqliteEngine(request.getfixturevalue("tmp_path")),
+    "postgres": lambda request: PostgresEngine(request.getfixturevalue("pg_databases")),
+}

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.config import ConfigError, load_config
+from bot.config import ConfigError, load_config, redact_url
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -126,6 +126,26 @@ def test_a_postgresql_url_is_the_database_and_its_password_shows_nowhere(write_c
     for text in (str(url), repr(url), repr(config), str(config.storage)):
         assert "hunter2-secret" not in text
     assert str(url) == "postgresql://bot:***@db.example:5432/imagine"
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("postgresql://imagine:s3cret@db.example:5432/bot", "postgresql://imagine:***@db.example:5432/bot"),
+        ("postgres://imagine@db/bot", "postgres://imagine@db/bot"),
+        (
+            "postgresql://u:p%40ss@h/db?sslmode=require&password=two&sslpassword=three",
+            "postgresql://u:***@h/db?sslmode=require&password=***&sslpassword=***",
+        ),
+        ("postgresql://u@h/db?PassWord=s3cret", "postgresql://u@h/db?PassWord=***"),
+        ("postgresql://u:p@ss:w@h,h2:5433/db", "postgresql://u:***@h,h2:5433/db"),
+        ("postgresql://u:s3cret@[::1]:5432/db", "postgresql://u:***@[::1]:5432/db"),
+        ("postgresql://u:s3cret@h:not-a-port/db", "(an unparseable URL)"),
+        ("postgresql://u:s3cret@[::1/db", "(an unparseable URL)"),
+    ],
+)
+def test_redact_url_keeps_the_user_and_hides_the_password_wherever_it_is(url: str, shown: str) -> None:
+    assert redact_url(url) == shown
 
 
 def test_the_environment_overrides_the_database(write_config) -> None:

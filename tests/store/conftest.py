@@ -18,9 +18,9 @@ def clock() -> FakeClock:
 
 
 @pytest.fixture
-def location(store_engine: StoreEngine, tmp_path: Path) -> str:
+async def location(store_engine: StoreEngine) -> str:
     """Where this test's database lives, for tests that open more than one connection to it."""
-    return store_engine.location(tmp_path)
+    return await store_engine.location()
 
 
 @pytest.fixture
