@@ -2,7 +2,7 @@
 
 The fixtures (`pg_databases`, `pg_server`, `pg_url`) reach every test through `pytest_plugins` in
 tests/conftest.py. The store engine of tests/store_engines.py takes migrated databases from
-`pg_databases` and gives them back emptied, so the store tests do not pay for a new database each.
+`pg_databases` (`reserve`, `provide`) and gives them back emptied, so the store tests do not pay for a new database each.
 
 `COMFY_IMAGINE_TEST_PG_URL` names an existing server and a superuser on it (tests create databases
 and roles, and log in with passwords over the URL's host, so that server must check passwords), e.g.
@@ -37,7 +37,6 @@ from typing import Protocol
 import asyncpg
 import pytest
 
-from bot.store import load_pg_migrations
 from bot.store.postgres import PostgresStore
 
 ENV_URL = "COMFY_IMAGINE_TEST_PG_URL"
@@ -56,16 +55,15 @@ max_connections = 200
 log_min_messages = warning
 """
 # A test server holds nothing worth keeping; benchmarks keep PostgreSQL's defaults (durable=True).
-# The store's tables but schema_migrations (a recycled database must still have exactly these).
-SCHEMA_TABLES = (
-    "jobs",
-    "job_outputs",
-    "user_settings",
-    "dispatch_guilds",
-    "dispatch_users",
-    "backend_leases",
-    "job_previews",
-)
+# Every object of the public schema: a recycled database must have exactly the template's.
+SCHEMA_OBJECTS = """
+SELECT 'relation ' || relname || ' ' || relkind::text FROM pg_class
+    WHERE relnamespace = 'public'::regnamespace
+UNION ALL SELECT 'function ' || proname FROM pg_proc WHERE pronamespace = 'public'::regnamespace
+UNION ALL SELECT 'trigger ' || tgname FROM pg_trigger
+    WHERE NOT tgisinternal AND tgrelid IN (SELECT oid FROM pg_class WHERE relnamespace = 'public'::regnamespace)
+ORDER BY 1
+"""
 NOT_DURABLE = """
 fsync = off
 synchronous_commit = off
@@ -244,6 +242,8 @@ class Databases:
         self._numbers = itertools.count(1)
         self._template: str | None = None
         self._spare: list[str] = []  # migrated, emptied, ready to hand out again
+        self._schema: list[str] = []  # the template's SCHEMA_OBJECTS
+        self._made: set[str] = set()  # reserved databases that exist
 
     def _new_name(self) -> str:
         return f"test_{os.getpid()}_{next(self._numbers)}"
@@ -261,58 +261,65 @@ class Databases:
         await self._admin(f'CREATE DATABASE "{name}" TEMPLATE template0')
         return name, self.server.url(name)
 
-    async def migrated(self) -> tuple[str, str]:
-        """A database at the store's latest schema, without rows; return (its name, a superuser URL)."""
-        if self._spare:
-            name = self._spare.pop()
-            return name, self.server.url(name)
-        if self._template is None:
-            template, url = await self.create()
-            await (await PostgresStore.open(url, min_size=1, max_size=1)).close()
-            self._template = template
-        name = self._new_name()
-        await self._admin(f'CREATE DATABASE "{name}" TEMPLATE "{self._template}"')
-        return name, self.server.url(name)
+    def reserve(self) -> str:
+        """The name of a migrated database without rows, for one test: a spare one, or a new name that
+        `provide` creates on first use (so a test can name its database before it awaits anything)."""
+        return self._spare.pop() if self._spare else self._new_name()
+
+    async def provide(self, name: str) -> str:
+        """Make sure the reserved database `name` exists (a copy of the migrated template); return its URL.
+
+        Not for two calls at once with one name (a test opens its stores one after the other).
+        """
+        if name not in self._made:
+            if self._template is None:
+                template, url = await self.create()
+                await (await PostgresStore.open(url, min_size=1, max_size=1)).close()
+                conn = await asyncpg.connect(url)
+                try:
+                    self._schema = [r[0] for r in await conn.fetch(SCHEMA_OBJECTS)]
+                finally:
+                    await conn.close()
+                self._template = template
+            await self._admin(f'CREATE DATABASE "{name}" TEMPLATE "{self._template}"')
+            self._made.add(name)
+        return self.server.url(name)
 
     async def give_back(self, name: str) -> None:
-        """Done with a database from `migrated`: emptied for the next test, or dropped if it cannot be."""
+        """Done with a database from `reserve`: emptied for the next test, or dropped if it cannot be."""
+        if name not in self._made:  # reserved, never used: the name is simply not taken
+            return
         if await self.empty(name):
             self._spare.append(name)
         else:
             await self.drop(name)
 
     async def empty(self, name: str) -> bool:
-        """Delete every row of a migrated database and restart its sequences, as if it were new.
+        """Delete every row of a database from `provide` and restart its sequences, as if it were new.
 
-        False (nothing done) if the database is gone or no longer has the store's schema.
+        False (nothing done) if the database is gone or its schema is no longer the template's (a
+        test added a table, a trigger, a migration...).
         """
         try:
             conn = await asyncpg.connect(self.server.url(name))
         except (OSError, asyncpg.PostgresError):
             return False
         try:
-            version = await conn.fetchval("SELECT max(version) FROM schema_migrations")
-            tables = [
-                r[0]
-                for r in await conn.fetch(
-                    "SELECT tablename FROM pg_tables WHERE schemaname = 'public' "
-                    "AND tablename <> 'schema_migrations'"
-                )
-            ]
-            if version != len(load_pg_migrations()) or sorted(tables) != sorted(SCHEMA_TABLES):
+            if [r[0] for r in await conn.fetch(SCHEMA_OBJECTS)] != self._schema:
                 return False
-            sequences = [
-                r[0]
-                for r in await conn.fetch(
-                    "SELECT quote_ident(sequencename) FROM pg_sequences WHERE schemaname = 'public'"
-                )
-            ]
+            tables = await conn.fetch(
+                "SELECT quote_ident(tablename) FROM pg_tables WHERE schemaname = 'public' "
+                "AND tablename <> 'schema_migrations'"
+            )
+            sequences = await conn.fetch(
+                "SELECT quote_ident(sequencename) FROM pg_sequences WHERE schemaname = 'public'"
+            )
             # DELETE, not TRUNCATE: on a handful of rows it is several times faster. Triggers (and
             # with them foreign keys) are off for this session: everything goes anyway.
             await conn.execute(
                 "SET session_replication_role = replica;"
-                + "".join(f"DELETE FROM {table};" for table in SCHEMA_TABLES)
-                + "".join(f"ALTER SEQUENCE {sequence} RESTART;" for sequence in sequences)
+                + "".join(f"DELETE FROM {row[0]};" for row in tables)
+                + "".join(f"ALTER SEQUENCE {row[0]} RESTART;" for row in sequences)
             )
         except asyncpg.PostgresError:
             return False
@@ -333,10 +340,12 @@ class Databases:
             await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         finally:
             await admin.close()
+        self._made.discard(name)
 
     async def drop_all(self) -> None:
         """Drop the spare databases and the template (a server of our own is deleted whole instead)."""
         names = [*self._spare, *([self._template] if self._template else [])]
+        self._made.difference_update(names)
         self._spare, self._template = [], None
         for name in names:
             await self.drop(name)

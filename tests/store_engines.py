@@ -23,7 +23,7 @@ class StoreEngine(Protocol):
 
     name: str
 
-    async def location(self, name: str = "jobs") -> str:
+    def location(self, tmp_path: Path, name: str = "jobs") -> str:
         """Where a fresh, empty database called `name` lives for this test (the same name: the same one)."""
         ...
 
@@ -49,13 +49,9 @@ class SqliteEngine:
 
     name = "sqlite"
 
-    def __init__(self, folder: Path) -> None:
-        """Put the databases under `folder` (the test's tmp_path)."""
-        self._folder = folder
-
-    async def location(self, name: str = "jobs") -> str:
+    def location(self, tmp_path: Path, name: str = "jobs") -> str:
         """A file in a nested folder (the store creates the folders)."""
-        return str(self._folder / "state" / "nested" / f"{name}.db")
+        return str(tmp_path / "state" / "nested" / f"{name}.db")
 
     async def open(self, location: str, *, clock: Callable[[], float] = time.time) -> Store:
         """`SqliteStore.open`."""
@@ -81,16 +77,19 @@ class PostgresEngine:
     def __init__(self, databases: Databases) -> None:
         """Take databases from `databases` (the `pg_databases` fixture)."""
         self._databases = databases
-        self._taken: dict[str, tuple[str, str]] = {}  # name -> (database, url)
+        self._taken: dict[str, str] = {}  # name -> database
+        self._by_url: dict[str, str] = {}  # location -> database
 
-    async def location(self, name: str = "jobs") -> str:
-        """A superuser URL of a database of this test's own, at the latest schema."""
+    def location(self, tmp_path: Path, name: str = "jobs") -> str:
+        """A superuser URL of a database of this test's own, at the latest schema (made on first open)."""
         if name not in self._taken:
-            self._taken[name] = await self._databases.migrated()
-        return self._taken[name][1]
+            database = self._taken[name] = self._databases.reserve()
+            self._by_url[self._databases.server.url(database)] = database
+        return self._databases.server.url(self._taken[name])
 
     async def open(self, location: str, *, clock: Callable[[], float] = time.time) -> Store:
         """`PostgresStore.open`, with a small pool."""
+        await self._databases.provide(self._by_url[location])
         return await PostgresStore.open(location, clock=clock, max_size=4)
 
     async def dispatch_counts_match(self, location: str) -> bool:
@@ -99,13 +98,14 @@ class PostgresEngine:
 
     async def empty(self, location: str) -> None:
         """Delete every row and restart the sequences (the schema stays)."""
-        database = next(database for database, url in self._taken.values() if url == location)
+        database = self._by_url[location]
+        await self._databases.provide(database)
         assert await self._databases.empty(database), f"{database} no longer has the store's schema"
 
     async def close(self) -> None:
         """Give the test's databases back, to be emptied and handed to later tests."""
-        taken, self._taken = self._taken, {}
-        for database, _ in taken.values():
+        taken, self._taken, self._by_url = self._taken, {}, {}
+        for database in taken.values():
             await self._databases.give_back(database)
 
 
@@ -149,6 +149,6 @@ async def postgres_dispatch_counts_match(url: str) -> bool:
 
 # Engine name -> how one test gets that engine, from the test's own fixtures (asked for only when used).
 STORE_ENGINES: dict[str, Callable[[pytest.FixtureRequest], StoreEngine]] = {
-    "sqlite": lambda request: SqliteEngine(request.getfixturevalue("tmp_path")),
+    "sqlite": lambda request: SqliteEngine(),
     "postgres": lambda request: PostgresEngine(request.getfixturevalue("pg_databases")),
 }

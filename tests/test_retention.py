@@ -48,7 +48,7 @@ async def test_jobs_older_than_the_retention_lose_their_rows_and_files(
     store_engine: StoreEngine, tmp_path: Path
 ) -> None:
     clock = Clock()
-    store = await store_engine.open(await store_engine.location(), clock=clock)
+    store = await store_engine.open(store_engine.location(tmp_path), clock=clock)
     outputs = OutputStore(tmp_path / "out")
     try:
         old = await _finished_job(store, outputs)
@@ -69,7 +69,7 @@ async def test_the_oldest_jobs_go_first_when_over_the_size_cap(
     store_engine: StoreEngine, tmp_path: Path
 ) -> None:
     clock = Clock()
-    store = await store_engine.open(await store_engine.location(), clock=clock)
+    store = await store_engine.open(store_engine.location(tmp_path), clock=clock)
     outputs = OutputStore(tmp_path / "out")
     mb = 1024 * 1024
     try:
@@ -89,7 +89,7 @@ async def test_attached_images_go_when_old_and_no_job_uses_them(
     store_engine: StoreEngine, tmp_path: Path
 ) -> None:
     clock = Clock()
-    store = await store_engine.open(await store_engine.location(), clock=clock)
+    store = await store_engine.open(store_engine.location(tmp_path), clock=clock)
     outputs = OutputStore(tmp_path / "out")
     folder = tmp_path / "out" / IMAGE_PROMPT_DIR
     folder.mkdir(parents=True)

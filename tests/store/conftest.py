@@ -18,9 +18,9 @@ def clock() -> FakeClock:
 
 
 @pytest.fixture
-async def location(store_engine: StoreEngine) -> str:
+def location(store_engine: StoreEngine, tmp_path: Path) -> str:
     """Where this test's database lives, for tests that open more than one connection to it."""
-    return await store_engine.location()
+    return store_engine.location(tmp_path)
 
 
 @pytest.fixture

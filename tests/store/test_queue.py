@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -157,6 +159,7 @@ _jobs = st.lists(st.tuples(st.integers(0, 2), st.integers(0, 3)), max_size=14)
 )
 async def test_positions_predict_the_claim_order_exactly(
     store_engine: StoreEngine,
+    tmp_path: Path,
     before: list[tuple[int, int]],
     claims: int,
     requeues: int,
@@ -165,7 +168,7 @@ async def test_positions_predict_the_claim_order_exactly(
 ) -> None:
     clock = FakeClock()
     clock.frozen = frozen_clock  # equal timestamps: FIFO falls back to the job id
-    location = await store_engine.location()
+    location = store_engine.location(tmp_path)
     await store_engine.empty(location)  # each example starts from an empty database
     store = await store_engine.open(location, clock=clock)
     try:
