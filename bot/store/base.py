@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import time
 import uuid
 from collections.abc import Callable, Collection, Sequence
@@ -83,10 +82,9 @@ class Store(Protocol):
     # ------------------------------------------------------------------------------ lifecycle
 
     @classmethod
-    async def open(
-        cls, location: str | os.PathLike[str], /, *, clock: Callable[[], float] = time.time
-    ) -> Self:
-        """Connect to the database at `location`, creating and migrating it to the latest schema.
+    async def open(cls, location: str, /, *, clock: Callable[[], float] = time.time) -> Self:
+        """Connect to the database at `location` (the engine's own: a file path, a URL), creating and
+        migrating it to the latest schema. An engine may take more (SQLite also takes a PathLike).
 
         Raises `SchemaTooNew`, leaving the database untouched, if a newer bot wrote it.
         """
