@@ -41,6 +41,8 @@ CLAIM_LOCK: Final = 0x436F6D6679_0002
 # Held shared by enqueues of child jobs, exclusively by the purge (see purge_finished_before).
 PARENTS_LOCK: Final = 0x436F6D6679_0003
 
+_MASK: Final = "*" * 3  # what a password shows as (as in bot.config.redact_url)
+
 # The database server's clock in unix seconds: the one clock every process on the database shares.
 DB_NOW: Final = "extract(epoch FROM clock_timestamp())::double precision"
 
@@ -96,7 +98,7 @@ def secrets_of(url: str) -> set[str]:
 def scrub(text: str, secrets: Collection[str]) -> str:
     """`text` with every one of `secrets` replaced by `***`."""
     for secret in sorted(secrets, key=len, reverse=True):
-        text = text.replace(secret, "***")
+        text = text.replace(secret, _MASK)
     return text
 
 
