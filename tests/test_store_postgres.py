@@ -354,9 +354,8 @@ def _ten_thousand_owners() -> list[tuple[int, int]]:
     return owners
 
 
-@pytest.mark.parametrize("analyzed", [False, True], ids=["fresh", "analyzed"])
 async def test_claim_queries_use_indexes_not_sequential_scans_on_ten_thousand_jobs(
-    store: PostgresStore, pg_url: str, analyzed: bool
+    store: PostgresStore, pg_url: str
 ) -> None:
     await fill(pg_url, _ten_thousand_owners(), models=("sdxl", "flux", None))
     async with raw(pg_url) as conn:  # and a long history, so a scan would really cost
@@ -365,13 +364,14 @@ async def test_claim_queries_use_indexes_not_sequential_scans_on_ten_thousand_jo
             "finished_at) SELECT 10000 + g % 100, 1, 500, 'imagine', 'old', 'completed', 1, 1, 2 "
             "FROM generate_series(1, 20000) AS g"
         )
-        if analyzed:
-            await conn.execute("ANALYZE")
-    for models in (None, set(), {"sdxl", "flux"}):
-        plan = "\n".join(await store.explain_claim(models))
-        assert "Seq Scan" not in plan, plan
-        assert "jobs_pkey" in plan and "idx_dispatch_guilds_next" in plan, plan
-        assert "idx_dispatch_users_next" in plan and "idx_jobs_queued" in plan, plan
+        for statistics_state in ("fresh", "analyzed"):  # no statistics yet, then PostgreSQL's own
+            if statistics_state == "analyzed":
+                await conn.execute("ANALYZE")
+            for models in (None, set(), {"sdxl", "flux"}):
+                plan = "\n".join(await store.explain_claim(models))
+                assert "Seq Scan" not in plan, (statistics_state, plan)
+                assert "jobs_pkey" in plan and "idx_dispatch_guilds_next" in plan, plan
+                assert "idx_dispatch_users_next" in plan and "idx_jobs_queued" in plan, plan
 
 
 async def test_claiming_among_ten_thousand_waiting_jobs_is_fast_and_fair(pg_url: str) -> None:
@@ -384,23 +384,23 @@ async def test_claiming_among_ten_thousand_waiting_jobs_is_fast_and_fair(pg_url:
         places = await store.positions(10_000)
         timings: list[float] = []
         claimed: list[Job] = []
-        for i in range(600):
+        for i in range(400):
             started = time.perf_counter()
-            job = await store.claim_next("gpu0", {"sdxl"} if i >= 500 else None)
+            job = await store.claim_next("gpu0", {"sdxl"} if i >= 300 else None)
             timings.append((time.perf_counter() - started) * 1000)
             assert job is not None
             claimed.append(job)
 
-    for start in range(0, 500, 100):  # five full rounds: every guild once per round
+    for start in range(0, 300, 100):  # three full rounds: every guild once per round
         assert len({job.guild_id for job in claimed[start : start + 100]}) == 100
-    first_guild = [job for job in claimed[:500] if job.guild_id == 10_000]
-    assert [job.id for job in first_guild] == sorted(places, key=places.__getitem__)[:5]
-    assert len({job.user_id for job in first_guild}) == 5
+    first_guild = [job for job in claimed[:300] if job.guild_id == 10_000]
+    assert [job.id for job in first_guild] == sorted(places, key=places.__getitem__)[:3]
+    assert len({job.user_id for job in first_guild}) == 3
     per_user: dict[tuple[int, int], list[float]] = {}
     for job in claimed:
         per_user.setdefault((job.guild_id, job.user_id), []).append(job.queued_at)
     assert all(times == sorted(times) for times in per_user.values())
-    assert all(job.model == "sdxl" for job in claimed[500:])
+    assert all(job.model == "sdxl" for job in claimed[300:])
     assert statistics.median(timings) < 100  # the target, with a wide margin
 
 
