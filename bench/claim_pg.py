@@ -7,12 +7,12 @@ from the pgserver wheel started with PostgreSQL's durable defaults (fsync and sy
 `--fast` turns them off as the tests do), on a unix socket. Each store is its own asyncpg pool, as a
 bot process would have.
 
-The queue is filled through `PostgresJobStore.enqueue_many` (one command per member per round, so
+The queue is filled through `PostgresStore.enqueue_many` (one command per member per round, so
 every guild and member keeps a FIFO of waiting jobs). Then, with the queue kept at the backlog size:
-- enqueue: one `/imagine` command's insert, `enqueue` with every limit on (they count the member's
+- enqueue: one `/imagine` command's insert, `enqueue_many` with every limit on (they count the member's
   and the guild's jobs under the advisory locks, as the bot does);
-- ack: the whole database part of the /imagine acknowledgement: `get_user_settings`, `enqueue`
-  with limits, `positions(guild)` (the scheduler's position announcement) and `position_of`;
+- ack: the whole database part of the /imagine acknowledgement: `get_user_settings`,
+  `enqueue_many` with limits, `positions(guild)` (the scheduler's position announcement) and `position_of`;
 - claim: `claim_next` from one store, any model, then restricted to one model (half the jobs);
 - claim, N stores: `claim_next` from `--stores` stores at once (processes competing for the
   claim lock), per-call latency.
@@ -32,7 +32,7 @@ from typing import Any
 
 from bench._harness import percentile
 from bot.jobs import EnqueueLimits, JobKind, NewJob
-from bot.store_postgres import PostgresJobStore
+from bot.store import PostgresStore
 from tests.pg import Databases, postgres_server
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -53,7 +53,7 @@ def _job(guild: int, user: int, index: int) -> NewJob:
     )
 
 
-async def _fill(store: PostgresJobStore, waiting: int, guilds: int, members: int) -> None:
+async def _fill(store: PostgresStore, waiting: int, guilds: int, members: int) -> None:
     """Queue `waiting` jobs, round after round of one job per member of every guild."""
     index = 0
     while index < waiting:
@@ -85,7 +85,7 @@ async def run(
     with postgres_server(durable=not fast) as server:
         databases = Databases(server)
         name, url = await databases.create()
-        opened = [await PostgresJobStore.open(url, max_size=4) for _ in range(max(1, stores))]
+        opened = [await PostgresStore.open(url, max_size=4) for _ in range(max(1, stores))]
         try:
             return await _measure(opened, waiting, guilds, members, samples, fast)
         finally:
@@ -95,7 +95,7 @@ async def run(
 
 
 async def _measure(
-    opened: list[PostgresJobStore], waiting: int, guilds: int, members: int, samples: int, fast: bool
+    opened: list[PostgresStore], waiting: int, guilds: int, members: int, samples: int, fast: bool
 ) -> list[dict[str, Any]]:
     store = opened[0]
     clock = time.perf_counter
@@ -109,13 +109,13 @@ async def _measure(
     for i in range(samples):  # an enqueue, an acknowledged command and a claim: the backlog holds
         guild, user = i % guilds, (i * 7) % members
         began = clock()
-        await store.enqueue(_job(guild, user, index), LIMITS)
+        await store.enqueue_many([_job(guild, user, index)], LIMITS)
         enqueue.append((clock() - began) * 1000)
 
         job = _job(guild, user, index + 1)
         began = clock()
         await store.get_user_settings(job.user_id)
-        created = await store.enqueue(job, LIMITS)
+        (created,) = await store.enqueue_many([job], LIMITS)
         await store.positions(job.guild_id)
         await store.position_of(created.id)
         ack.append((clock() - began) * 1000)
@@ -139,7 +139,7 @@ async def _measure(
         left = await _queued(store, guilds)
         per_call: list[float] = []
 
-        async def claimer(other: PostgresJobStore) -> None:
+        async def claimer(other: PostgresStore) -> None:
             for _ in range(samples // len(opened)):
                 started = clock()
                 await other.claim_next("gpu2")
@@ -157,7 +157,7 @@ async def _measure(
     return results
 
 
-async def _queued(store: PostgresJobStore, guilds: int) -> int:
+async def _queued(store: PostgresStore, guilds: int) -> int:
     return sum([await store.count_queued_for_guild(1_000_000 + g) for g in range(guilds)])
 
 

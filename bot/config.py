@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import difflib
 import os
+import re
 import tomllib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -44,18 +45,27 @@ class ConfigError(Exception):
 
 
 def redact_url(url: str) -> str:
-    """The URL with its password replaced by `***` (for logs, errors and /status)."""
+    """The URL with its password replaced by `***` (for logs, errors and /status).
+
+    Both places a libpq URL can carry one are covered: the user info and a `password=` (or
+    `sslpassword=`) query parameter.
+    """
     try:
         parts = urlsplit(url)
+        port = f":{parts.port}" if parts.port is not None else ""
     except ValueError:
         return "(an unparseable URL)"
+    query = "&".join(
+        re.sub(r"^((?:ssl)?password)=.*$", rf"\1={_PASSWORD_MASK}", field, flags=re.IGNORECASE)
+        for field in parts.query.split("&")
+    )
+    parts = parts._replace(query=query)
     if parts.password is None:
-        return url
+        return urlunsplit(parts)
     user = parts.username or ""
     host = parts.hostname or ""
     if ":" in host:
         host = f"[{host}]"
-    port = f":{parts.port}" if parts.port is not None else ""
     return urlunsplit(parts._replace(netloc=f"{user}:{_PASSWORD_MASK}@{host}{port}"))
 
 

@@ -65,14 +65,14 @@ async def copy_store(source: Path, target: DatabaseUrl) -> CopyReport:
         migrated = await SqliteStore.open(source)
         await migrated.close()
         rows = await asyncio.to_thread(read_sqlite, source)
-        store = await PostgresStore.open(target.secret())
+        postgres = await PostgresStore.open(target.secret())
         try:
-            if not await store.is_empty():
+            if not await postgres.is_empty():
                 raise CopyRefused(
                     f"the PostgreSQL database {target} already holds jobs or settings; copy-store only "
                     "fills an empty database (create a new one, or drop this one's tables)"
                 )
-            count = await store.import_rows(
+            count = await postgres.import_rows(
                 rows.jobs,
                 rows.outputs,
                 rows.settings,
@@ -81,7 +81,7 @@ async def copy_store(source: Path, target: DatabaseUrl) -> CopyReport:
                 last_id=rows.last_id,
             )
         finally:
-            await store.close()
+            await postgres.close()
     finally:
         lock.release()
     log.info("copied %d jobs from %s to %s", count, source, target)
@@ -106,11 +106,14 @@ def read_sqlite(path: Path) -> StoreRows:
             )
             for r in conn.execute("SELECT * FROM job_outputs ORDER BY job_id, idx")
         ]
+        switches = {f.name for f in fields(UserSettings) if f.type in ("bool", bool)}  # INTEGER 0/1 in SQLite
         names = [f.name for f in fields(UserSettings)]
         settings = []
         for row in conn.execute("SELECT * FROM user_settings ORDER BY user_id"):
             present = set(row.keys())
-            settings.append(UserSettings(**{name: row[name] for name in names if name in present}))
+            values = {name: row[name] for name in names if name in present}
+            values.update({name: bool(values[name]) for name in switches & set(values)})
+            settings.append(UserSettings(**values))
         guild_order = [
             (int(r[0]), int(r[1]), int(r[2]))
             for r in conn.execute("SELECT guild_id, served_seq, joined_seq FROM dispatch_guilds")

@@ -5,7 +5,13 @@ on one channel, and every other process delivers them to its own bus, where the 
 that holds the job's guild shows them. A notification carries at most 8,000 bytes, so a preview image
 travels through the `job_previews` table and the notification only says that a new one is there.
 Notifications are not durable: after a reconnect the relay calls `on_reconnect`, so whoever shows jobs
-can read what it may have missed from the database.
+can read what it may have missed from the database. (An event whose notification was being sent when
+the sender's own connection died is lost to the others; they are not told to re-read.)
+
+The relay's one connection is used by one task only (asyncpg runs one command at a time per connection):
+that task sends this process's events and reads the previews of received ones, in the order they came,
+so a job's preview is never delivered after the job's next state. A statement the server refuses (say,
+a preview of a job that is not in the database) costs that event its preview, not the connection.
 
 Besides job events the relay carries `wake` (new jobs are queued: dispatchers look for work).
 """
@@ -18,8 +24,11 @@ import json
 import logging
 import time
 import uuid
+from collections import deque
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
+
+import asyncpg
 
 from bot.events import (
     Cancelled,
@@ -34,9 +43,7 @@ from bot.events import (
     Waiting,
 )
 from bot.reasons import Failure, WaitReason
-
-if TYPE_CHECKING:
-    import asyncpg
+from bot.store.postgres.connection import connection_lost
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +55,10 @@ PREVIEW_INTERVAL_S = 1.0  # at most one preview per job per second goes through 
 _EVENT_TYPES: dict[str, type[JobEvent]] = {
     cls.__name__: cls for cls in (Queued, Waiting, Started, Progress, Completed, Failed, Cancelled)
 }
+
+
+def _without_preview(event: Progress) -> Progress:
+    return Progress(event.job_id, event.guild_id, event.fraction, event.step, event.total, event.eta_s)
 
 
 def encode_event(event: JobEvent) -> dict[str, Any]:
@@ -131,7 +142,8 @@ class PostgresEventRelay:
         self._conn: asyncpg.Connection | None = None
         self._connected = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
-        self._fetches: set[asyncio.Task[None]] = set()
+        # Received events in arrival order, each with whether its preview waits in job_previews.
+        self._inbox: deque[tuple[JobEvent, bool]] = deque()
         self._last_preview: dict[int, float] = {}
         self._kick = asyncio.Event()
         self.sent = 0
@@ -156,9 +168,6 @@ class PostgresEventRelay:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
             self._task = None
-        for task in list(self._fetches):
-            task.cancel()
-        await asyncio.gather(*self._fetches, return_exceptions=True)
         await self._disconnect()
 
     def wake_others(self) -> None:
@@ -172,9 +181,8 @@ class PostgresEventRelay:
         if isinstance(event, Progress) and event.preview is not None:
             now = self._clock()
             if now - self._last_preview.get(event.job_id, -PREVIEW_INTERVAL_S) < PREVIEW_INTERVAL_S:
-                event = Progress(
-                    event.job_id, event.guild_id, event.fraction, event.step, event.total, event.eta_s
-                )  # the member sees the next preview; this one only moves the bar
+                # The member sees the next preview; this one only moves the bar.
+                event = _without_preview(event)
             else:
                 self._last_preview[event.job_id] = now
         if event.terminal:
@@ -187,18 +195,25 @@ class PostgresEventRelay:
             self._wake_pending = False
             await self._notify(conn, {"k": "wake"})
         while (event := self._outbox.get_nowait()) is not None:
-            if isinstance(event, Progress) and event.preview is not None:
-                await conn.execute(
-                    "INSERT INTO job_previews (job_id, mime, data, updated_at) VALUES ($1, $2, $3, $4) "
-                    "ON CONFLICT (job_id) DO UPDATE SET mime = excluded.mime, data = excluded.data, "
-                    "updated_at = excluded.updated_at",
-                    event.job_id,
-                    event.preview_mime,
-                    event.preview,
-                    time.time(),
-                )
-            elif event.terminal:
-                await conn.execute("DELETE FROM job_previews WHERE job_id = $1", event.job_id)
+            try:
+                if isinstance(event, Progress) and event.preview is not None:
+                    await conn.execute(
+                        "INSERT INTO job_previews (job_id, mime, data, updated_at) VALUES ($1, $2, $3, $4) "
+                        "ON CONFLICT (job_id) DO UPDATE SET mime = excluded.mime, data = excluded.data, "
+                        "updated_at = excluded.updated_at",
+                        event.job_id,
+                        event.preview_mime,
+                        event.preview,
+                        time.time(),
+                    )
+                elif event.terminal:
+                    await conn.execute("DELETE FROM job_previews WHERE job_id = $1", event.job_id)
+            except asyncpg.PostgresError as exc:
+                if connection_lost(exc):
+                    raise
+                log.warning("job %d: the relay cannot store its preview (%s)", event.job_id, exc)
+                if isinstance(event, Progress):
+                    event = _without_preview(event)
             await self._notify(conn, {"k": "e", **encode_event(event)})
 
     async def _notify(self, conn: asyncpg.Connection, message: dict[str, Any]) -> None:
@@ -226,33 +241,37 @@ class PostgresEventRelay:
         except (ValueError, KeyError, TypeError) as exc:
             log.warning("ignoring a relayed message that cannot be read (%s): %.200s", exc, payload)
             return
-        if message.get("preview") and isinstance(event, Progress):
-            task = asyncio.get_running_loop().create_task(self._deliver_with_preview(event))
-            self._fetches.add(task)
-            task.add_done_callback(self._fetches.discard)
-        else:
-            self.bus.deliver(event)
+        # Delivered by the connection's task, after the preview is read: never ahead of earlier events.
+        self._inbox.append((event, bool(message.get("preview")) and isinstance(event, Progress)))
+        self._kick.set()
 
-    async def _deliver_with_preview(self, event: Progress) -> None:
-        conn = self._conn
-        row = None
-        if conn is not None:
-            with contextlib.suppress(Exception):
-                row = await conn.fetchrow(
-                    "SELECT mime, data FROM job_previews WHERE job_id = $1", event.job_id
-                )
-        if row is not None:
-            event = Progress(
-                event.job_id,
-                event.guild_id,
-                event.fraction,
-                event.step,
-                event.total,
-                event.eta_s,
-                preview=bytes(row["data"]),
-                preview_mime=row["mime"],
-            )
-        self.bus.deliver(event)
+    async def _deliver_received(self, conn: asyncpg.Connection) -> None:
+        """Deliver the received events in order, each Progress flagged with a preview with its bytes."""
+        while self._inbox:
+            event, has_preview = self._inbox[0]
+            if has_preview and isinstance(event, Progress):
+                try:
+                    row = await conn.fetchrow(
+                        "SELECT mime, data FROM job_previews WHERE job_id = $1", event.job_id
+                    )
+                except asyncpg.PostgresError as exc:
+                    if connection_lost(exc):
+                        raise  # kept in the inbox: read again on the next connection
+                    log.warning("job %d: the relay cannot read its preview (%s)", event.job_id, exc)
+                    row = None
+                if row is not None:  # None: the job ended meanwhile (its next event follows)
+                    event = Progress(
+                        event.job_id,
+                        event.guild_id,
+                        event.fraction,
+                        event.step,
+                        event.total,
+                        event.eta_s,
+                        preview=bytes(row["data"]),
+                        preview_mime=row["mime"],
+                    )
+            self._inbox.popleft()
+            self.bus.deliver(event)
 
     # ------------------------------------------------------------------ connection
 
@@ -277,6 +296,7 @@ class PostgresEventRelay:
                 first = False
                 while not lost.is_set():
                     self._kick.clear()
+                    await self._deliver_received(conn)
                     await self._send_pending(conn)
                     kicked = asyncio.ensure_future(self._kick.wait())
                     gone = asyncio.ensure_future(lost.wait())

@@ -10,6 +10,9 @@ import pytest
 from tests.fakes.comfy_server import FakeComfyUI
 from tests.store_engines import STORE_ENGINES, StoreEngine
 
+# PostgreSQL's fixtures (pg_databases, pg_server, pg_url): one server per session, started on first use.
+pytest_plugins = ["tests.pg"]
+
 MINIMAL_CONFIG = """
 [discord]
 token = ""
@@ -54,8 +57,11 @@ async def fake() -> AsyncIterator[FakeComfyUI]:
         yield server
 
 
-@pytest.fixture(params=STORE_ENGINES, ids=lambda engine: engine.name)
-def store_engine(request: pytest.FixtureRequest) -> StoreEngine:
+@pytest.fixture(params=sorted(STORE_ENGINES))
+async def store_engine(request: pytest.FixtureRequest) -> AsyncIterator[StoreEngine]:
     """Each database engine of the job store in turn: store tests run once per engine."""
-    engine: StoreEngine = request.param
-    return engine
+    engine = STORE_ENGINES[request.param](request)
+    try:
+        yield engine
+    finally:
+        await engine.close()

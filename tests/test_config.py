@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.config import ConfigError, load_config
+from bot.config import ConfigError, load_config, redact_url
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -134,6 +134,26 @@ def test_the_services_are_built_from_a_postgresql_config(write_config) -> None:
     config = load_config(_with(write_config, storage=f'database = "{PG_URL}"'), env={})
     services = Services(config)  # no database folder to look for templates in
     assert services.templates.for_model(config.models[0], "txt2img").name == "txt2img"
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("postgresql://imagine:s3cret@db.example:5432/bot", "postgresql://imagine:***@db.example:5432/bot"),
+        ("postgres://imagine@db/bot", "postgres://imagine@db/bot"),
+        (
+            "postgresql://u:p%40ss@h/db?sslmode=require&password=two&sslpassword=three",
+            "postgresql://u:***@h/db?sslmode=require&password=***&sslpassword=***",
+        ),
+        ("postgresql://u@h/db?PassWord=s3cret", "postgresql://u@h/db?PassWord=***"),
+        ("postgresql://u:p@ss:w@h,h2:5433/db", "postgresql://u:***@h,h2:5433/db"),
+        ("postgresql://u:s3cret@[::1]:5432/db", "postgresql://u:***@[::1]:5432/db"),
+        ("postgresql://u:s3cret@h:not-a-port/db", "(an unparseable URL)"),
+        ("postgresql://u:s3cret@[::1/db", "(an unparseable URL)"),
+    ],
+)
+def test_redact_url_keeps_the_user_and_hides_the_password_wherever_it_is(url: str, shown: str) -> None:
+    assert redact_url(url) == shown
 
 
 def test_the_environment_overrides_the_database(write_config) -> None:

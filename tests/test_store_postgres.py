@@ -1,10 +1,16 @@
-"""The PostgreSQL job store: every engine-neutral store test again, and what processes sharing one database need."""
+"""What only the PostgreSQL engine has: many processes on one database, its migrations, reconnects, copy-store.
+
+The `Store` contract itself is proven on PostgreSQL by tests/store/ (every engine-neutral test runs once
+per engine of tests/store_engines.py). Here: what processes sharing one database need (claims and limits
+across stores, leases on the database clock, migrations racing), its own schema and query plans,
+surviving a server restart or terminated connections, never showing the password, and `import_rows`.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import inspect
+import dataclasses
 import itertools
 import logging
 import random
@@ -13,73 +19,45 @@ import statistics
 import time
 import tomllib
 import traceback
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import asyncpg
 import pytest
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 
+from bot.config import DatabaseUrl
 from bot.jobs import (
+    ACTIVE_STATUSES,
     EnqueueLimits,
+    ImagePrompt,
     InvalidTransition,
     Job,
+    JobKind,
     JobStatus,
     LimitExceeded,
     LimitKind,
     can_transition,
+    round_robin,
 )
-from bot.store import JobStore, Migration, SchemaTooNew
-from bot.store_postgres import PostgresJobStore, StoreUnavailable, load_pg_migrations, redact_url
-from tests import test_store as sqlite_suite
-from tests.test_store import GUILD_A, GUILD_B, GUILD_C, FakeClock, claim_all, drive_to, new_job
+from bot.store import (
+    JobStore,
+    Migration,
+    PostgresStore,
+    SchemaTooNew,
+    Store,
+    StoreUnavailable,
+    load_pg_migrations,
+    open_store,
+)
+from bot.store.postgres.retention import IMAGE_PROMPT_FILES_SQL
+from tests.store.helpers import GUILD_A, GUILD_B, GUILD_C, FakeClock, claim_all, drive_to, enqueue, new_job
+from tests.store_engines import postgres_dispatch_counts_match as dispatch_counts_match
 
 if TYPE_CHECKING:
     from tests.pg import PostgresServer
 
-pytest_plugins = ["tests.pg"]  # the pg_server and pg_url fixtures (imported by pytest, not here)
-
 ROOT = Path(__file__).resolve().parent.parent
-
-# Tests of tests/test_store.py that are not run again here, and why. Every other test of that file that
-# uses the `store` fixture runs below against PostgreSQL (the `store` and `clock` fixtures of this module
-# replace that file's). Where the behaviour is not SQLite's own, a PostgreSQL counterpart follows below.
-NOT_RERUN: dict[str, str] = {
-    "test_new_database_is_created_with_parent_folders_wal_and_latest_schema": (
-        "SQLite file, folders and WAL; counterpart: test_new_database_gets_the_latest_schema"
-    ),
-    "test_reopening_a_current_database_keeps_jobs_and_version": "opens a file path; counterpart below",
-    "test_old_database_is_upgraded_in_place_keeping_its_jobs": "SQLite migration SQL; counterpart below",
-    "test_failed_migration_rolls_back_and_leaves_the_old_version": "sqlite3 errors; counterpart below",
-    "test_database_from_a_newer_bot_is_refused_and_left_untouched": "PRAGMA user_version; counterpart below",
-    "test_split_statements_keeps_trigger_bodies_and_quoted_semicolons_whole": (
-        "SQLite's script splitter; PostgreSQL runs a migration script whole"
-    ),
-    "test_shipped_migrations_are_numbered_from_one_without_gaps": (
-        "bot/migrations; counterpart: test_shipped_pg_migrations_are_numbered_from_one_without_gaps"
-    ),
-    "test_claim_persists_backend_and_prompt_id_before_returning": "reads the file with sqlite3; counterpart below",
-    "test_round_robin_interleaves_and_drops_empty_queues": "a pure function of bot.jobs, no store",
-    "test_overall_position_counts_earlier_rounds_of_every_guild": "a pure function of bot.jobs, no store",
-    "test_positions_predict_the_claim_order_exactly": "opens files in tmp_path; counterpart below",
-    "test_sql_trigger_enforces_the_same_state_machine_as_python": "sqlite3 errors; counterpart below",
-    "test_completed_job_cannot_go_back_to_running_even_through_raw_sql": "sqlite3; counterpart below",
-    "test_concurrent_commands_from_two_connections_cannot_exceed_a_cap": "opens a file twice; counterpart below",
-    "test_restart_after_a_crash_finds_in_flight_jobs_and_keeps_the_queue": (
-        "copies the SQLite file and WAL; counterparts: the restart and terminate tests below"
-    ),
-    "test_claim_queries_use_indexes_not_table_scans": "EXPLAIN QUERY PLAN lines; counterpart on 10k jobs below",
-    "test_claiming_among_ten_thousand_waiting_jobs_is_fast_and_fair": "fills the file with sqlite3; counterpart below",
-}
-
-RERUN: dict[str, Callable[..., Any]] = {
-    name: test
-    for name, test in vars(sqlite_suite).items()
-    if name.startswith("test_") and callable(test) and name not in NOT_RERUN
-}
-globals().update(RERUN)  # collected here, so they get this module's `store` and `clock` fixtures
 
 
 @pytest.fixture
@@ -88,8 +66,8 @@ def clock() -> FakeClock:
 
 
 @pytest.fixture
-async def store(pg_url: str, clock: FakeClock) -> AsyncIterator[PostgresJobStore]:
-    opened = await PostgresJobStore.open(pg_url, clock=clock)
+async def store(pg_url: str, clock: FakeClock) -> AsyncIterator[PostgresStore]:
+    opened = await PostgresStore.open(pg_url, clock=clock)
     try:
         yield opened
     finally:
@@ -106,16 +84,8 @@ async def raw(url: str) -> AsyncIterator[asyncpg.Connection]:
         await conn.close()
 
 
-async def dispatch_counts_match(url: str) -> bool:
-    """The trigger-kept waiting counts equal the real number of queued jobs."""
-    async with raw(url) as conn:
-        wrong = await conn.fetchval(
-            "SELECT (SELECT count(*) FROM dispatch_guilds AS g WHERE g.waiting <> (SELECT count(*) FROM jobs AS j "
-            "WHERE j.status = 'queued' AND j.guild_id = g.guild_id)) + (SELECT count(*) FROM dispatch_users AS u "
-            "WHERE u.waiting <> (SELECT count(*) FROM jobs AS j WHERE j.status = 'queued' "
-            "AND j.guild_id = u.guild_id AND j.user_id = u.user_id))"
-        )
-    return wrong == 0
+def database_of(url: str) -> str:
+    return url.rpartition("/")[2].partition("?")[0]
 
 
 async def fill(
@@ -142,41 +112,15 @@ async def fill(
         )
 
 
-def test_every_sqlite_store_test_is_rerun_or_excluded_with_a_reason() -> None:
-    names = {name for name in vars(sqlite_suite) if name.startswith("test_")}
-    assert set(NOT_RERUN) <= names, "NOT_RERUN names tests that no longer exist"
-    assert all(reason for reason in NOT_RERUN.values())
-    for name, test in RERUN.items():
-        asked = set(inspect.signature(test).parameters)
-        assert not asked & {"db_path", "tmp_path"}, f"{name} needs a file: exclude it and write a counterpart"
-        assert globals()[name] is test, f"{name} is rerun and also redefined here"
-
-
-def test_postgres_store_has_the_sqlite_store_public_api() -> None:
-    def public(cls: type) -> dict[str, inspect.Signature]:
-        return {
-            n: inspect.signature(f) for n, f in vars(cls).items() if callable(f) and not n.startswith("_")
-        }
-
-    sqlite_api, pg_api = public(JobStore), public(PostgresJobStore)
-    assert set(pg_api) - set(sqlite_api) == {"import_rows", "reset_id_sequence", "is_empty"}
-    for name, signature in sqlite_api.items():
-        if name == "open":  # a URL and pool sizes instead of a path and a busy timeout
-            continue
-        theirs = pg_api[name].parameters
-        assert [(p.name, p.kind, p.default is p.empty) for p in signature.parameters.values()] == [
-            (p.name, p.kind, p.default is p.empty) for p in theirs.values()
-        ], name
-        assert inspect.iscoroutinefunction(getattr(PostgresJobStore, name)) == inspect.iscoroutinefunction(
-            getattr(JobStore, name)
-        ), name
+async def active_jobs(store: Store, guild_id: int, user_id: int) -> int:
+    return len(await store.list_user_jobs(user_id, guild_id, ACTIVE_STATUSES, limit=1000))
 
 
 # --------------------------------------------------------------------------------- migrations
 
 
 async def test_new_database_gets_the_latest_schema(pg_url: str) -> None:
-    async with await PostgresJobStore.open(pg_url) as store:
+    async with await PostgresStore.open(pg_url) as store:
         assert await store.schema_version() == len(load_pg_migrations()) >= 1
         assert await store.is_empty()
     async with raw(pg_url) as conn:
@@ -201,7 +145,7 @@ async def test_schema_has_the_sqlite_tables_columns_and_indexes(tmp_path: Path, 
             r[0]
             for r in lite.execute("SELECT name FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL")
         }
-    async with await PostgresJobStore.open(pg_url), raw(pg_url) as conn:
+    async with await PostgresStore.open(pg_url), raw(pg_url) as conn:
         pg_columns = {
             (r["table_name"], r["column_name"])
             for r in await conn.fetch(
@@ -213,28 +157,14 @@ async def test_schema_has_the_sqlite_tables_columns_and_indexes(tmp_path: Path, 
         }
     # dispatch_state is SQLite's served counter; PostgreSQL has a sequence (dispatch_served_seq).
     assert {c for c in sqlite_columns if c[0] != "dispatch_state"} <= pg_columns
-    assert pg_columns - sqlite_columns <= {
-        ("jobs", "image_prompt"),
-        ("schema_migrations", "version"),
-        ("schema_migrations", "name"),
-        ("schema_migrations", "applied_at"),
-    }
+    assert {table for table, _ in pg_columns - sqlite_columns} == {"schema_migrations", "job_previews"}
     assert sqlite_indexes <= pg_indexes
-
-
-async def test_reopening_a_current_database_keeps_jobs_and_version(pg_url: str) -> None:
-    async with await PostgresJobStore.open(pg_url) as store:
-        job = await store.enqueue(new_job())
-        version = await store.schema_version()
-    async with await PostgresJobStore.open(pg_url) as store:
-        assert await store.schema_version() == version
-        assert await store.get(job.id) == job
 
 
 async def test_old_database_is_upgraded_in_place_keeping_its_jobs(pg_url: str) -> None:
     shipped = load_pg_migrations()
-    async with await PostgresJobStore.open(pg_url, migrations=shipped) as store:
-        job = await store.enqueue(new_job(prompt="kept across the upgrade"))
+    async with await PostgresStore.open(pg_url, migrations=shipped) as store:
+        job = await enqueue(store, new_job(prompt="kept across the upgrade"))
     upgrade = Migration(
         len(shipped) + 1,
         "add_note",
@@ -244,7 +174,7 @@ async def test_old_database_is_upgraded_in_place_keeping_its_jobs(pg_url: str) -
         "BEGIN PERFORM 1; PERFORM 2; RETURN NEW; END; $$;\n"
         "CREATE TRIGGER note_guard BEFORE UPDATE OF note ON jobs FOR EACH ROW EXECUTE FUNCTION note_guard();\n",
     )
-    async with await PostgresJobStore.open(pg_url, migrations=[*shipped, upgrade]) as store:
+    async with await PostgresStore.open(pg_url, migrations=[*shipped, upgrade]) as store:
         assert await store.schema_version() == upgrade.version
         assert (await store.get(job.id)) == job
     async with raw(pg_url) as conn:
@@ -253,45 +183,40 @@ async def test_old_database_is_upgraded_in_place_keeping_its_jobs(pg_url: str) -
 
 async def test_failed_migration_rolls_back_and_leaves_the_old_version(pg_url: str) -> None:
     shipped = load_pg_migrations()
-    async with await PostgresJobStore.open(pg_url, migrations=shipped):
+    async with await PostgresStore.open(pg_url, migrations=shipped):
         pass
     broken = Migration(
         len(shipped) + 1, "broken", "CREATE TABLE half_done (x int);\nSELECT * FROM no_such_table;"
     )
     with pytest.raises(asyncpg.UndefinedTableError, match="no_such_table"):
-        await PostgresJobStore.open(pg_url, migrations=[*shipped, broken])
+        await PostgresStore.open(pg_url, migrations=[*shipped, broken])
     async with raw(pg_url) as conn:
         assert await conn.fetchval("SELECT max(version) FROM schema_migrations") == len(shipped)
         assert await conn.fetchval("SELECT to_regclass('half_done')") is None
 
 
 async def test_database_from_a_newer_bot_is_refused_and_left_untouched(pg_url: str) -> None:
-    async with await PostgresJobStore.open(pg_url):
+    async with await PostgresStore.open(pg_url):
         pass
     newer = len(load_pg_migrations()) + 5
     async with raw(pg_url) as conn:
         await conn.execute("INSERT INTO schema_migrations VALUES ($1, 'from the future', 0)", newer)
     with pytest.raises(SchemaTooNew, match=rf"version {newer}.*only knows up to {len(load_pg_migrations())}"):
-        await PostgresJobStore.open(pg_url)
+        await PostgresStore.open(pg_url)
     async with raw(pg_url) as conn:
         assert await conn.fetchval("SELECT max(version) FROM schema_migrations") == newer
 
 
 async def test_stores_opening_a_new_database_at_once_migrate_it_once(pg_url: str) -> None:
-    stores = await asyncio.gather(*(PostgresJobStore.open(pg_url) for _ in range(3)))
+    stores = await asyncio.gather(*(PostgresStore.open(pg_url) for _ in range(3)))
     try:
         assert {await s.schema_version() for s in stores} == {len(load_pg_migrations())}
-        job = await stores[0].enqueue(new_job())
+        job = await enqueue(stores[0], new_job())
         assert await stores[2].get(job.id) == job
     finally:
         await asyncio.gather(*(s.close() for s in stores))
     async with raw(pg_url) as conn:
         assert await conn.fetchval("SELECT count(*) FROM schema_migrations") == len(load_pg_migrations())
-
-
-def test_shipped_pg_migrations_are_numbered_from_one_without_gaps() -> None:
-    versions = [m.version for m in load_pg_migrations()]
-    assert versions == list(range(1, len(versions) + 1))
 
 
 def test_pg_migrations_are_package_data() -> None:
@@ -301,13 +226,13 @@ def test_pg_migrations_are_package_data() -> None:
     assert any(d.startswith("pgserver") for d in project["project"]["optional-dependencies"]["test"])
 
 
-# ------------------------------------------------------------------------------ claims, triggers
+# ----------------------------------------------------------------------------- the raw schema
 
 
-async def test_claim_persists_backend_and_prompt_id_before_returning(
-    store: PostgresJobStore, pg_url: str, clock: FakeClock
+async def test_claim_is_committed_before_it_returns(
+    store: PostgresStore, pg_url: str, clock: FakeClock
 ) -> None:
-    job = await store.enqueue(new_job())
+    job = await enqueue(store, new_job())
     clock.frozen = True
 
     claimed = await store.claim_next("gpu1", prompt_id_factory=lambda: "c0ffee00-prompt")
@@ -320,67 +245,12 @@ async def test_claim_persists_backend_and_prompt_id_before_returning(
     )
     assert claimed.submitted_at == clock.now
     async with raw(pg_url) as conn:  # committed, visible to another connection, before anything is posted
-        assert [tuple(r) for r in await conn.fetch("SELECT status, prompt_id FROM jobs")] == [
-            ("submitted", "c0ffee00-prompt")
-        ]
-    assert await store.get_by_prompt_id("c0ffee00-prompt") == claimed
-
-
-_jobs = st.lists(st.tuples(st.integers(0, 2), st.integers(0, 3)), max_size=14)
-
-
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(
-    before=_jobs,
-    claims=st.integers(0, 8),
-    requeues=st.integers(0, 3),
-    after=_jobs,
-    frozen_clock=st.booleans(),
-)
-async def test_positions_predict_the_claim_order_exactly(
-    store: PostgresJobStore,
-    pg_url: str,
-    clock: FakeClock,
-    before: list[tuple[int, int]],
-    claims: int,
-    requeues: int,
-    after: list[tuple[int, int]],
-    frozen_clock: bool,
-) -> None:
-    async with raw(pg_url) as conn:  # each example starts from an empty database
-        await conn.execute(
-            "TRUNCATE jobs, job_outputs, dispatch_guilds, dispatch_users RESTART IDENTITY;"
-            "ALTER SEQUENCE dispatch_served_seq RESTART"
-        )
-    clock.frozen = frozen_clock  # equal timestamps: FIFO falls back to the job id
-    for guild, user in before:
-        await store.enqueue(new_job(guild, user))
-    taken = [job for _ in range(claims) if (job := await store.claim_next("gpu0"))]
-    for job in taken[:requeues]:
-        await store.requeue(job.id, "backend restarted")
-    for guild, user in after:
-        await store.enqueue(new_job(guild, user))
-
-    waiting = [
-        job for guild in (0, 1, 2) for job in await store.list_guild_jobs(guild, [JobStatus.QUEUED], 1000)
-    ]
-    local = {guild: await store.positions(guild) for guild in (0, 1, 2)}
-    overall = {job.id: await store.overall_position_of(job.id) for job in waiting}
-    assert {job.id: await store.position_of(job.id) for job in waiting} == {
-        job_id: place for places in local.values() for job_id, place in places.items()
-    }
-    assert await dispatch_counts_match(pg_url)
-
-    claimed = await claim_all(store)
-
-    assert [job.id for job in claimed] == sorted(overall, key=lambda job_id: overall[job_id])
-    for guild, places in local.items():
-        assert [job.id for job in claimed if job.guild_id == guild] == sorted(places, key=places.__getitem__)
-    assert sorted(overall.values()) == list(range(1, len(waiting) + 1))  # type: ignore[type-var]
+        rows = await conn.fetch("SELECT status, prompt_id FROM jobs")
+    assert [tuple(r) for r in rows] == [("submitted", "c0ffee00-prompt")]
 
 
 async def test_sql_trigger_enforces_the_same_state_machine_as_python(
-    store: PostgresJobStore, pg_url: str
+    store: PostgresStore, pg_url: str
 ) -> None:
     async with raw(pg_url) as conn:
         for source, target in itertools.permutations(JobStatus, 2):
@@ -404,7 +274,7 @@ async def test_sql_trigger_enforces_the_same_state_machine_as_python(
 
 
 async def test_completed_job_cannot_go_back_to_running_even_through_raw_sql(
-    store: PostgresJobStore, pg_url: str
+    store: PostgresStore, pg_url: str
 ) -> None:
     job = await drive_to(store, JobStatus.COMPLETED)
     async with raw(pg_url) as conn:
@@ -417,6 +287,64 @@ async def test_completed_job_cannot_go_back_to_running_even_through_raw_sql(
         await store.mark_running(job.id)
 
 
+async def test_image_prompts_are_json_and_found_through_their_index(
+    store: PostgresStore, pg_url: str
+) -> None:
+    image = ImagePrompt("image_prompts/" + "a" * 32 + ".png", 640, 480)
+    job = await enqueue(store, new_job(kind=JobKind.IMG2IMG, image_prompt=image))
+    await enqueue(store, new_job())
+    assert (await store.get(job.id)).image_prompt == image  # type: ignore[union-attr]
+    assert await store.image_prompt_files_in_use() == {image.file}
+    async with raw(pg_url) as conn:
+        with pytest.raises(asyncpg.InvalidTextRepresentationError):  # the column's CHECK casts to json
+            await conn.execute("UPDATE jobs SET image_prompt = 'not json' WHERE id = $1", job.id)
+        async with conn.transaction():
+            await conn.execute("SET LOCAL enable_seqscan = off")
+            plan = "\n".join(r[0] for r in await conn.fetch("EXPLAIN " + IMAGE_PROMPT_FILES_SQL))
+    assert "idx_jobs_image_prompt_file" in plan, plan
+
+
+async def test_a_jobs_preview_goes_with_the_job(store: PostgresStore, pg_url: str, clock: FakeClock) -> None:
+    job = await drive_to(store, JobStatus.COMPLETED)
+    kept = await drive_to(store, JobStatus.RUNNING)
+    async with raw(pg_url) as conn:
+        for job_id in (job.id, kept.id):
+            await conn.execute(
+                "INSERT INTO job_previews (job_id, mime, data, updated_at) VALUES ($1, 'image/jpeg', $2, 0)",
+                job_id,
+                b"\xff\xd8 preview",
+            )
+    await store.purge_finished_before(clock.now + 1)
+    async with raw(pg_url) as conn:
+        assert [r[0] for r in await conn.fetch("SELECT job_id FROM job_previews")] == [kept.id]
+        with pytest.raises(asyncpg.ForeignKeyViolationError):
+            await conn.execute("INSERT INTO job_previews (job_id, data, updated_at) VALUES (999, '', 0)")
+
+
+# --------------------------------------------------------------------------- leases, database clock
+
+
+async def test_lease_times_come_from_the_database_clock_not_the_stores(pg_url: str) -> None:
+    """Two processes whose clocks disagree by two hours still agree on when a lease ends."""
+    behind = FakeClock(time.time() - 3600)
+    ahead = FakeClock(time.time() + 3600)
+    async with (
+        await PostgresStore.open(pg_url, clock=behind) as one,
+        await PostgresStore.open(pg_url, clock=ahead) as two,
+        raw(pg_url) as conn,
+    ):
+        assert await one.acquire_backend("gpu0", "process-a", 15)
+        server_now = float(await conn.fetchval("SELECT extract(epoch FROM clock_timestamp())"))
+        expires = (await two.backend_leases())["gpu0"].expires_at
+        assert server_now + 10 < expires <= server_now + 15
+        assert not await two.acquire_backend("gpu0", "process-b", 15)  # its clock says long expired: no
+        await conn.execute(
+            "UPDATE backend_leases SET expires_at = expires_at - 15"
+        )  # the server's time passes
+        assert await two.acquire_backend("gpu0", "process-b", 15)
+        assert not await one.acquire_backend("gpu0", "process-a", 15)
+
+
 # ------------------------------------------------------------------------- performance, 10k jobs
 
 
@@ -426,9 +354,8 @@ def _ten_thousand_owners() -> list[tuple[int, int]]:
     return owners
 
 
-@pytest.mark.parametrize("analyzed", [False, True], ids=["fresh", "analyzed"])
-async def test_claim_queries_use_indexes_not_table_scans(
-    store: PostgresJobStore, pg_url: str, analyzed: bool
+async def test_claim_queries_use_indexes_not_sequential_scans_on_ten_thousand_jobs(
+    store: PostgresStore, pg_url: str
 ) -> None:
     await fill(pg_url, _ten_thousand_owners(), models=("sdxl", "flux", None))
     async with raw(pg_url) as conn:  # and a long history, so a scan would really cost
@@ -437,51 +364,43 @@ async def test_claim_queries_use_indexes_not_table_scans(
             "finished_at) SELECT 10000 + g % 100, 1, 500, 'imagine', 'old', 'completed', 1, 1, 2 "
             "FROM generate_series(1, 20000) AS g"
         )
-        if analyzed:
-            await conn.execute("ANALYZE")
-    for models in (None, set(), {"sdxl", "flux"}):
-        plan = "\n".join(await store.explain_claim(models))
-        assert "Seq Scan" not in plan, plan
-        assert "jobs_pkey" in plan and "idx_dispatch_guilds_next" in plan, plan
-        assert "idx_dispatch_users_next" in plan and "idx_jobs_queued" in plan, plan
+        for statistics_state in ("fresh", "analyzed"):  # no statistics yet, then PostgreSQL's own
+            if statistics_state == "analyzed":
+                await conn.execute("ANALYZE")
+            for models in (None, set(), {"sdxl", "flux"}):
+                plan = "\n".join(await store.explain_claim(models))
+                assert "Seq Scan" not in plan, (statistics_state, plan)
+                assert "jobs_pkey" in plan and "idx_dispatch_guilds_next" in plan, plan
+                assert "idx_dispatch_users_next" in plan and "idx_jobs_queued" in plan, plan
 
 
 async def test_claiming_among_ten_thousand_waiting_jobs_is_fast_and_fair(pg_url: str) -> None:
-    async with await PostgresJobStore.open(pg_url):
+    async with await PostgresStore.open(pg_url):
         pass
     await fill(pg_url, _ten_thousand_owners())
     assert await dispatch_counts_match(pg_url)
 
-    async with await PostgresJobStore.open(pg_url) as store:
-        started = time.perf_counter()
+    async with await PostgresStore.open(pg_url) as store:
         places = await store.positions(10_000)
-        positions_ms = (time.perf_counter() - started) * 1000
         timings: list[float] = []
         claimed: list[Job] = []
-        for i in range(600):
-            models = {"sdxl"} if i >= 500 else None
+        for i in range(400):
             started = time.perf_counter()
-            job = await store.claim_next("gpu0", models)
+            job = await store.claim_next("gpu0", {"sdxl"} if i >= 300 else None)
             timings.append((time.perf_counter() - started) * 1000)
             assert job is not None
             claimed.append(job)
 
-    for start in range(0, 500, 100):  # five full rounds: every guild once per round
+    for start in range(0, 300, 100):  # three full rounds: every guild once per round
         assert len({job.guild_id for job in claimed[start : start + 100]}) == 100
-    first_guild = [job for job in claimed[:500] if job.guild_id == 10_000]
-    assert [job.id for job in first_guild] == sorted(places, key=places.__getitem__)[:5]
-    assert len({job.user_id for job in first_guild}) == 5
+    first_guild = [job for job in claimed[:300] if job.guild_id == 10_000]
+    assert [job.id for job in first_guild] == sorted(places, key=places.__getitem__)[:3]
+    assert len({job.user_id for job in first_guild}) == 3
     per_user: dict[tuple[int, int], list[float]] = {}
     for job in claimed:
         per_user.setdefault((job.guild_id, job.user_id), []).append(job.queued_at)
     assert all(times == sorted(times) for times in per_user.values())
-    assert all(job.model == "sdxl" for job in claimed[500:])
-    quantiles = statistics.quantiles(timings, n=100)
-    print(
-        f"\nPostgreSQL claim_next over 10k waiting jobs: p50 {statistics.median(timings):.3f} ms, "
-        f"p99 {quantiles[98]:.3f} ms (model-restricted p50 {statistics.median(timings[500:]):.3f} ms); "
-        f"positions() for a 100-job guild {positions_ms:.2f} ms"
-    )
+    assert all(job.model == "sdxl" for job in claimed[300:])
     assert statistics.median(timings) < 100  # the issue's target, with a wide margin
 
 
@@ -491,22 +410,26 @@ async def test_claiming_among_ten_thousand_waiting_jobs_is_fast_and_fair(pg_url:
 async def test_two_stores_claiming_at_once_never_share_a_job_and_keep_the_round_robin(pg_url: str) -> None:
     clock = FakeClock()  # one clock: each claim reads it while it holds the claim lock
     async with (
-        await PostgresJobStore.open(pg_url, clock=clock, max_size=4) as one,
-        await PostgresJobStore.open(pg_url, clock=clock, max_size=4) as two,
+        await PostgresStore.open(pg_url, clock=clock, max_size=4) as one,
+        await PostgresStore.open(pg_url, clock=clock, max_size=4) as two,
     ):
         for i in range(40):
-            await (one if i % 2 else two).enqueue(new_job(GUILD_A + i % 3, 1 + i % 5, f"job {i}"))
-        queued = [
-            j for g in (GUILD_A, GUILD_B, GUILD_C) for j in await one.list_guild_jobs(g, [JobStatus.QUEUED])
-        ]
-        expected = sorted([(await one.overall_position_of(j.id), j.id) for j in queued])  # type: ignore[type-var]
+            await enqueue(one if i % 2 else two, new_job(GUILD_A + i % 3, 1 + i % 5, f"job {i}"))
+        # Nobody was served yet: guilds take turns in the order they first queued, each in its own order.
+        expected = round_robin(
+            [
+                sorted(p, key=p.__getitem__)
+                for g in (GUILD_A, GUILD_B, GUILD_C)
+                if (p := await one.positions(g))
+            ]
+        )
 
         results = await asyncio.gather(*((one if i % 2 else two).claim_next(f"gpu{i}") for i in range(50)))
 
         claimed = [job for job in results if job is not None]
         assert len(claimed) == 40 and len({job.id for job in claimed}) == 40
         in_claim_order = sorted(claimed, key=lambda job: job.submitted_at or 0.0)
-        assert [job.id for job in in_claim_order] == [job_id for _, job_id in expected]
+        assert [job.id for job in in_claim_order] == expected
         for job in claimed:
             assert await two.get(job.id) == job
     assert await dispatch_counts_match(pg_url)
@@ -515,12 +438,12 @@ async def test_two_stores_claiming_at_once_never_share_a_job_and_keep_the_round_
 async def test_concurrent_commands_from_two_stores_cannot_exceed_a_cap(pg_url: str, clock: FakeClock) -> None:
     limits = EnqueueLimits(per_user_active=4, per_guild_queued=6)
     async with (
-        await PostgresJobStore.open(pg_url, clock=clock, max_size=8) as one,
-        await PostgresJobStore.open(pg_url, clock=clock, max_size=8) as two,
+        await PostgresStore.open(pg_url, clock=clock, max_size=8) as one,
+        await PostgresStore.open(pg_url, clock=clock, max_size=8) as two,
     ):
         # 15 one-job commands from 3 members, racing through two pools: the guild cap of 6 must stop
         # them all at exactly 6, and nobody may pass 4.
-        attempts = [(one if i % 2 else two).enqueue(new_job(user=1 + i % 3), limits) for i in range(15)]
+        attempts = [enqueue(one if i % 2 else two, new_job(user=1 + i % 3), limits) for i in range(15)]
         results = await asyncio.gather(*attempts, return_exceptions=True)
 
         accepted = [r for r in results if isinstance(r, Job)]
@@ -529,25 +452,24 @@ async def test_concurrent_commands_from_two_stores_cannot_exceed_a_cap(pg_url: s
         assert len(accepted) == 6 == await one.count_queued_for_guild(GUILD_A)
         assert {r.kind for r in refused} <= {LimitKind.PER_GUILD_QUEUED, LimitKind.PER_USER_ACTIVE}
         for user in (1, 2, 3):
-            assert await two.count_active_for_user(GUILD_A, user) <= 4
+            assert await active_jobs(two, GUILD_A, user) <= 4
 
         # One member in three guilds at once: the per-minute limit counts across all of them.
         rate = EnqueueLimits(per_user_per_minute=5)
-        attempts = [
-            (one if i % 2 else two).enqueue(new_job(GUILD_A + i % 3, user=9), rate) for i in range(12)
-        ]
+        attempts = [enqueue(one if i % 2 else two, new_job(GUILD_A + i % 3, user=9), rate) for i in range(12)]
         results = await asyncio.gather(*attempts, return_exceptions=True)
-        assert sum(isinstance(r, Job) for r in results) == 5 == await one.count_created_since(9, 0)
-        assert all(r.kind is LimitKind.PER_USER_PER_MINUTE for r in results if isinstance(r, LimitExceeded))
+        assert sum(isinstance(r, Job) for r in results) == 5 == len(await one.list_user_jobs(9))
+        refused = [r for r in results if isinstance(r, LimitExceeded)]
+        assert all(r.kind is LimitKind.PER_USER_PER_MINUTE and r.current == 5 for r in refused)
     assert await dispatch_counts_match(pg_url)
 
 
 async def test_claims_racing_cancels_never_claim_a_cancelled_job(pg_url: str) -> None:
     async with (
-        await PostgresJobStore.open(pg_url, max_size=6) as scheduler,
-        await PostgresJobStore.open(pg_url, max_size=6) as members,
+        await PostgresStore.open(pg_url, max_size=6) as scheduler,
+        await PostgresStore.open(pg_url, max_size=6) as members,
     ):
-        jobs = [await members.enqueue(new_job(GUILD_A + i % 2, 1 + i % 4)) for i in range(30)]
+        jobs = [await enqueue(members, new_job(GUILD_A + i % 2, 1 + i % 4)) for i in range(30)]
 
         async def cancel(job_id: int) -> JobStatus | None:
             with contextlib.suppress(InvalidTransition):
@@ -557,7 +479,7 @@ async def test_claims_racing_cancels_never_claim_a_cancelled_job(pg_url: str) ->
         results = await asyncio.gather(
             *(scheduler.claim_next("gpu0") for _ in range(20)), *(cancel(j.id) for j in jobs[::2])
         )
-        claimed = [r for r in results[:20] if r is not None]
+        claimed = [r for r in results[:20] if isinstance(r, Job)]
         cancelled_while_queued = {
             j.id for j, r in zip(jobs[::2], results[20:], strict=True) if r is JobStatus.QUEUED
         }
@@ -575,32 +497,31 @@ async def test_claims_racing_cancels_never_claim_a_cancelled_job(pg_url: str) ->
 # -------------------------------------------------------------------------------- passwords
 
 
-def test_redact_url_keeps_the_user_and_hides_the_password() -> None:
-    assert (
-        redact_url("postgresql://imagine:s3cret@db.example:5432/bot")
-        == "postgresql://imagine:***@db.example:5432/bot"
-    )
-    assert redact_url("postgres://imagine@db/bot") == "postgres://imagine@db/bot"
-    assert redact_url("postgresql://u:p%40ss@h/db?sslmode=require&password=two") == (
-        "postgresql://u:***@h/db?sslmode=require&password=***"
-    )
-    assert redact_url("postgresql://u:p@ss:w@h,h2:5433/db") == "postgresql://u:***@h,h2:5433/db"
-    assert (
-        redact_url("host=db user=u password=hunter2 dbname=bot") == "host=db user=u password=*** dbname=bot"
-    )
-    assert "oops" not in redact_url("postgresql://u:oops@[::1/db")
-
-
 def _everything_shown(exc: BaseException) -> str:
     return str(exc) + repr(exc) + "".join(traceback.format_exception(exc))
 
 
+async def _open_directly(url: str) -> Store:
+    return await PostgresStore.open(url, connect_timeout_s=5)
+
+
+async def _open_from_config(url: str) -> Store:
+    return await open_store(DatabaseUrl(url))
+
+
+@pytest.mark.parametrize(
+    "opener", [_open_directly, _open_from_config], ids=["PostgresStore.open", "open_store"]
+)
 @pytest.mark.parametrize("case", ["wrong password", "unknown role", "nothing listening"])
 async def test_password_never_appears_when_the_server_refuses_the_login(
-    pg_server: PostgresServer, pg_url: str, caplog: pytest.LogCaptureFixture, case: str
+    pg_server: PostgresServer,
+    pg_url: str,
+    caplog: pytest.LogCaptureFixture,
+    case: str,
+    opener: Callable[[str], Awaitable[Store]],
 ) -> None:
     secret = "s3cr3t-Pa55:w0rd"
-    database = pg_url.rpartition("/")[2].partition("?")[0]
+    database = database_of(pg_url)
     async with raw(pg_url) as conn:
         await conn.execute("DROP ROLE IF EXISTS imagine_login_test")
         await conn.execute("CREATE ROLE imagine_login_test LOGIN PASSWORD 'the-right-one'")
@@ -612,7 +533,7 @@ async def test_password_never_appears_when_the_server_refuses_the_login(
             url = f"postgresql://imagine:{secret}@127.0.0.1:9/{database}"
         caplog.set_level(logging.DEBUG)
         with pytest.raises(StoreUnavailable) as caught:
-            await PostgresJobStore.open(url, connect_timeout_s=5)
+            await opener(url)
         shown = _everything_shown(caught.value) + caplog.text
         assert "***" in str(caught.value)
         assert secret not in shown and "s3cr3t" not in shown
@@ -625,8 +546,8 @@ async def test_password_stays_out_of_the_store_repr_and_logs(
     pg_server: PostgresServer, pg_url: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     secret = "an0ther-s3cret"
-    database = pg_url.rpartition("/")[2].partition("?")[0]
-    async with await PostgresJobStore.open(pg_url):  # the tables belong to the superuser, not the test role
+    database = database_of(pg_url)
+    async with await PostgresStore.open(pg_url):  # the tables belong to the superuser, not the test role
         pass
     async with raw(pg_url) as conn:
         await conn.execute("DROP ROLE IF EXISTS imagine_repr_test")
@@ -634,8 +555,8 @@ async def test_password_stays_out_of_the_store_repr_and_logs(
     caplog.set_level(logging.DEBUG)
     try:
         url = pg_server.tcp_url(database, user="imagine_repr_test", password=secret)
-        async with await PostgresJobStore.open(url, min_size=1, max_size=2) as store:
-            job = await store.enqueue(new_job())
+        async with await PostgresStore.open(url, min_size=1, max_size=2) as store:
+            job = await enqueue(store, new_job())
             assert secret not in repr(store) and "imagine_repr_test:***@" in repr(store)
             await terminate_backends(pg_url, database)
             await store.get(job.id)  # survived, with a warning in the log
@@ -663,16 +584,18 @@ async def terminate_backends(url: str, database: str, user: str | None = None) -
 
 
 async def test_terminated_connections_are_survived_by_the_next_call(pg_url: str) -> None:
-    database = pg_url.rpartition("/")[2].partition("?")[0]
-    async with await PostgresJobStore.open(pg_url, min_size=3, max_size=3) as store:
-        await asyncio.gather(*(store.enqueue(new_job(user=u)) for u in range(3)))  # warm every connection
-        for call in (
+    database = database_of(pg_url)
+    async with await PostgresStore.open(pg_url, min_size=3, max_size=3) as store:
+        await asyncio.gather(*(enqueue(store, new_job(user=u)) for u in range(3)))  # warm every connection
+        calls: list[Callable[[], Awaitable[object]]] = [
             lambda: store.get(1),
             lambda: store.claim_next("gpu0"),
-            lambda: store.enqueue(new_job(user=7)),
+            lambda: enqueue(store, new_job(user=7)),
             lambda: store.positions(GUILD_A),
             lambda: store.mark_running(1),
-        ):
+            lambda: store.acquire_backend("gpu0", "process-a", 15),
+        ]
+        for call in calls:
             assert await terminate_backends(pg_url, database) >= 1
             await call()
         assert [job.status for job in await store.list_guild_jobs(GUILD_A)].count(JobStatus.QUEUED) == 3
@@ -681,9 +604,8 @@ async def test_terminated_connections_are_survived_by_the_next_call(pg_url: str)
 async def test_a_postgres_restart_is_survived_by_the_next_call(
     pg_server: PostgresServer, pg_url: str
 ) -> None:
-    database = pg_url.rpartition("/")[2].partition("?")[0]
-    async with await PostgresJobStore.open(pg_url, min_size=2, max_size=2) as store:
-        first = await store.enqueue(new_job(prompt="before the restart"))
+    async with await PostgresStore.open(pg_url, min_size=2, max_size=2) as store:
+        first = await enqueue(store, new_job(prompt="before the restart"))
         if pg_server.can_restart:
             pg_server.stop()
             try:
@@ -693,9 +615,9 @@ async def test_a_postgres_restart_is_survived_by_the_next_call(
             finally:
                 pg_server.start()
         else:  # a server the tests do not own: every session is cut, as a restart would
-            await terminate_backends(pg_url, database)
+            await terminate_backends(pg_url, database_of(pg_url))
         assert await store.get(first.id) == first
-        second = await store.enqueue(new_job(prompt="after the restart"))
+        second = await enqueue(store, new_job(prompt="after the restart"))
         assert (await store.claim_next("gpu0")).id == first.id  # type: ignore[union-attr]
         assert await store.positions(GUILD_A) == {second.id: 1}
 
@@ -715,9 +637,9 @@ CREATE CONSTRAINT TRIGGER kill_at_commit AFTER INSERT OR UPDATE ON jobs
 
 
 async def test_a_claim_whose_commit_was_cut_is_made_again_exactly_once(
-    store: PostgresJobStore, pg_url: str
+    store: PostgresStore, pg_url: str
 ) -> None:
-    jobs = [await store.enqueue(new_job(GUILD_A + i, i)) for i in range(3)]
+    jobs = [await enqueue(store, new_job(GUILD_A + i, i)) for i in range(3)]
     async with raw(pg_url) as conn:
         await conn.execute(KILL_AT_COMMIT)
 
@@ -730,17 +652,17 @@ async def test_a_claim_whose_commit_was_cut_is_made_again_exactly_once(
 
 
 async def test_an_enqueue_whose_commit_was_cut_reports_an_unknown_outcome(
-    store: PostgresJobStore, pg_url: str
+    store: PostgresStore, pg_url: str
 ) -> None:
     async with raw(pg_url) as conn:
         await conn.execute(KILL_AT_COMMIT)
 
     with pytest.raises(StoreUnavailable) as caught:
-        await store.enqueue(new_job())
+        await enqueue(store, new_job())
 
     assert caught.value.outcome_unknown and "may or may not" in str(caught.value)
     assert await store.count_queued_for_guild(GUILD_A) == 0  # here it was rolled back
-    assert (await store.enqueue(new_job())).status is JobStatus.QUEUED
+    assert (await enqueue(store, new_job())).status is JobStatus.QUEUED
 
 
 # ------------------------------------------------------------------------------- copy-store
@@ -752,9 +674,11 @@ async def test_import_rows_continues_a_sqlite_store_with_the_same_ids_and_order(
     path = tmp_path / "jobs.db"
     async with await JobStore.open(path, clock=clock) as lite:
         done = await drive_to(lite, JobStatus.COMPLETED, user=5)
-        await lite.enqueue(new_job(parent_job_id=done.id, parent_index=0, user=5))
+        await enqueue(lite, new_job(parent_job_id=done.id, parent_index=0, user=5))
+        image = ImagePrompt("image_prompts/" + "b" * 32 + ".png", 512, 768)
+        await enqueue(lite, new_job(GUILD_B, 6, "from a picture", JobKind.IMG2IMG, image_prompt=image))
         for i in range(12):
-            await lite.enqueue(new_job(GUILD_A + i % 3, 1 + i % 4, f"waiting {i}"))
+            await enqueue(lite, new_job(GUILD_A + i % 3, 1 + i % 4, f"waiting {i}"))
         for _ in range(4):
             await lite.claim_next("gpu0")
         running = await lite.claim_next("gpu1")
@@ -778,8 +702,9 @@ async def test_import_rows_continues_a_sqlite_store_with_the_same_ids_and_order(
         saved = await lite.get_user_settings(5)
         positions = {g: await lite.positions(g) for g in (GUILD_A, GUILD_B, GUILD_C)}
         assert saved is not None and last_id == newest.id and len(source_jobs) == len(job_ids)
+        assert any(job.image_prompt == image for job in source_jobs)
 
-    async with await PostgresJobStore.open(pg_url, clock=clock) as store:
+    async with await PostgresStore.open(pg_url, clock=clock) as store:
         assert await store.is_empty()
         count = await store.import_rows(
             source_jobs,
@@ -793,11 +718,21 @@ async def test_import_rows_continues_a_sqlite_store_with_the_same_ids_and_order(
         assert [await store.get(i) for i in job_ids] == source_jobs
         assert [o for i in job_ids for o in await store.outputs(i)] == source_outputs
         assert await store.get_user_settings(5) == saved
+        assert await store.image_prompt_files_in_use() == {image.file}
         assert {g: await store.positions(g) for g in (GUILD_A, GUILD_B, GUILD_C)} == positions
         assert await dispatch_counts_match(pg_url)
         assert await store.reset_id_sequence() == last_id  # never backwards
 
         pg_order = [job.id for job in await claim_all(store)]
-        assert (await store.enqueue(new_job())).id == last_id + 1
+        assert (await enqueue(store, new_job())).id == last_id + 1
     async with await JobStore.open(path, clock=clock) as lite:
         assert [job.id for job in await claim_all(lite)] == pg_order
+
+
+async def test_import_rows_refuses_a_taken_id_and_imports_nothing(store: PostgresStore) -> None:
+    job = await enqueue(store, new_job())
+    copied = dataclasses.replace(job, id=job.id + 100, batch_id=job.id + 100, prompt="copied")
+    with pytest.raises(asyncpg.UniqueViolationError):
+        await store.import_rows([copied, job])
+    assert await store.get(copied.id) is None
+    assert await store.count_queued_for_guild(GUILD_A) == 1

@@ -1,7 +1,8 @@
--- 0001 (PostgreSQL): jobs, their outputs, per-user settings and the round-robin dispatch state.
--- The same tables, indexes and triggers as bot/migrations/0001_initial.sql (SQLite), plus the
--- image_prompt column that SQLite gets in its 0002. Run by bot.store_postgres inside one
--- transaction that also records the version in schema_migrations.
+-- 0001 (PostgreSQL): jobs, their outputs, per-user settings, the round-robin dispatch state, backend
+-- leases and the latest preview image of each running job.
+-- The same tables, indexes and triggers as SQLite's bot/migrations/0001..0003 (its 0002 image prompt
+-- column and 0003 backend leases are folded in here), plus job_previews for bot.event_relay. Run by
+-- bot.store.postgres inside one transaction that also records the version in schema_migrations.
 -- Times are unix seconds as DOUBLE PRECISION (UTC). Discord snowflakes are BIGINT.
 
 CREATE TABLE jobs (
@@ -55,6 +56,9 @@ CREATE INDEX idx_jobs_active ON jobs (guild_id, user_id)
 -- Restart reconciliation.
 CREATE INDEX idx_jobs_in_flight ON jobs (backend) WHERE status IN ('submitted', 'running');
 CREATE UNIQUE INDEX idx_jobs_prompt_id ON jobs (prompt_id) WHERE prompt_id IS NOT NULL;
+-- Reactions: the job a status or result message shows.
+CREATE INDEX idx_jobs_status_message ON jobs (status_message_id) WHERE status_message_id IS NOT NULL;
+CREATE INDEX idx_jobs_result_message ON jobs (result_message_id) WHERE result_message_id IS NOT NULL;
 CREATE INDEX idx_jobs_guild ON jobs (guild_id, id);
 -- Per-minute rate limits and a member's history.
 CREATE INDEX idx_jobs_user_created ON jobs (user_id, created_at);
@@ -62,6 +66,9 @@ CREATE INDEX idx_jobs_user_created ON jobs (user_id, created_at);
 CREATE INDEX idx_jobs_parent ON jobs (parent_job_id);
 CREATE INDEX idx_jobs_finished ON jobs (finished_at) WHERE finished_at IS NOT NULL;
 CREATE INDEX idx_jobs_guild_finished ON jobs (guild_id, finished_at) WHERE finished_at IS NOT NULL;
+-- Retention: which attached images do jobs still use? Only jobs with an image prompt are indexed.
+CREATE INDEX idx_jobs_image_prompt_file ON jobs (((image_prompt::json) ->> 'file'))
+    WHERE image_prompt IS NOT NULL;
 
 CREATE TABLE job_outputs (
     job_id      BIGINT  NOT NULL REFERENCES jobs (id) ON DELETE CASCADE,
@@ -81,6 +88,8 @@ CREATE TABLE user_settings (
     aspect      TEXT,
     style       TEXT,
     negative    TEXT,
+    -- Mention the member in the message of a finished image (/settings ping).
+    ping        BOOLEAN NOT NULL DEFAULT TRUE,
     updated_at  DOUBLE PRECISION NOT NULL
 );
 
@@ -108,7 +117,7 @@ CREATE TABLE dispatch_users (
 CREATE INDEX idx_dispatch_users_next ON dispatch_users (guild_id, served_seq, joined_seq)
     WHERE waiting > 0;
 
--- The dispatch counter. Claims are serialised (bot.store_postgres takes one advisory lock per
+-- The dispatch counter. Claims are serialised (bot.store.postgres takes one advisory lock per
 -- claim), so values are handed out in commit order; a rolled-back claim only leaves a gap.
 CREATE SEQUENCE dispatch_served_seq AS BIGINT MINVALUE 1;
 
@@ -184,3 +193,20 @@ CREATE TRIGGER jobs_status_transition BEFORE UPDATE OF status ON jobs
         'running>completed', 'running>failed', 'running>cancelled', 'running>queued'
     ))
     EXECUTE FUNCTION jobs_status_transition();
+
+-- Who drives each ComfyUI backend, when several bot processes share this database. expires_at is unix
+-- seconds on the DATABASE SERVER's clock (bot.store.postgres.leases): hosts' clocks may disagree.
+CREATE TABLE backend_leases (
+    backend     TEXT PRIMARY KEY,
+    holder      TEXT NOT NULL,
+    expires_at  DOUBLE PRECISION NOT NULL
+);
+
+-- The latest preview image of a job, for the other processes (bot.event_relay): a notification carries
+-- at most 8,000 bytes, so it only says that a new preview is here. Goes with its job.
+CREATE TABLE job_previews (
+    job_id      BIGINT PRIMARY KEY REFERENCES jobs (id) ON DELETE CASCADE,
+    mime        TEXT,
+    data        BYTEA NOT NULL,
+    updated_at  DOUBLE PRECISION NOT NULL
+);

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import time
 import uuid
 from collections.abc import Callable, Collection, Sequence
@@ -70,7 +69,8 @@ class Store(Protocol):
     Contract for every implementation:
     - Each method is atomic: it commits entirely or not at all, and its reads see one consistent state,
       also against other processes using the same database.
-    - Times are unix seconds as floats (UTC), read from the clock given to `open`.
+    - Times are unix seconds as floats (UTC), read from the clock given to `open`; backend lease times
+      may come from the database server's clock instead (see `acquire_backend`).
     - Status changes follow `bot.jobs.TRANSITIONS`. A move the job's current status does not allow
       raises `InvalidTransition` (its `current` tells a lost race, e.g. a cancel that came first, from
       a bug) and changes nothing. A method that changes one job raises `JobNotFound` for an id that does
@@ -83,10 +83,9 @@ class Store(Protocol):
     # ------------------------------------------------------------------------------ lifecycle
 
     @classmethod
-    async def open(
-        cls, location: str | os.PathLike[str], /, *, clock: Callable[[], float] = time.time
-    ) -> Self:
-        """Connect to the database at `location`, creating and migrating it to the latest schema.
+    async def open(cls, location: str, /, *, clock: Callable[[], float] = time.time) -> Self:
+        """Connect to the database at `location` (the engine's own: a file path, a URL), creating and
+        migrating it to the latest schema. An engine may take more (SQLite also takes a PathLike).
 
         Raises `SchemaTooNew`, leaving the database untouched, if a newer bot wrote it.
         """
@@ -318,7 +317,9 @@ class Store(Protocol):
         """Hold `backend` for `ttl_s` seconds from now: True when `holder` has it (it was free, its lease
         had expired, or it already was `holder`'s, which renews it), False while another holder's lease
         runs. One process drives a ComfyUI backend at a time; with several processes on one database,
-        this is how they agree which."""
+        this is how they agree which. "Now" is the store's clock for an engine used by one process
+        (SQLite), the database server's for one shared by processes on several hosts (PostgreSQL), so
+        hosts whose clocks disagree still agree on when a lease runs out."""
         ...
 
     async def release_backends(self, holder: str) -> None:

@@ -6,7 +6,8 @@ import ast
 import inspect
 from pathlib import Path
 
-from bot.store import Store
+from bot.config import DatabaseUrl
+from bot.store import PostgresStore, SqliteStore, Store, load_pg_migrations, open_store
 from tests.store.helpers import FakeClock, enqueue, new_job
 from tests.store_engines import StoreEngine
 
@@ -66,3 +67,17 @@ async def test_reopening_a_current_database_keeps_jobs_and_version(
     async with await store_engine.open(location, clock=clock) as store:
         assert await store.schema_version() == version
         assert await store.get(job.id) == job
+
+
+async def test_open_store_opens_sqlite_for_a_path_and_postgresql_for_a_database_url(
+    tmp_path: Path, pg_url: str
+) -> None:
+    async with await open_store(tmp_path / "state" / "jobs.db") as store:
+        assert isinstance(store, SqliteStore)
+    async with await open_store(str(tmp_path / "state" / "other.db")) as store:
+        assert isinstance(store, SqliteStore)
+    async with await open_store(DatabaseUrl(pg_url)) as store:
+        assert isinstance(store, PostgresStore)
+        assert await store.schema_version() == len(load_pg_migrations())
+    async with await open_store(pg_url) as store:  # a URL in a plain string is no file name
+        assert isinstance(store, PostgresStore)

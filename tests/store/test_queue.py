@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 from hypothesis import HealthCheck, given, settings
@@ -169,7 +168,8 @@ async def test_positions_predict_the_claim_order_exactly(
 ) -> None:
     clock = FakeClock()
     clock.frozen = frozen_clock  # equal timestamps: FIFO falls back to the job id
-    location = store_engine.location(tmp_path, f"{time.monotonic_ns()}")
+    location = store_engine.location(tmp_path)
+    await store_engine.empty(location)  # each example starts from an empty database
     store = await store_engine.open(location, clock=clock)
     try:
         for guild, user in before:
