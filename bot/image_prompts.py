@@ -3,17 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import hashlib
 import io
-import os
 from collections.abc import Sequence
-from pathlib import Path
 
 from bot.errors import MemberError, Reason
-from bot.image_storage import write_atomically
 from bot.jobs import ImagePrompt, JobKind, NewJob
+from bot.outputs import OutputStore
 from bot.scheduler import IMAGE_PROMPT_DIR
 from comfy.images import ImageError, image_size
 
@@ -28,8 +25,8 @@ def check_image_prompt_size(size: int) -> None:
         raise MemberError(Reason.IMAGE_TOO_LARGE, count=size, allowed=MAX_IMAGE_PROMPT_BYTES)
 
 
-async def save_image_prompt(output_root: Path, data: bytes) -> ImagePrompt:
-    """Check an attached image and keep it under `output_root` for the scheduler to upload.
+async def save_image_prompt(outputs: OutputStore, data: bytes) -> ImagePrompt:
+    """Check an attached image and keep it in the image storage for the scheduler to upload.
 
     Raises MemberError when it is too large, not an image, or too many pixels a side.
     """
@@ -42,7 +39,7 @@ async def save_image_prompt(output_root: Path, data: bytes) -> ImagePrompt:
     if max(width, height) > MAX_IMAGE_PROMPT_SIDE:
         raise MemberError(Reason.IMAGE_TOO_BIG, width=width, height=height, allowed=MAX_IMAGE_PROMPT_SIDE)
     name = f"{IMAGE_PROMPT_DIR}/{hashlib.sha256(data).hexdigest()[:32]}.{extension}"
-    await asyncio.to_thread(_write_once, output_root / name, data)
+    await outputs.put_once(name, data)
     return ImagePrompt(name, width, height)
 
 
@@ -66,13 +63,3 @@ def _normalised_image(data: bytes) -> tuple[str, bytes]:
             return "png", out.getvalue()
     except Exception as exc:  # Pillow raises many types for broken files
         raise ImageError(str(exc)) from None
-
-
-def _write_once(path: Path, data: bytes) -> None:
-    """Write `path` atomically unless it exists (names are content hashes); an existing file is touched, so
-    retention (which removes unreferenced image prompts by age) sees it as new."""
-    if path.exists():
-        with contextlib.suppress(OSError):
-            os.utime(path)
-        return
-    write_atomically(path, data)

@@ -8,10 +8,8 @@ impossible render `RenderError`, a limit `LimitExceeded`. The words are chosen i
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import logging
-import os
 import random
 import re
 from collections.abc import Sequence
@@ -149,7 +147,7 @@ class JobService:
 
     async def save_image_prompt(self, data: bytes) -> ImagePrompt:
         """Check an attached image and keep it under the output folder for the scheduler to upload."""
-        return await save_image_prompt(self.services.outputs.root, data)
+        return await save_image_prompt(self.services.outputs, data)
 
     @staticmethod
     def with_image(jobs: Sequence[NewJob], image: ImagePrompt) -> list[NewJob]:
@@ -223,7 +221,7 @@ class JobService:
                 raise MemberError(
                     Reason.NO_SUCH_IMAGE, job_id=parent.id, number=index + 1, count=len(outputs)
                 )
-            if not await asyncio.to_thread(os.path.exists, image.path):
+            if not await self.services.outputs.exists(image.path):
                 raise MemberError(Reason.IMAGE_DELETED, job_id=parent.id, number=index + 1)
             if not follow_up.keeps_seed:
                 request = with_new_seed(request, self._rng)
@@ -258,8 +256,8 @@ class JobService:
         store = self.services.store
         for job in await store.completed_without_result_message(now - within_s, now - settled_s):
             outputs = await self.services.store.outputs(job.id)
-            grid = self.services.outputs.grid_path(job.id)
-            has_grid = await asyncio.to_thread(grid.is_file)
+            grid = self.services.outputs.grid_ref(job.id)
+            has_grid = await self.services.outputs.exists(grid)
             events.append(
                 Completed(
                     job.id,
@@ -285,11 +283,19 @@ class JobService:
         job = await self.services.store.job_by_message(message_id)
         return job if job is not None and job.guild_id == guild_id else None
 
-    async def result_images(self, job: Job) -> list[str]:
-        """The paths of a job's images still kept on disk, in index order (✉️ sends them)."""
-        outputs = await self.services.store.outputs(job.id)
-        paths = [o.path for o in outputs]
-        return await asyncio.to_thread(lambda: [path for path in paths if os.path.isfile(path)])
+    async def result_images(self, job: Job) -> list[bytes]:
+        """The job's images still kept, in index order (✉️ sends them); gone ones are left out (logged)."""
+        images = []
+        for output in await self.services.store.outputs(job.id):
+            try:
+                images.append(await self.services.outputs.read(output.path))
+            except (OSError, ValueError) as exc:
+                log.warning("job %s: image %s cannot be read: %s", job.id, output.path, exc)
+        return images
+
+    async def read_image(self, ref: str) -> bytes:
+        """An image of a job by the reference its result names; OSError when it is gone."""
+        return await self.services.outputs.read(ref)
 
     @staticmethod
     def may_remove_result(job: Job, *, guild_id: int, user_id: int, admin: bool) -> bool:

@@ -4,10 +4,9 @@ job left in the database uses them."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Callable
-from pathlib import Path
+from pathlib import PurePosixPath
 
 from bot.outputs import OutputStore
 from bot.scheduler import IMAGE_PROMPT_DIR
@@ -43,7 +42,7 @@ async def apply_retention(
                     break
             if cutoff is not None:
                 paths += await store.purge_finished_before(cutoff + 1e-6)
-    files: list[str | Path] = [*paths, *{str(_grid_of(Path(p))) for p in paths}]
+    files: list[str] = [*paths, *{_grid_of(p) for p in paths}]
     if retention_days > 0:
         files += await _unused_image_prompts(store, outputs, now() - retention_days * 86400)
     removed = await outputs.delete(files)
@@ -52,32 +51,17 @@ async def apply_retention(
     return removed
 
 
-async def _unused_image_prompts(store: Store, outputs: OutputStore, before: float) -> list[Path]:
+async def _unused_image_prompts(store: Store, outputs: OutputStore, before: float) -> list[str]:
     """Attached images last written or used before `before` that no job in the database refers to."""
-    folder = outputs.root / IMAGE_PROMPT_DIR
-    old = await asyncio.to_thread(_files_older_than, folder, before)
+    old = [o for o in await outputs.stored(f"{IMAGE_PROMPT_DIR}/") if o.modified < before]
     if not old:
         return []
-    used = {Path(file).name for file in await store.image_prompt_files_in_use()}
-    return [path for path in old if path.name not in used]
+    used = {PurePosixPath(file).name for file in await store.image_prompt_files_in_use()}
+    return [str(outputs.ref(o.key)) for o in old if PurePosixPath(o.key).name not in used]
 
 
-def _files_older_than(folder: Path, before: float) -> list[Path]:
-    try:
-        entries = list(folder.iterdir())
-    except FileNotFoundError:
-        return []
-    found = []
-    for path in entries:
-        try:
-            if path.is_file() and path.stat().st_mtime < before:
-                found.append(path)
-        except OSError:
-            continue
-    return found
-
-
-def _grid_of(path: Path) -> Path:
-    """`{job}_{index}.png` -> `{job}_grid.png`."""
-    job = path.stem.rsplit("_", 1)[0]
-    return path.with_name(f"{job}_grid.png")
+def _grid_of(ref: str) -> str:
+    """`.../{job}_{index}.png` -> `.../{job}_grid.png` (a path or a key)."""
+    folder, _, name = ref.rpartition("/")
+    job = name.rsplit(".", 1)[0].rsplit("_", 1)[0]
+    return f"{folder}/{job}_grid.png" if folder else f"{job}_grid.png"

@@ -14,6 +14,7 @@ from bot.backend_health import BackendHealth
 from bot.backend_leases import LeaseKeeper
 from bot.backends import Backend
 from bot.events import Cancelled, EventBus, Queued, Waiting
+from bot.image_storage import check_key
 from bot.inflight import InFlightJob, InFlightJobs
 from bot.job_runner import JobRunner
 from bot.jobs import EnqueueLimits, ImagePrompt, InvalidTransition, Job, JobStatus, NewJob
@@ -338,25 +339,21 @@ class Scheduler:
         if match is None:
             raise JobFailure(Failure(FailureKind.PARENT_MISSING))
         try:
-            data = await asyncio.to_thread(_read_file, match.path)
-        except OSError:
+            data = await self.outputs.read(match.path)
+        except (OSError, ValueError):
             raise JobFailure(Failure(FailureKind.PARENT_DELETED)) from None
         uploaded = await backend.client.upload_image(data, f"imagine_{job.parent_job_id}_{index}.png")
         return SourceImage(uploaded.load_image_name, match.width, match.height)
 
     async def _upload_image_prompt(self, backend: Backend, image_prompt: ImagePrompt) -> SourceImage:
         file = image_prompt.file
-        path = (self.outputs.root / file).resolve()
-        if not file or self.outputs.root.resolve() not in path.parents:
-            raise JobFailure(Failure(FailureKind.IMAGE_PROMPT_MISSING))
         try:
-            data = await asyncio.to_thread(_read_file, str(path))
+            key = check_key(file)
+        except ValueError:  # not a key this bot writes: never read outside the storage
+            raise JobFailure(Failure(FailureKind.IMAGE_PROMPT_MISSING)) from None
+        try:
+            data = await self.outputs.read(self.outputs.ref(key))
         except OSError:
             raise JobFailure(Failure(FailureKind.IMAGE_PROMPT_DELETED)) from None
-        uploaded = await backend.client.upload_image(data, f"imagine_prompt_{path.name}")
+        uploaded = await backend.client.upload_image(data, f"imagine_prompt_{key.rsplit('/', 1)[-1]}")
         return SourceImage(uploaded.load_image_name, image_prompt.width, image_prompt.height)
-
-
-def _read_file(path: str) -> bytes:
-    with open(path, "rb") as handle:
-        return handle.read()

@@ -23,6 +23,7 @@ from bot.backends import Backend, stable_client_id
 from bot.config import Config
 from bot.event_relay import PostgresEventRelay
 from bot.events import EventBus
+from bot.image_storage import FolderStorage, ImageStorage, S3Storage
 from bot.instance_lock import InstanceLock
 from bot.job_service import JobService
 from bot.metrics import Metrics
@@ -38,6 +39,15 @@ from comfy.workflow import TemplateRegistry
 log = logging.getLogger(__name__)
 
 RETENTION_INTERVAL_S = 3600.0
+
+
+def image_storage(config: Config) -> ImageStorage:
+    """Where images live: `[storage.s3]` when set (every process reads what another wrote), else the
+    `storage.output_dir` folder."""
+    s3 = config.storage.s3
+    if s3 is None:
+        return FolderStorage(config.storage.output_dir)
+    return S3Storage(s3.bucket, prefix=s3.prefix, endpoint_url=s3.endpoint_url, region=s3.region)
 
 
 class ServicesNotStarted(RuntimeError):
@@ -56,7 +66,7 @@ class Services:
         self.clock = clock
         self.bus = EventBus()
         self.metrics = Metrics()
-        self.outputs = OutputStore(config.storage.output_dir)
+        self.outputs = OutputStore(config.storage.output_dir, image_storage(config))
         # load_config made every template path absolute, so the base folder is never used.
         self.templates = TemplateRegistry.from_config(config.templates, Path.cwd())
         self.templates.validate_models(config.models)

@@ -18,7 +18,6 @@ import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, replace
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import discord
@@ -411,8 +410,8 @@ class Presenter:
         try:
             if path is None:
                 raise OSError("no image")
-            data = await asyncio.to_thread(Path(path).read_bytes)
-        except OSError as exc:
+            data = await self.service.read_image(path)
+        except (OSError, ValueError) as exc:
             log.warning("job %s finished but its image cannot be read: %s", job.id, exc)
             reason = "The images were made but can no longer be read from the bot's disk."
             await self._deliver(job, ref, embeds=[failed_embed(reason)], notify_if_gone=True)

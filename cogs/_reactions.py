@@ -12,7 +12,6 @@ import asyncio
 import io
 import logging
 from enum import StrEnum
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import discord
@@ -101,8 +100,8 @@ class Reactions:
     async def _send_copy(self, job: Job, user_id: int) -> ReactionOutcome:
         """✉️: the images, the full prompt with every parameter and the seed, the job id and a link, by DM."""
         info = await self.service.job_info(job.id, job.guild_id)
-        paths = await self.service.result_images(job)
-        files = [discord.File(io.BytesIO(data), name) for name, data in await _dm_images(job, paths)]
+        images = await self.service.result_images(job)
+        files = [discord.File(io.BytesIO(data), name) for name, data in await _dm_images(job, images)]
         prompt = format_request(info.request)
         if len(prompt) > DM_PROMPT_CHARS:  # the message shows it cut; the file holds all of it
             files.append(discord.File(io.BytesIO(prompt.encode()), f"imagine_{job.id}_prompt.txt"))
@@ -154,19 +153,19 @@ class Reactions:
         return ReactionOutcome.CANCELLED
 
 
-async def _dm_images(job: Job, paths: list[str]) -> list[tuple[str, bytes]]:
+async def _dm_images(job: Job, images: list[bytes]) -> list[tuple[str, bytes]]:
     """The job's images as DM attachments (name, bytes), each fitted to its share of the upload limit."""
 
     def load() -> list[tuple[str, bytes]]:
         found = []
-        share = max(1, DM_UPLOAD_LIMIT // max(1, len(paths)))
-        for index, path in enumerate(paths, start=1):
+        share = max(1, DM_UPLOAD_LIMIT // max(1, len(images)))
+        for index, image in enumerate(images, start=1):
             try:
-                encoded = fit_to_limit(Path(path).read_bytes(), share)
-            except (OSError, ImageError) as exc:
-                log.warning("job %s: image %s cannot be sent by DM: %s", job.id, path, exc)
+                encoded = fit_to_limit(image, share)
+            except ImageError as exc:
+                log.warning("job %s: image %d cannot be sent by DM: %s", job.id, index, exc)
                 continue
-            name = f"imagine_{job.id}_{index}" if len(paths) > 1 else f"imagine_{job.id}"
+            name = f"imagine_{job.id}_{index}" if len(images) > 1 else f"imagine_{job.id}"
             found.append((f"{name}.{encoded.extension}", encoded.data))
         return found
 

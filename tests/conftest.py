@@ -11,7 +11,7 @@ from tests.fakes.comfy_server import FakeComfyUI
 from tests.store_engines import STORE_ENGINES, StoreEngine
 
 # PostgreSQL's fixtures (pg_databases, pg_server, pg_url): one server per session, started on first use.
-pytest_plugins = ["tests.pg"]
+pytest_plugins = ["tests.pg", "tests.s3"]
 
 MINIMAL_CONFIG = """
 [discord]

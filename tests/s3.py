@@ -6,7 +6,10 @@ import logging
 import os
 import urllib.request
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
+
+import pytest
 
 # Dummy credentials: moto accepts any, and they must never be real ones.
 TEST_ENV = {"AWS_ACCESS_KEY_ID": "test-access-key", "AWS_SECRET_ACCESS_KEY": "test-secret-key"}
@@ -41,3 +44,12 @@ def start_s3_server() -> tuple[S3Server, object | None]:
     server.start()
     host, port = server.get_host_and_port()
     return S3Server(f"http://{host}:{port}", dict(TEST_ENV)), server
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[S3Server]:
+    """One S3 server for the test session (moto on loopback, or COMFY_IMAGINE_TEST_S3_URL)."""
+    server, handle = start_s3_server()
+    yield server
+    if handle is not None:
+        handle.stop()  # type: ignore[attr-defined]

@@ -3,22 +3,13 @@
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
 from bot.image_storage import FolderStorage, ImageStorage, S3Storage, StorageError, check_key
-from tests.s3 import S3Server, start_s3_server
-
-
-@pytest.fixture(scope="session")
-def s3_server() -> Iterator[S3Server]:
-    """One S3 server for the session."""
-    server, handle = start_s3_server()
-    yield server
-    if handle is not None:
-        handle.stop()  # type: ignore[attr-defined]
+from tests.s3 import S3Server
 
 
 @pytest.fixture(params=["folder", "s3"])
