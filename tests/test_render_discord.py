@@ -141,7 +141,7 @@ def test_headline_names_the_follow_up() -> None:
 async def test_every_custom_id_fits_discord_and_matches_exactly_one_button_class() -> None:
     views = [grid_view(BIGGEST_JOB_ID), upscale_view(BIGGEST_JOB_ID), cancel_view(BIGGEST_JOB_ID)]
     ids = [item.custom_id for view in views for item in view.children]  # type: ignore[attr-defined]
-    assert len(ids) == 9 + 10 + 1 and len(set(ids)) == len(ids)
+    assert len(ids) == 9 + 11 + 1 and len(set(ids)) == len(ids)
     for value in ids:
         assert len(value) <= 100
         matching = [c for c in BUTTON_CLASSES if c.__discord_ui_compiled_template__.fullmatch(value)]
@@ -195,6 +195,7 @@ async def test_grid_and_upscale_layouts() -> None:
         "Upscale 2x",
         "Zoom Out 1.5x",
         "Zoom Out 2x",
+        "Custom Zoom",
         "Info",
         "⬅️",
         "➡️",
