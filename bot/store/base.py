@@ -262,8 +262,12 @@ class Store(Protocol):
         aspect: str | Unset | None = UNSET,
         style: str | Unset | None = UNSET,
         negative: str | Unset | None = UNSET,
+        remix: bool | Unset = UNSET,
     ) -> UserSettings:
-        """Change some of the member's settings (None clears one; `UNSET` ones stay) and stamp `updated_at`."""
+        """Change some of the member's settings (None clears one; `UNSET` ones stay) and stamp `updated_at`.
+
+        `remix` (False until set) is a switch, never None.
+        """
         ...
 
     async def clear_user_settings(self, user_id: int) -> bool:
@@ -298,7 +302,8 @@ class Store(Protocol):
         ...
 
     async def image_prompt_files_in_use(self) -> set[str]:
-        """Return the `file` of every image prompt a job in the database still has, whatever its status."""
+        """Return the `file` of every image prompt a job in the database still has, whatever its status:
+        its `image_prompt` and each of its `blend_images`."""
         ...
 
     # ------------------------------------------------------------------------------ backend leases

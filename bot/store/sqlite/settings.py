@@ -1,4 +1,4 @@
-"""SQLite user settings: a member's saved defaults (model, aspect, style, negative prompt)."""
+"""SQLite user settings: a member's saved defaults (model, aspect, style, negative prompt) and Remix."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from bot.jobs import UserSettings
 from bot.store.base import UNSET, Unset
 from bot.store.sqlite.connection import SqliteConnection
 
-_SETTING_FIELDS: Final = ("model", "aspect", "style", "negative")
+_SETTING_FIELDS: Final = ("model", "aspect", "style", "negative", "remix")
 
 
 def _settings_from_row(row: sqlite3.Row) -> UserSettings:
@@ -19,6 +19,7 @@ def _settings_from_row(row: sqlite3.Row) -> UserSettings:
         aspect=row["aspect"],
         style=row["style"],
         negative=row["negative"],
+        remix=bool(row["remix"]),
         updated_at=float(row["updated_at"]),
     )
 
@@ -39,20 +40,21 @@ class SqliteSettings(SqliteConnection):
         aspect: str | Unset | None = UNSET,
         style: str | Unset | None = UNSET,
         negative: str | Unset | None = UNSET,
+        remix: bool | Unset = UNSET,
     ) -> UserSettings:
         """Change some of the member's settings (None clears one; omitted ones stay)."""
         changes = {
             name: value
-            for name, value in zip(_SETTING_FIELDS, (model, aspect, style, negative), strict=True)
+            for name, value in zip(_SETTING_FIELDS, (model, aspect, style, negative, remix), strict=True)
             if value is not UNSET
         }
-        values = {name: None for name in _SETTING_FIELDS} | changes
+        values = {name: None for name in _SETTING_FIELDS} | {"remix": False} | changes
         updates = ", ".join(f"{name} = excluded.{name}" for name in changes) or "user_id = user_id"
         async with self._transaction() as db:
             rows = await self._rows(
                 db,
-                "INSERT INTO user_settings (user_id, model, aspect, style, negative, updated_at) "
-                "VALUES (:user_id, :model, :aspect, :style, :negative, :now) "
+                "INSERT INTO user_settings (user_id, model, aspect, style, negative, remix, updated_at) "
+                "VALUES (:user_id, :model, :aspect, :style, :negative, :remix, :now) "
                 f"ON CONFLICT (user_id) DO UPDATE SET {updates}, updated_at = excluded.updated_at "
                 "RETURNING *",
                 {**values, "user_id": user_id, "now": self._clock()},
