@@ -72,12 +72,14 @@ class SettingsService:
         aspect: str | Keep | None = KEEP,
         style: str | Keep | None = KEEP,
         negative: str | Keep | None = KEEP,
+        remix: bool | Keep = KEEP,
     ) -> UserSettings:
         """Validate and save some of the member's defaults; None clears one, KEEP leaves it.
 
-        Raises MemberError or ParamError (nothing saved) when a value is not allowed.
+        `remix` turns Remix mode on or off (follow-ups first ask for the prompt). Raises MemberError or
+        ParamError (nothing saved) when a value is not allowed.
         """
-        changes: dict[str, str | None] = {}
+        changes: dict[str, str | bool | None] = {}
         if model is not KEEP:
             changes["model"] = None if model is None else self._model(model)
         if aspect is not KEEP:
@@ -86,6 +88,8 @@ class SettingsService:
             changes["style"] = None if style is None else self._style(style)
         if negative is not KEEP:
             changes["negative"] = None if negative is None else _negative(negative)
+        if remix is not KEEP:
+            changes["remix"] = bool(remix)
         if not changes:
             return await self.get_settings(user_id)
         saved = await self._services.store.update_user_settings(user_id, **changes)

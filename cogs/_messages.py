@@ -16,6 +16,7 @@ from bot.queue_service import excerpt
 from comfy.actions import REROLL, Action, action_named
 from comfy.params import ParamError, format_request
 from comfy.render import RenderError
+from comfy.workflow import BLEND_MIN_IMAGES
 
 CHOICE_LABEL_CHARS: Final = 100  # Discord's limit for an autocomplete choice name
 _SHOWN_CHANNELS: Final = 10
@@ -133,9 +134,9 @@ def _member_error_text(e: MemberError, where: Where) -> str:
                 f"prompt: {e.detail} Change them with /settings, or give your own in the prompt."
             )
         case Reason.IMAGE_TOO_LARGE:
+            which = f"`{_code(e.value[:60])}`" if e.value else "The attached image"
             return (
-                f"The attached image is {(e.count or 0) / _MB:.1f} MB; at most {(e.allowed or 0) // _MB} MB "
-                "are allowed."
+                f"{which} is {(e.count or 0) / _MB:.1f} MB; at most {(e.allowed or 0) // _MB} MB are allowed."
             )
         case Reason.IMAGE_TOO_BIG:
             return f"The attached image is {e.width}×{e.height} pixels; at most {e.allowed} a side."
@@ -145,6 +146,11 @@ def _member_error_text(e: MemberError, where: Where) -> str:
             return f"`{(e.value or '')[:60]}` is not an image ({e.detail}); attach a PNG, JPEG or WebP."
         case Reason.IMAGE_DOWNLOAD_FAILED:
             return "The attached image could not be downloaded from Discord; try again."
+        case Reason.BLEND_IMAGE_COUNT:
+            return (
+                f"/blend mixes {BLEND_MIN_IMAGES} to {e.allowed} images; you attached {e.count}. "
+                "Attach each image in its own option (image1, image2, ...)."
+            )
         case Reason.SOURCE_GONE:
             return "The image this starts from no longer exists."
         case Reason.UNKNOWN_ACTION:
@@ -231,7 +237,7 @@ def job_info_text(info: JobInfo) -> str:
     """Seed, parameters, model, size, backend and a link to what the job was made from (the Info button)."""
     job, request = info.job, info.request
     action = REROLL if job.kind is JobKind.REROLL else action_named(job.action)
-    what = action.title if action is not None else "Imagine"
+    what = action.title if action is not None else "Blend" if job.kind is JobKind.BLEND else "Imagine"
     lines = [
         f"**Job #{job.id}** · {what} · by <@{job.user_id}>",
         f"**Parameters:** `{_code(format_request(request))}`",

@@ -137,6 +137,7 @@ class ParseContext:
     tile_models: frozenset[str] = frozenset()  # model names whose templates support --tile
     has_image: bool = False
     custom_zoom: bool = False  # the prompt of a Custom Zoom: `--zoom` is required (elsewhere refused)
+    text_optional: bool = False  # a prompt may be parameters only (edited from a blend's, which has no text)
     default_model: str | None = None  # a per-user default overriding models[0]
     rng: random.Random | None = None
 
@@ -495,7 +496,7 @@ class _Plan:
 def _plan(prompt: str, ctx: ParseContext) -> _Plan:
     limits = ctx.limits
     text, given = _split(prompt)
-    if not text:
+    if not text and not ctx.text_optional:
         raise _empty_prompt()
     get = given.get
     no = _no_items(get("no"))

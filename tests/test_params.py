@@ -607,6 +607,13 @@ def test_a_custom_zoom_without_zoom_is_refused_with_an_example() -> None:
     assert "Custom Zoom needs `--zoom`" in refused("a cat --seed 1", custom_zoom=True)
 
 
+def test_parameters_alone_are_a_prompt_where_text_is_optional() -> None:
+    req = one("--ar 3:2 --seed 4", text_optional=True)
+    assert (req.text, req.positive, req.seed, req.aspect) == ("", "", 4, (3, 2))
+    assert format_request(req) == "--ar 3:2 --seed 4"
+    assert "no description" in refused("--ar 3:2 --seed 4")
+
+
 def test_a_blend_request_has_no_text_and_the_model_area_in_the_asked_shape() -> None:
     square = blend_request(make_ctx(models=(SDXL,)))
     portrait = blend_request(make_ctx(models=(SDXL,)), (2, 3))

@@ -10,7 +10,7 @@ import pytest
 from bot.errors import MemberError, Reason
 from bot.image_prompts import MAX_IMAGE_PROMPT_BYTES
 from bot.job_service import Cancellation, QueuedJob
-from bot.jobs import Job, JobKind, JobStatus
+from bot.jobs import ImagePrompt, Job, JobKind, JobStatus
 from cogs._buttons import (
     BUTTON_CLASSES,
     CancelButton,
@@ -136,6 +136,9 @@ def test_headline_names_the_follow_up() -> None:
     )
     assert what_it_is(job(kind=JobKind.PAN, action="pan_left", parent_index=0)) == "Pan Left"
     assert what_it_is(job(kind=JobKind.REROLL, action="vary_strong")) == "Reroll"
+    assert what_it_is(job(kind=JobKind.ZOOM, action="zoom_custom", parent_index=0)) == "Custom Zoom"
+    blended = (ImagePrompt("image_prompts/a.png", 8, 8),) * 3
+    assert what_it_is(job(kind=JobKind.BLEND, prompt="", blend_images=blended)) == "Blend of 3 images"
 
 
 async def test_every_custom_id_fits_discord_and_matches_exactly_one_button_class() -> None:
@@ -254,9 +257,23 @@ def test_every_reason_has_words_wherever_it_happens(reason: Reason, where: Where
             "<#10> and others.",
         ),
         (
-            with_reason(Reason.IMAGE_TOO_LARGE, count=11 * 1_048_576, allowed=MAX_IMAGE_PROMPT_BYTES),
+            with_reason(
+                Reason.IMAGE_TOO_LARGE, count=11 * 1_048_576, allowed=MAX_IMAGE_PROMPT_BYTES, value=None
+            ),
             Where.ANY,
             "The attached image is 11.0 MB; at most 10 MB are allowed.",
+        ),
+        (
+            with_reason(
+                Reason.IMAGE_TOO_LARGE, count=11 * 1_048_576, allowed=MAX_IMAGE_PROMPT_BYTES, value="big.png"
+            ),
+            Where.ANY,
+            "`big.png` is 11.0 MB; at most 10 MB are allowed.",
+        ),
+        (
+            with_reason(Reason.BLEND_IMAGE_COUNT, count=1, allowed=5),
+            Where.ANY,
+            "/blend mixes 2 to 5 images; you attached 1. Attach each image in its own option (image1, image2, ...).",
         ),
         (
             with_reason(Reason.IMAGE_TOO_BIG, allowed=8192),
