@@ -11,13 +11,20 @@ from discord import app_commands
 
 from bot.errors import MemberError
 from bot.jobs import LimitExceeded
-from cogs._messages import Where, limit_text, refusal_text
+from cogs._messages import TYPED_TEXT_TITLE, Where, limit_text, refusal_text
 from comfy.params import ParamError
 from comfy.render import RenderError
 
 log = logging.getLogger(__name__)
 
 MAX_MESSAGE = 2000
+
+
+def typed_text_embed(text: str) -> discord.Embed:
+    """What a member typed into a modal, in a code block to copy (an embed holds 4096 characters, a modal's
+    text input 4000); as plain text when it holds a code fence itself."""
+    shown = f"```\n{text}\n```" if "```" not in text else discord.utils.escape_markdown(text)
+    return discord.Embed(title=TYPED_TEXT_TITLE, description=shown[:4096])
 
 
 def new_reference() -> str:
@@ -48,11 +55,16 @@ def _describe(interaction: discord.Interaction[Any]) -> str:
 
 
 async def report_error(
-    interaction: discord.Interaction[Any], error: BaseException, where: Where = Where.ANY
+    interaction: discord.Interaction[Any],
+    error: BaseException,
+    where: Where = Where.ANY,
+    *,
+    quote: str | None = None,
 ) -> None:
     """Tell the member what went wrong, ephemerally; log unexpected errors with a reference id.
 
-    The one way every refusal reaches a member, from commands and components alike.
+    The one way every refusal reaches a member, from commands and components alike. `quote` is what they
+    typed into a modal, shown again under the refusal so nothing is lost (a modal closes on submit).
     """
     text = member_text(error, where)
     if text is None:
@@ -64,20 +76,23 @@ async def report_error(
             exc_info=(type(error), error, error.__traceback__),
         )
         text = f"Something went wrong (ref {reference}); an admin can look it up in the log."
-    await send_ephemeral(interaction, text)
+    await send_ephemeral(interaction, text, embed=typed_text_embed(quote) if quote is not None else None)
 
 
-async def send_ephemeral(interaction: discord.Interaction[Any], text: str) -> None:
+async def send_ephemeral(
+    interaction: discord.Interaction[Any], text: str, *, embed: discord.Embed | None = None
+) -> None:
     """Answer the member only they can see: the response if not given yet, else a followup."""
     text = text if len(text) <= MAX_MESSAGE else text[: MAX_MESSAGE - 1] + "…"
+    extra = {"embed": embed} if embed is not None else {}
     try:
         if interaction.response.is_done():
             await interaction.followup.send(
-                text, ephemeral=True, allowed_mentions=discord.AllowedMentions.none()
+                text, ephemeral=True, allowed_mentions=discord.AllowedMentions.none(), **extra
             )
         else:
             await interaction.response.send_message(
-                text, ephemeral=True, allowed_mentions=discord.AllowedMentions.none()
+                text, ephemeral=True, allowed_mentions=discord.AllowedMentions.none(), **extra
             )
     except discord.HTTPException as exc:
         log.warning("could not answer %s: %s", _describe(interaction), exc)

@@ -31,6 +31,17 @@ QUEUE_GUILD_ONLY: Final = "/queue works in a server, not in direct messages."
 NOT_YOUR_QUEUE: Final = "Only the person who ran /queue can turn its pages. Run /queue to see your own."
 NOT_YOUR_PANEL: Final = "This settings panel belongs to someone else. Run /settings to open your own."
 
+# /settings: Remix mode, as its panel shows it.
+REMIX_ON: Final = "on: V, 🔄, Vary, Zoom Out and the pan arrows first let you edit the prompt"
+REMIX_OFF: Final = "off: follow-up buttons start at once (U never asks)"
+
+# The modal a follow-up opens to ask for its prompt (Remix, Custom Zoom), and the refusal of its text.
+PROMPT_LABEL: Final = "Prompt and parameters"
+REMIX_HINT: Final = "Change anything you like; the new job starts when you submit."
+CUSTOM_ZOOM_HINT: Final = "Set --zoom from 1 to 2 (how far to zoom out) and describe the wider scene."
+TYPED_TEXT_TITLE: Final = "What you wrote, to copy and fix"
+_MODAL_TITLE_CHARS: Final = 45  # Discord's limit for a modal's title
+
 STATUS_WORDS: Final = {
     JobStatus.QUEUED: "waiting",
     JobStatus.SUBMITTED: "starting",
@@ -224,6 +235,24 @@ def cancelled_text(done: Cancellation, *, where: Where, actor_id: int) -> str:
     if done.previous is JobStatus.QUEUED:
         return f"Job #{job.id} is cancelled."
     return f"Job #{job.id} is being stopped on the image server; its message will say when it is cancelled."
+
+
+def remix_note(on: bool) -> str:
+    """What /settings says after Remix was switched."""
+    if on:
+        return (
+            "Remix is on: V, 🔄, Vary, Zoom Out and the pan arrows now first let you edit the prompt "
+            "and parameters."
+        )
+    return "Remix is off: those buttons start at once again."
+
+
+def prompt_modal_title(action: Action, number: int | None) -> str:
+    """`Remix: Variations (Strong) of image 2`, or `Custom Zoom`: the title of a follow-up's prompt modal."""
+    if action.zoom_from_prompt:
+        return action.title[:_MODAL_TITLE_CHARS]
+    of_image = f" of image {number}" if number else ""
+    return f"Remix: {action.title}{of_image}"[:_MODAL_TITLE_CHARS]
 
 
 def queued_text(action: Action, number: int | None, queued: QueuedJob) -> str:

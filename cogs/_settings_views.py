@@ -1,4 +1,4 @@
-"""The /settings panel: selects for model, aspect and style, a negative-prompt modal and Reset.
+"""The /settings panel: selects for model, aspect and style, a negative-prompt modal, Remix and Reset.
 
 Every component is a DynamicItem whose custom_id carries the owner's user id (`settings:<user>:<what>`),
 so the panel keeps working after a restart and refuses anyone else who presses it.
@@ -18,7 +18,7 @@ from bot.jobs import UserSettings
 from bot.settings_service import NEGATIVE_MAX_CHARS, SettingsService
 from cogs._admin_views import clip
 from cogs._errors import report_error, send_ephemeral
-from cogs._messages import NOT_YOUR_PANEL, Where
+from cogs._messages import NOT_YOUR_PANEL, REMIX_OFF, REMIX_ON, Where, remix_note
 from comfy.params import ParamError
 
 log = logging.getLogger(__name__)
@@ -27,7 +27,7 @@ DEFAULT_VALUE: Final = "__default__"  # the select option that clears a setting
 _MAX_OPTIONS: Final = 25
 _PREFIX: Final = "settings"
 _SELECTS: Final = ("model", "aspect", "style")
-_BUTTONS: Final = ("negative", "reset")
+_BUTTONS: Final = ("negative", "remix", "reset")
 _SELECT_TEMPLATE: Final = rf"{_PREFIX}:(?P<user>[0-9]{{1,20}}):(?P<what>{'|'.join(_SELECTS)})"
 _BUTTON_TEMPLATE: Final = rf"{_PREFIX}:(?P<user>[0-9]{{1,20}}):(?P<what>{'|'.join(_BUTTONS)})"
 _FOOTER = (
@@ -64,6 +64,7 @@ def settings_embed(
     embed.add_field(name="Style", value=escape(settings.style) if settings.style else "none", inline=True)
     negative = escape(clip(settings.negative, 1000)) if settings.negative else "none"
     embed.add_field(name="Negative prompt", value=negative, inline=False)
+    embed.add_field(name="Remix", value=REMIX_ON if settings.remix else REMIX_OFF, inline=False)
     embed.set_footer(text=_FOOTER)
     return embed
 
@@ -106,10 +107,17 @@ def settings_view(settings: UserSettings, service: SettingsService) -> discord.u
         custom_id=_custom_id(user_id, "negative"),
         row=buttons,
     )
+    remix = discord.ui.Button(
+        label="Remix: on" if settings.remix else "Remix: off",
+        style=discord.ButtonStyle.success if settings.remix else discord.ButtonStyle.secondary,
+        custom_id=_custom_id(user_id, "remix"),
+        row=buttons,
+    )
     reset = discord.ui.Button(
         label="Reset", style=discord.ButtonStyle.danger, custom_id=_custom_id(user_id, "reset"), row=buttons
     )
     view.add_item(SettingsButton(negative, user_id, "negative"))
+    view.add_item(SettingsButton(remix, user_id, "remix"))
     view.add_item(SettingsButton(reset, user_id, "reset"))
     return view
 
@@ -176,7 +184,7 @@ class SettingsButton(discord.ui.DynamicItem[discord.ui.Button], template=_BUTTON
         return cls(item, int(match["user"]), match["what"])
 
     async def callback(self, interaction: discord.Interaction[ImagineBot]) -> None:
-        """Open the modal, or forget every default."""
+        """Open the modal, switch Remix, or forget every default."""
         if interaction.user.id != self.user_id:
             await send_ephemeral(interaction, NOT_YOUR_PANEL)
             return
@@ -184,6 +192,11 @@ class SettingsButton(discord.ui.DynamicItem[discord.ui.Button], template=_BUTTON
         if self.what == "negative":
             current = await service.get_settings(self.user_id)
             await interaction.response.send_modal(NegativeModal(self.user_id, current.negative))
+            return
+        if self.what == "remix":
+            current = await service.get_settings(self.user_id)
+            switched = await service.update_settings(self.user_id, remix=not current.remix)
+            await show_panel(interaction, switched, note=remix_note(switched.remix))
             return
         had_any = await service.clear_settings(self.user_id)
         note = "Your defaults are reset." if had_any else "You had no defaults saved."

@@ -1,4 +1,5 @@
-"""/settings: a member's defaults for /imagine (model, aspect, style, negative prompt) on an ephemeral panel."""
+"""/settings: a member's defaults for /imagine (model, aspect, style, negative prompt) and Remix mode on an
+ephemeral panel."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.imagine_bot import ImagineBot
+from cogs._messages import remix_note
 from cogs._render import NO_MENTIONS
 from cogs._settings_views import SettingsButton, SettingsSelect, settings_embed, settings_view
 
@@ -31,11 +33,19 @@ class SettingsCog(commands.Cog):
         self.bot.remove_dynamic_items(SettingsSelect, SettingsButton)
 
     @app_commands.command(name="settings", description="Your defaults for /imagine: model, aspect, style")
-    async def settings(self, interaction: discord.Interaction[ImagineBot]) -> None:
-        """Show the member's panel; only they see it and only they can use it."""
-        current = await self.service.get_settings(interaction.user.id)
+    @app_commands.describe(
+        remix="Remix mode: V, 🔄, Vary, Zoom Out and pan buttons first let you edit the prompt"
+    )
+    async def settings(self, interaction: discord.Interaction[ImagineBot], remix: bool | None = None) -> None:
+        """Show the member's panel (after turning Remix on or off); only they see it and only they can use it."""
+        note = None
+        if remix is None:
+            current = await self.service.get_settings(interaction.user.id)
+        else:
+            current = await self.service.update_settings(interaction.user.id, remix=remix)
+            note = remix_note(current.remix)
         await interaction.response.send_message(
-            embed=settings_embed(current, self.service),
+            embed=settings_embed(current, self.service, note=note),
             view=settings_view(current, self.service),
             ephemeral=True,
             allowed_mentions=NO_MENTIONS,

@@ -71,6 +71,7 @@ async def test_settings_panel_shows_defaults_and_components_bound_to_the_member(
         f"settings:{uid}:aspect",
         f"settings:{uid}:style",
         f"settings:{uid}:negative",
+        f"settings:{uid}:remix",
         f"settings:{uid}:reset",
     ]
     assert fields_of(panel) == {
@@ -78,6 +79,7 @@ async def test_settings_panel_shows_defaults_and_components_bound_to_the_member(
         "Aspect ratio": "the model's own",
         "Style": "none",
         "Negative prompt": "none",
+        "Remix": "off: follow-up buttons start at once (U never asks)",
     }
     aspect = panel.find_component(f"settings:{uid}:aspect")
     assert aspect is not None
