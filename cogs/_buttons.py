@@ -74,7 +74,8 @@ def custom_id(action: str, job_id: int, number: int | None = None) -> str:
 
 
 class FollowUpButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=FOLLOW_UP_TEMPLATE):
-    """U1-U4, V1-V4, 🔄 and the buttons under an upscale: each queues a new job owned by the presser."""
+    """U1-U4, V1-V4, 🔄 and the buttons under an upscale: each queues a new job owned by the presser,
+    some after asking for its prompt (`prompt_modal`)."""
 
     def __init__(
         self,
@@ -115,7 +116,8 @@ class FollowUpButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=FO
         return cls(action, int(match["job"]), number)
 
     async def callback(self, interaction: discord.Interaction[ImagineBot]) -> None:
-        """Ask for the prompt first (Remix on, Custom Zoom), or queue the follow-up at once."""
+        """Queue the follow-up, post its status message in reply, and tell the presser (only them)."""
+        # With Remix on (or for Custom Zoom) it first asks for the prompt; the modal's submission queues it.
         try:
             if interaction.guild_id is None or interaction.channel_id is None:
                 await send_ephemeral(interaction, BUTTONS_GUILD_ONLY)

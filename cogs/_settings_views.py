@@ -107,14 +107,14 @@ def settings_view(settings: UserSettings, service: SettingsService) -> discord.u
         custom_id=_custom_id(user_id, "negative"),
         row=buttons,
     )
-    remix = discord.ui.Button(
+    reset = discord.ui.Button(
+        label="Reset", style=discord.ButtonStyle.danger, custom_id=_custom_id(user_id, "reset"), row=buttons
+    )
+    remix: discord.ui.Button[discord.ui.View] = discord.ui.Button(
         label="Remix: on" if settings.remix else "Remix: off",
         style=discord.ButtonStyle.success if settings.remix else discord.ButtonStyle.secondary,
         custom_id=_custom_id(user_id, "remix"),
         row=buttons,
-    )
-    reset = discord.ui.Button(
-        label="Reset", style=discord.ButtonStyle.danger, custom_id=_custom_id(user_id, "reset"), row=buttons
     )
     view.add_item(SettingsButton(negative, user_id, "negative"))
     view.add_item(SettingsButton(remix, user_id, "remix"))
@@ -166,7 +166,7 @@ class SettingsSelect(discord.ui.DynamicItem[discord.ui.Select], template=_SELECT
 
 
 class SettingsButton(discord.ui.DynamicItem[discord.ui.Button], template=_BUTTON_TEMPLATE):
-    """A button of the /settings panel: open the negative prompt modal, or reset everything."""
+    """A button of the /settings panel: open the negative prompt modal, switch Remix, or reset everything."""
 
     def __init__(self, button: discord.ui.Button[discord.ui.View], user_id: int, what: str) -> None:
         super().__init__(button)
@@ -184,7 +184,7 @@ class SettingsButton(discord.ui.DynamicItem[discord.ui.Button], template=_BUTTON
         return cls(item, int(match["user"]), match["what"])
 
     async def callback(self, interaction: discord.Interaction[ImagineBot]) -> None:
-        """Open the modal, switch Remix, or forget every default."""
+        """Open the modal, or forget every default."""
         if interaction.user.id != self.user_id:
             await send_ephemeral(interaction, NOT_YOUR_PANEL)
             return

@@ -10,7 +10,7 @@ import pytest
 from bot.errors import MemberError, Reason
 from bot.image_prompts import MAX_IMAGE_PROMPT_BYTES
 from bot.job_service import Cancellation, QueuedJob
-from bot.jobs import ImagePrompt, Job, JobKind, JobStatus
+from bot.jobs import Job, JobKind, JobStatus
 from cogs._buttons import (
     BUTTON_CLASSES,
     CancelButton,
@@ -136,9 +136,6 @@ def test_headline_names_the_follow_up() -> None:
     )
     assert what_it_is(job(kind=JobKind.PAN, action="pan_left", parent_index=0)) == "Pan Left"
     assert what_it_is(job(kind=JobKind.REROLL, action="vary_strong")) == "Reroll"
-    assert what_it_is(job(kind=JobKind.ZOOM, action="zoom_custom", parent_index=0)) == "Custom Zoom"
-    blended = (ImagePrompt("image_prompts/a.png", 8, 8),) * 3
-    assert what_it_is(job(kind=JobKind.BLEND, prompt="", blend_images=blended)) == "Blend of 3 images"
 
 
 async def test_every_custom_id_fits_discord_and_matches_exactly_one_button_class() -> None:
