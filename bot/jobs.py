@@ -274,14 +274,16 @@ class Job:
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> Job:
         """Build a Job from a `SELECT *` row of the jobs table."""
-        # An engine whose schema has no blend_images yet (PostgreSQL, until it gets the column) has no blends.
-        optional = {"blend_images"} - set(row.keys())
-        values = {name: row[name] for name in cls.__slots__ if name not in optional}
+        values = {name: row[name] for name in cls.__slots__ if name != "blend_images"}
         values["kind"] = JobKind(values["kind"])
         values["status"] = JobStatus(values["status"])
         if values["image_prompt"] is not None:
             values["image_prompt"] = ImagePrompt.from_json(values["image_prompt"])
-        values["blend_images"] = ImagePrompt.list_from_json(values.get("blend_images"))
+        try:
+            blend_images = row["blend_images"]
+        except (KeyError, IndexError):  # an engine without the column yet (PostgreSQL, until it is ported)
+            blend_images = None
+        values["blend_images"] = ImagePrompt.list_from_json(blend_images)
         return cls(**values)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import re
 from enum import Enum
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from bot.errors import MemberError, Reason
 from bot.jobs import UserSettings
@@ -79,7 +79,7 @@ class SettingsService:
         `remix` turns Remix mode on or off (follow-ups first ask for the prompt). Raises MemberError or
         ParamError (nothing saved) when a value is not allowed.
         """
-        changes: dict[str, str | bool | None] = {}
+        changes: dict[str, Any] = {}  # names (or None) and the Remix switch, as the store takes them
         if model is not KEEP:
             changes["model"] = None if model is None else self._model(model)
         if aspect is not KEEP:

@@ -84,15 +84,15 @@ async def send_ephemeral(
 ) -> None:
     """Answer the member only they can see: the response if not given yet, else a followup."""
     text = text if len(text) <= MAX_MESSAGE else text[: MAX_MESSAGE - 1] + "…"
-    extra = {"embed": embed} if embed is not None else {}
+    shown = embed if embed is not None else discord.utils.MISSING  # discord.py's "no embed"
     try:
         if interaction.response.is_done():
             await interaction.followup.send(
-                text, ephemeral=True, allowed_mentions=discord.AllowedMentions.none(), **extra
+                text, ephemeral=True, allowed_mentions=discord.AllowedMentions.none(), embed=shown
             )
         else:
             await interaction.response.send_message(
-                text, ephemeral=True, allowed_mentions=discord.AllowedMentions.none(), **extra
+                text, ephemeral=True, allowed_mentions=discord.AllowedMentions.none(), embed=shown
             )
     except discord.HTTPException as exc:
         log.warning("could not answer %s: %s", _describe(interaction), exc)

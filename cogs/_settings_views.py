@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import re
-from typing import Final
+from typing import Any, Final
 
 import discord
 
@@ -158,7 +158,8 @@ class SettingsSelect(discord.ui.DynamicItem[discord.ui.Select], template=_SELECT
         values = self.item.values
         value = None if not values or values[0] == DEFAULT_VALUE else values[0]
         try:
-            settings = await _service(interaction).update_settings(self.user_id, **{self.what: value})
+            change: dict[str, Any] = {self.what: value}  # model, aspect or style: a name, or None
+            settings = await _service(interaction).update_settings(self.user_id, **change)
         except (MemberError, ParamError) as exc:
             await report_error(interaction, exc, Where.SETTINGS)
             return
