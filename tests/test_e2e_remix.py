@@ -296,3 +296,30 @@ async def test_zoom_in_imagine_is_refused_with_where_it_works(tmp_path: Path) ->
 
     assert told == "`--zoom` only works in Custom Zoom, under an upscaled image."
     assert jobs == []
+
+
+async def test_the_settings_panel_switches_remix_and_shows_it(tmp_path: Path) -> None:
+    def shown(message: StoredMessage) -> tuple[str, str, str]:
+        """The panel's Remix field, its note and the Remix button's label, as they are now."""
+        embed = message.embeds[0]
+        field = next(f["value"] for f in embed["fields"] if f["name"] == "Remix")
+        button = message.find_component(f"settings:{message_user}:remix")
+        assert button is not None
+        return field, embed.get("description") or "", button["label"]
+
+    async with running_bot(tmp_path) as e2e:
+        fake = e2e.discord
+        message_user = fake.user.id
+        handle = await fake.slash_command("settings")
+        await handle.response()
+        panel = handle.original()
+        assert panel is not None
+        await (await fake.click(panel, f"settings:{message_user}:remix")).response()
+        on = shown(fake.message(panel.id))
+        saved = await e2e.services.store.get_user_settings(message_user)
+        await (await fake.click(panel, f"settings:{message_user}:remix")).response()
+        off = shown(fake.message(panel.id))
+
+    assert saved is not None and saved.remix is True
+    assert on[0].startswith("on:") and on[1].startswith("Remix is on") and on[2] == "Remix: on"
+    assert off[0].startswith("off:") and off[1].startswith("Remix is off") and off[2] == "Remix: off"
