@@ -1,11 +1,12 @@
-"""What /settings does, without Discord: a member's defaults for /imagine, validated before they are saved."""
+"""What /settings does, without Discord: a member's defaults for /imagine, validated before they are saved,
+and Remix mode."""
 
 from __future__ import annotations
 
 import logging
 import re
 from enum import Enum
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Final
 
 from bot.errors import MemberError, Reason
 from bot.jobs import UserSettings
@@ -72,14 +73,12 @@ class SettingsService:
         aspect: str | Keep | None = KEEP,
         style: str | Keep | None = KEEP,
         negative: str | Keep | None = KEEP,
-        remix: bool | Keep = KEEP,
     ) -> UserSettings:
         """Validate and save some of the member's defaults; None clears one, KEEP leaves it.
 
-        `remix` turns Remix mode on or off (follow-ups first ask for the prompt). Raises MemberError or
-        ParamError (nothing saved) when a value is not allowed.
+        Raises MemberError or ParamError (nothing saved) when a value is not allowed.
         """
-        changes: dict[str, Any] = {}  # names (or None) and the Remix switch, as the store takes them
+        changes: dict[str, str | None] = {}
         if model is not KEEP:
             changes["model"] = None if model is None else self._model(model)
         if aspect is not KEEP:
@@ -88,12 +87,16 @@ class SettingsService:
             changes["style"] = None if style is None else self._style(style)
         if negative is not KEEP:
             changes["negative"] = None if negative is None else _negative(negative)
-        if remix is not KEEP:
-            changes["remix"] = bool(remix)
         if not changes:
             return await self.get_settings(user_id)
         saved = await self._services.store.update_user_settings(user_id, **changes)
         log.debug("user %s changed settings %s", user_id, sorted(changes))
+        return saved
+
+    async def set_remix(self, user_id: int, remix: bool) -> UserSettings:
+        """Turn the member's Remix mode on or off: with it on, follow-ups first ask for the prompt."""
+        saved = await self._services.store.update_user_settings(user_id, remix=remix)
+        log.debug("user %s turned Remix %s", user_id, "on" if remix else "off")
         return saved
 
     async def clear_settings(self, user_id: int) -> bool:

@@ -31,9 +31,9 @@ QUEUE_GUILD_ONLY: Final = "/queue works in a server, not in direct messages."
 NOT_YOUR_QUEUE: Final = "Only the person who ran /queue can turn its pages. Run /queue to see your own."
 NOT_YOUR_PANEL: Final = "This settings panel belongs to someone else. Run /settings to open your own."
 
-# /settings: Remix mode, as its panel shows it.
-REMIX_ON: Final = "on: V, 🔄, Vary, Zoom Out and the pan arrows first let you edit the prompt"
-REMIX_OFF: Final = "off: follow-up buttons start at once (U never asks)"
+# /settings: Remix mode.
+REMIX_FIELD: Final = "Remix"
+REMIX_OPTION: Final = "Remix mode: V, 🔄, Vary, Zoom Out and pan buttons first let you edit the prompt"
 
 # The modal a follow-up opens to ask for its prompt (Remix, Custom Zoom), and the refusal of its text.
 PROMPT_LABEL: Final = "Prompt and parameters"
@@ -235,6 +235,18 @@ def cancelled_text(done: Cancellation, *, where: Where, actor_id: int) -> str:
     if done.previous is JobStatus.QUEUED:
         return f"Job #{job.id} is cancelled."
     return f"Job #{job.id} is being stopped on the image server; its message will say when it is cancelled."
+
+
+def remix_value(on: bool) -> str:
+    """The panel's line for Remix mode."""
+    if on:
+        return "on: V, 🔄, Vary, Zoom Out and the pan arrows first let you edit the prompt"
+    return "off: follow-up buttons start at once (U never asks)"
+
+
+def remix_button(on: bool) -> str:
+    """The label of the panel's Remix toggle, saying what it is now."""
+    return "Remix: on" if on else "Remix: off"
 
 
 def remix_note(on: bool) -> str:

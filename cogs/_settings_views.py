@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import re
-from typing import Any, Final
+from typing import Final
 
 import discord
 
@@ -18,7 +18,7 @@ from bot.jobs import UserSettings
 from bot.settings_service import NEGATIVE_MAX_CHARS, SettingsService
 from cogs._admin_views import clip
 from cogs._errors import report_error, send_ephemeral
-from cogs._messages import NOT_YOUR_PANEL, REMIX_OFF, REMIX_ON, Where, remix_note
+from cogs._messages import NOT_YOUR_PANEL, REMIX_FIELD, Where, remix_button, remix_note, remix_value
 from comfy.params import ParamError
 
 log = logging.getLogger(__name__)
@@ -64,7 +64,7 @@ def settings_embed(
     embed.add_field(name="Style", value=escape(settings.style) if settings.style else "none", inline=True)
     negative = escape(clip(settings.negative, 1000)) if settings.negative else "none"
     embed.add_field(name="Negative prompt", value=negative, inline=False)
-    embed.add_field(name="Remix", value=REMIX_ON if settings.remix else REMIX_OFF, inline=False)
+    embed.add_field(name=REMIX_FIELD, value=remix_value(settings.remix), inline=False)
     embed.set_footer(text=_FOOTER)
     return embed
 
@@ -111,7 +111,7 @@ def settings_view(settings: UserSettings, service: SettingsService) -> discord.u
         label="Reset", style=discord.ButtonStyle.danger, custom_id=_custom_id(user_id, "reset"), row=buttons
     )
     remix: discord.ui.Button[discord.ui.View] = discord.ui.Button(
-        label="Remix: on" if settings.remix else "Remix: off",
+        label=remix_button(settings.remix),
         style=discord.ButtonStyle.success if settings.remix else discord.ButtonStyle.secondary,
         custom_id=_custom_id(user_id, "remix"),
         row=buttons,
@@ -158,8 +158,7 @@ class SettingsSelect(discord.ui.DynamicItem[discord.ui.Select], template=_SELECT
         values = self.item.values
         value = None if not values or values[0] == DEFAULT_VALUE else values[0]
         try:
-            change: dict[str, Any] = {self.what: value}  # model, aspect or style: a name, or None
-            settings = await _service(interaction).update_settings(self.user_id, **change)
+            settings = await _service(interaction).update_settings(self.user_id, **{self.what: value})
         except (MemberError, ParamError) as exc:
             await report_error(interaction, exc, Where.SETTINGS)
             return
@@ -196,7 +195,7 @@ class SettingsButton(discord.ui.DynamicItem[discord.ui.Button], template=_BUTTON
             return
         if self.what == "remix":
             current = await service.get_settings(self.user_id)
-            switched = await service.update_settings(self.user_id, remix=not current.remix)
+            switched = await service.set_remix(self.user_id, not current.remix)
             await show_panel(interaction, switched, note=remix_note(switched.remix))
             return
         had_any = await service.clear_settings(self.user_id)

@@ -10,7 +10,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.imagine_bot import ImagineBot
-from cogs._messages import remix_note
+from cogs._messages import REMIX_OPTION, remix_note
 from cogs._render import NO_MENTIONS
 from cogs._settings_views import SettingsButton, SettingsSelect, settings_embed, settings_view
 
@@ -33,16 +33,14 @@ class SettingsCog(commands.Cog):
         self.bot.remove_dynamic_items(SettingsSelect, SettingsButton)
 
     @app_commands.command(name="settings", description="Your defaults for /imagine: model, aspect, style")
-    @app_commands.describe(
-        remix="Remix mode: V, 🔄, Vary, Zoom Out and pan buttons first let you edit the prompt"
-    )
+    @app_commands.describe(remix=REMIX_OPTION)
     async def settings(self, interaction: discord.Interaction[ImagineBot], remix: bool | None = None) -> None:
         """Show the member's panel (after turning Remix on or off); only they see it and only they can use it."""
         note = None
         if remix is None:
             current = await self.service.get_settings(interaction.user.id)
         else:
-            current = await self.service.update_settings(interaction.user.id, remix=remix)
+            current = await self.service.set_remix(interaction.user.id, remix)
             note = remix_note(current.remix)
         await interaction.response.send_message(
             embed=settings_embed(current, self.service, note=note),

@@ -1,2 +1,0 @@
--- 0004: a placeholder. Version 4 belongs to the result pings (the `results` branch), which is written at the
--- same time as this branch's 0005; when both are merged, this file goes and theirs takes the number.
