@@ -56,7 +56,7 @@ async def test_a_blend_of_2_or_5_images_is_a_grid_with_the_usual_buttons(tmp_pat
     assert uploaded == attached(count)  # each image, as attached, uploaded to ComfyUI
     assert len(outputs) == 4 and grid.custom_ids() == [i.format(job=job.id) for i in GRID_IDS]
     assert [a.filename for a in grid.attachments] == [f"imagine_{job.id}_grid.png"]
-    assert f"(Blend of {count} images)" in grid.content
+    assert f"--ar 1:1 --seed {request_from_json(job.request_json).seed}** - " in grid.content  # no text
     assert resized(graph) == {(64, 64)}  # square by default, the model's 64x64
 
 

@@ -25,6 +25,7 @@ from bot.reasons import Failure, FailureKind
 from bot.services import Services
 from cogs._errors import member_text
 from cogs._messages import Where, cancelled_text, job_info_text, refusal_text
+from cogs._render import what_it_is
 from comfy.actions import ACTIONS, Action
 from comfy.params import ParamError, request_from_json
 from comfy.render import RenderError
@@ -567,6 +568,7 @@ async def test_custom_zoom_zooms_by_the_prompts_factor_and_its_reroll_again(h: H
     assert (again.job.action, request_from_json(again.job.request_json).zoom) == ("zoom_custom", 1.5)
     assert request_from_json(vary.job.request_json).zoom is None
     assert prefilled is not None and prefilled.endswith("--zoom 1.5")
+    assert what_it_is(zoom.job) == "Custom Zoom"
 
 
 async def test_a_blend_mixes_its_images_and_its_reroll_the_same_images(h: Harness) -> None:
@@ -583,6 +585,7 @@ async def test_a_blend_mixes_its_images_and_its_reroll_the_same_images(h: Harnes
 
     request = request_from_json(queued.job.request_json)
     assert (queued.job.kind, queued.job.blend_images, request.text) == (JobKind.BLEND, tuple(images), "")
+    assert what_it_is(queued.job) == "Blend of 3 images"
     assert (request.width, request.height, request.aspect) == (96, 64, (3, 2))  # as --ar 3:2: sides >= 64
     loads = [n["inputs"]["image"] for n in blend_graph.values() if n["class_type"] == "LoadImage"]
     names = [f"imagine_prompt_{Path(i.file).name}" for i in images]
