@@ -17,12 +17,13 @@ class Reason(StrEnum):
     TOO_MANY_JOBS = "too_many_jobs"  # count: jobs the prompt makes; allowed: per command
     SAVED_DEFAULTS_CLASH = "saved_defaults_clash"  # choices: the flags added; detail: the parser's words
     # an attached image (image prompt)
-    IMAGE_TOO_LARGE = "image_too_large"  # count: its bytes; allowed: bytes
+    IMAGE_TOO_LARGE = "image_too_large"  # count: its bytes; allowed: bytes; value: its name, if given
     IMAGE_TOO_BIG = "image_too_big"  # width, height: its pixels; allowed: pixels a side
     IMAGE_UNREADABLE = "image_unreadable"
     NOT_AN_IMAGE = "not_an_image"  # value: the file name; detail: the content type Discord gave
     IMAGE_DOWNLOAD_FAILED = "image_download_failed"
     SOURCE_GONE = "source_gone"  # the job or image a new job starts from was deleted meanwhile
+    BLEND_IMAGE_COUNT = "blend_image_count"  # count: images given; allowed: the most a blend takes
     # follow-ups (buttons under a result)
     UNKNOWN_ACTION = "unknown_action"  # value: the action asked for
     JOB_ELSEWHERE = "job_elsewhere"  # job_id: a job of another server

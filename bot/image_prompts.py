@@ -1,4 +1,5 @@
-"""Images members attach to /imagine: checked, kept once under the output folder, named in their jobs."""
+"""Images members attach to /imagine and /blend: checked, kept once under the output folder, named in their
+jobs."""
 
 from __future__ import annotations
 
@@ -19,10 +20,11 @@ MAX_IMAGE_PROMPT_SIDE = 8192
 _IMAGE_FORMATS = {"png": "png", "jpeg": "jpg", "webp": "webp"}
 
 
-def check_image_prompt_size(size: int) -> None:
-    """Refuse an attachment of `size` bytes over the limit (MemberError IMAGE_TOO_LARGE)."""
+def check_image_prompt_size(size: int, name: str | None = None) -> None:
+    """Refuse an attachment of `size` bytes over the limit (MemberError IMAGE_TOO_LARGE, naming it when
+    `name` is given: a command with several)."""
     if size > MAX_IMAGE_PROMPT_BYTES:
-        raise MemberError(Reason.IMAGE_TOO_LARGE, count=size, allowed=MAX_IMAGE_PROMPT_BYTES)
+        raise MemberError(Reason.IMAGE_TOO_LARGE, count=size, allowed=MAX_IMAGE_PROMPT_BYTES, value=name)
 
 
 async def save_image_prompt(outputs: OutputStore, data: bytes) -> ImagePrompt:

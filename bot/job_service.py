@@ -32,17 +32,20 @@ from bot.jobs import (
     UserSettings,
     cancel_refusal,
 )
-from comfy.actions import action_named
+from comfy.actions import Action, action_named
 from comfy.params import (
     GenerationRequest,
     ParamError,
     ParseContext,
+    blend_request,
+    format_request,
     parse_prompt,
     request_from_json,
     request_to_json,
     with_new_seed,
 )
 from comfy.render import SourceImage, template_values
+from comfy.workflow import BLEND_MIN_IMAGES, BLEND_SLOTS
 
 if TYPE_CHECKING:
     from bot.services import Services
@@ -145,6 +148,47 @@ class JobService:
             for request in requests
         ]
 
+    async def prepare_blend(
+        self,
+        count: int,
+        aspect: tuple[int, int],
+        *,
+        guild_id: int,
+        channel_id: int,
+        user_id: int,
+        parent_channel_id: int | None = None,
+    ) -> NewJob:
+        """Check a /blend of `count` images in the `aspect` shape and make its job (images added later by
+        `with_blend_images`): the member's default model and negative prompt, the model's pixel area.
+
+        Raises MemberError for a channel outside the allow-list or fewer than 2 (more than 5) images.
+        """
+        self._check_channel(channel_id, parent_channel_id)
+        if not BLEND_MIN_IMAGES <= count <= BLEND_SLOTS:
+            raise MemberError(Reason.BLEND_IMAGE_COUNT, count=count, allowed=BLEND_SLOTS)
+        settings = await self.services.store.get_user_settings(user_id)
+        default_model = settings.model if settings is not None else None
+        if default_model is not None and self.config.model(default_model) is None:
+            default_model = None
+        request = blend_request(self._context(has_image=False, default_model=default_model), aspect)
+        negative = (settings.negative or "").strip() if settings else ""
+        if negative:
+            request = _with_negative(request, negative)
+        return NewJob(
+            guild_id=guild_id,
+            channel_id=channel_id,
+            user_id=user_id,
+            kind=JobKind.BLEND,
+            prompt=request.text,
+            request_json=request_to_json(request),
+            model=request.model,
+        )
+
+    @staticmethod
+    def with_blend_images(job: NewJob, images: Sequence[ImagePrompt]) -> NewJob:
+        """The blend job with the images it mixes (saved by `save_image_prompt`), in order."""
+        return dataclasses.replace(job, blend_images=tuple(images))
+
     async def save_image_prompt(self, data: bytes) -> ImagePrompt:
         """Check an attached image and keep it under the output folder for the scheduler to upload."""
         return await save_image_prompt(self.services.outputs, data)
@@ -178,6 +222,28 @@ class JobService:
 
     # ------------------------------------------------------------------ buttons
 
+    async def follow_up_prompt(
+        self, parent_job_id: int, action: str, *, guild_id: int, user_id: int
+    ) -> str | None:
+        """The prompt a follow-up asks for before it starts, prefilled (the parent's, as `format_request`
+        writes it), or None when it starts at once.
+
+        Custom Zoom always asks (with `--zoom` added); the other actions that remix ask when the member
+        turned Remix on. Raises MemberError when the job cannot be used, like `follow_up`.
+        """
+        follow_up = action_named(action)
+        if follow_up is None:
+            raise MemberError(Reason.UNKNOWN_ACTION, value=action)
+        if not follow_up.zoom_from_prompt:
+            if not follow_up.remixes:
+                return None
+            settings = await self.services.store.get_user_settings(user_id)
+            if settings is None or not settings.remix:
+                return None
+        parent = await self._finished_job(parent_job_id, guild_id)
+        request = _for_action(request_from_json(parent.request_json), _performed(follow_up, parent))
+        return format_request(request)
+
     async def follow_up(
         self,
         parent_job_id: int,
@@ -187,44 +253,58 @@ class JobService:
         guild_id: int,
         channel_id: int,
         user_id: int,
+        prompt: str | None = None,
     ) -> list[QueuedJob]:
         """Queue a follow-up of image `index` (0-based) of a finished job, owned by the member who asked.
 
         `action` names a row of comfy.actions: one that starts from that image, or a reroll (the parent's
-        own request again with a new seed). Raises MemberError when the job or image cannot be used,
+        own request again with a new seed). `prompt` (Remix, Custom Zoom) replaces the parent's prompt and
+        parameters: it is read like /imagine's (the member's /settings applied, the parent's model unless
+        it says `--model`), and may make several jobs (`--repeat`, permutations). The seed follows the
+        action: a new one unless the action keeps it or the prompt changed it. Raises MemberError when the
+        job or image cannot be used or the prompt is refused (ParamError for its parameters),
         `RenderError` when the action cannot be made of that image (a pan past the largest canvas).
         """
         follow_up = action_named(action)
         if follow_up is None:
             raise MemberError(Reason.UNKNOWN_ACTION, value=action)
         parent = await self._finished_job(parent_job_id, guild_id)
-        request = request_from_json(parent.request_json)
-        if follow_up.template is None:
-            # The same job again with a new seed: a reroll of a variation varies the same image again.
-            new = NewJob(
-                guild_id=guild_id,
-                channel_id=channel_id,
-                user_id=user_id,
-                kind=JobKind.REROLL,
-                prompt=parent.prompt,
-                request_json=request_to_json(with_new_seed(request, self._rng)),
-                image_prompt=parent.image_prompt,
-                model=parent.model,
-                parent_job_id=parent.parent_job_id,
-                parent_index=parent.parent_index,
-                action=parent.action,
-            )
+        performed = _performed(follow_up, parent)
+        parent_request = request_from_json(parent.request_json)
+        if prompt is None:
+            requests = [_for_action(parent_request, performed)]
         else:
-            outputs = await self.services.store.outputs(parent.id)
-            image = next((o for o in outputs if o.idx == index), None)
-            if image is None:
-                raise MemberError(
-                    Reason.NO_SUCH_IMAGE, job_id=parent.id, number=index + 1, count=len(outputs)
+            requests = await self._edited_requests(prompt, parent, parent_request, performed, user_id)
+        if not follow_up.keeps_seed:
+            requests = [with_new_seed(r, self._rng) if r.seed == parent_request.seed else r for r in requests]
+        if follow_up.template is None:
+            # The same job again: a reroll of a variation varies the same image again, of a blend blends
+            # the same images again.
+            new = [
+                NewJob(
+                    guild_id=guild_id,
+                    channel_id=channel_id,
+                    user_id=user_id,
+                    kind=JobKind.REROLL,
+                    prompt=request.text,
+                    request_json=request_to_json(request),
+                    image_prompt=parent.image_prompt,
+                    blend_images=parent.blend_images,
+                    model=request.model,
+                    parent_job_id=parent.parent_job_id,
+                    parent_index=parent.parent_index,
+                    action=parent.action,
                 )
-            if not await self.services.outputs.exists(image.path):
-                raise MemberError(Reason.IMAGE_DELETED, job_id=parent.id, number=index + 1)
-            if not follow_up.keeps_seed:
-                request = with_new_seed(request, self._rng)
+                for request in requests
+            ]
+            return await self.submit(new)
+        outputs = await self.services.store.outputs(parent.id)
+        image = next((o for o in outputs if o.idx == index), None)
+        if image is None:
+            raise MemberError(Reason.NO_SUCH_IMAGE, job_id=parent.id, number=index + 1, count=len(outputs))
+        if not await self.services.outputs.exists(image.path):
+            raise MemberError(Reason.IMAGE_DELETED, job_id=parent.id, number=index + 1)
+        for request in requests:
             # The same check the scheduler makes, so an impossible action is refused now (RenderError).
             template_values(
                 request,
@@ -232,19 +312,47 @@ class JobService:
                 action=follow_up.name,
                 source=SourceImage("check.png", image.width, image.height),
             )
-            new = NewJob(
+        new = [
+            NewJob(
                 guild_id=guild_id,
                 channel_id=channel_id,
                 user_id=user_id,
                 kind=JobKind(follow_up.template),
-                prompt=parent.prompt,
+                prompt=request.text,
                 request_json=request_to_json(request),
-                model=parent.model,
+                model=request.model,
                 parent_job_id=parent.id,
                 parent_index=index,
                 action=follow_up.name,
             )
-        return await self.submit([new])
+            for request in requests
+        ]
+        return await self.submit(new)
+
+    async def _edited_requests(
+        self,
+        prompt: str,
+        parent: Job,
+        parent_request: GenerationRequest,
+        performed: Action | None,
+        user_id: int,
+    ) -> list[GenerationRequest]:
+        """A follow-up's prompt as the member edited it, checked like /imagine's."""
+        settings = await self.services.store.get_user_settings(user_id)
+        requests = self._parse_with_settings(
+            prompt,
+            settings,
+            parent_request.model,
+            has_image=parent.image_prompt is not None,
+            custom_zoom=performed is not None and performed.zoom_from_prompt,
+            text_optional=not parent_request.text,
+        )
+        for request in requests:
+            self._check_banned_words(request.text)
+        cap = self.config.limits.max_jobs_per_command
+        if len(requests) > cap:
+            raise MemberError(Reason.TOO_MANY_JOBS, count=len(requests), allowed=cap)
+        return requests
 
     async def unshown_results(
         self, within_s: float = UNSHOWN_WINDOW_S, settled_s: float = 0.0
@@ -391,7 +499,14 @@ class JobService:
 
     # ------------------------------------------------------------------ parsing
 
-    def _context(self, *, has_image: bool, default_model: str | None) -> ParseContext:
+    def _context(
+        self,
+        *,
+        has_image: bool,
+        default_model: str | None,
+        custom_zoom: bool = False,
+        text_optional: bool = False,
+    ) -> ParseContext:
         backend = next((b for b in self.services.scheduler.backends if b.up and b.samplers), None)
         tile_models = set()
         for profile in self.config.models:
@@ -408,17 +523,31 @@ class JobService:
             schedulers=backend.schedulers if backend else None,
             tile_models=frozenset(tile_models),
             has_image=has_image,
+            custom_zoom=custom_zoom,
+            text_optional=text_optional,
             default_model=default_model,
             rng=self._rng,
         )
 
     def _parse_with_settings(
-        self, prompt: str, settings: UserSettings | None, model: str | None, has_image: bool
+        self,
+        prompt: str,
+        settings: UserSettings | None,
+        model: str | None,
+        has_image: bool,
+        *,
+        custom_zoom: bool = False,
+        text_optional: bool = False,
     ) -> list[GenerationRequest]:
         default_model = model or (settings.model if settings else None)
         if default_model is not None and self.config.model(default_model) is None:
             default_model = None  # a model removed from the config since the member chose it
-        ctx = self._context(has_image=has_image, default_model=default_model)
+        ctx = self._context(
+            has_image=has_image,
+            default_model=default_model,
+            custom_zoom=custom_zoom,
+            text_optional=text_optional,
+        )
         requests = parse_prompt(prompt, ctx)
         extra = self._setting_flags(settings, requests)
         if extra:
@@ -461,6 +590,20 @@ class JobService:
         if job.status is not JobStatus.COMPLETED:
             raise MemberError(Reason.JOB_UNFINISHED, job_id=job.id, status=job.status)
         return job
+
+
+def _performed(follow_up: Action, parent: Job) -> Action | None:
+    """The action the new job performs: the follow-up's own, or for a reroll the parent's (None: a prompt
+    of its own, a fresh /imagine or /blend)."""
+    return follow_up if follow_up.from_image else action_named(parent.action)
+
+
+def _for_action(request: GenerationRequest, performed: Action | None) -> GenerationRequest:
+    """The parent's request as the follow-up starts from it: `--zoom` only for a Custom Zoom (the parent's
+    again on a reroll, else the zoom it offers), never carried into anything else."""
+    if performed is not None and performed.zoom_from_prompt:
+        return dataclasses.replace(request, zoom=request.zoom if request.zoom is not None else performed.zoom)
+    return dataclasses.replace(request, zoom=None) if request.zoom is not None else request
 
 
 def _with_negative(request: GenerationRequest, negative: str) -> GenerationRequest:

@@ -52,6 +52,7 @@ class JobKind(StrEnum):
     ZOOM = "zoom"
     PAN = "pan"
     IMG2IMG = "img2img"
+    BLEND = "blend"
 
 
 TERMINAL_STATUSES: frozenset[JobStatus] = frozenset(
@@ -174,13 +175,30 @@ class ImagePrompt:
     @classmethod
     def from_json(cls, text: str) -> ImagePrompt:
         """Rebuild a stored image prompt; a missing or mistyped size reads as 0 (ComfyUI then keeps its own)."""
-        data = json.loads(text)
+        return cls._from_data(json.loads(text))
+
+    @classmethod
+    def _from_data(cls, data: Any) -> ImagePrompt:
+        data = data if isinstance(data, dict) else {}
         width, height = data.get("width"), data.get("height")
         return cls(
             file=str(data.get("file", "")),
             width=width if isinstance(width, int) else 0,
             height=height if isinstance(height, int) else 0,
         )
+
+    @staticmethod
+    def list_to_json(images: Sequence[ImagePrompt]) -> str:
+        """Serialize a blend's images for storage: a JSON list of `to_json` objects."""
+        return json.dumps(
+            [{"file": i.file, "width": i.width, "height": i.height} for i in images], ensure_ascii=False
+        )
+
+    @classmethod
+    def list_from_json(cls, text: str | None) -> tuple[ImagePrompt, ...]:
+        """Rebuild a blend's images stored by `list_to_json` (None or not a list: none)."""
+        data = json.loads(text) if text is not None else None
+        return tuple(cls._from_data(item) for item in data) if isinstance(data, list) else ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,6 +217,7 @@ class NewJob:
     action: str | None = None  # e.g. "vary_strong", "zoom_2", "pan_left"
     status_message_id: int | None = None
     image_prompt: ImagePrompt | None = None  # img2img: the attached image the job starts from
+    blend_images: tuple[ImagePrompt, ...] = ()  # a blend (or its reroll): the 2 to 5 images it mixes
 
 
 @dataclass(frozen=True, slots=True)
@@ -256,6 +275,7 @@ class Job:
     started_at: float | None
     finished_at: float | None
     image_prompt: ImagePrompt | None = None
+    blend_images: tuple[ImagePrompt, ...] = ()
 
     @classmethod
     def from_row(cls, row: Row) -> Job:
@@ -265,6 +285,7 @@ class Job:
         values["status"] = JobStatus(values["status"])
         if values["image_prompt"] is not None:
             values["image_prompt"] = ImagePrompt.from_json(values["image_prompt"])
+        values["blend_images"] = ImagePrompt.list_from_json(values["blend_images"])
         return cls(**values)
 
 
@@ -278,6 +299,7 @@ class UserSettings:
     style: str | None = None
     negative: str | None = None
     ping: bool = True  # the result message mentions (notifies) the member
+    remix: bool = False  # follow-ups first ask for the prompt (Midjourney's Remix mode)
     updated_at: float = 0.0
 
 

@@ -25,13 +25,13 @@ from bot.store import Store
 from comfy.models import ComfyError
 from comfy.params import request_from_json
 from comfy.profiles import ModelProfile
-from comfy.render import SourceImage, kind_for, template_values
+from comfy.render import SourceImage, blend_template_values, kind_for, template_values
 from comfy.workflow import TemplateRegistry
 
 log = logging.getLogger(__name__)
 
-# Where attached images (a job's `image_prompt`) are kept, under the output folder; each is uploaded to
-# ComfyUI when its job runs.
+# Where attached images (a job's `image_prompt`, a blend's `blend_images`) are kept, under the output folder;
+# each is uploaded to ComfyUI when its job runs.
 IMAGE_PROMPT_DIR = "image_prompts"
 
 
@@ -320,16 +320,19 @@ class Scheduler:
     async def _build_graph(self, backend: Backend, job: Job) -> dict[str, object]:
         request = request_from_json(job.request_json)
         model = self._models.get(request.model.lower()) or self.settings.models[0]
+        prefix = f"comfy-imagine/job_{job.id}"
         source = None
         if job.parent_job_id is not None:
             source = await self._upload_parent(backend, job)
+        elif job.blend_images:
+            names = [(await self._upload_image_prompt(backend, image)).name for image in job.blend_images]
+            values = blend_template_values(request, filename_prefix=prefix, images=names)
+            return self.templates.for_model(model, "blend").render(values)
         elif job.image_prompt is not None:
             source = await self._upload_image_prompt(backend, job.image_prompt)
         kind = kind_for(job.action, has_image=source is not None)
         template = self.templates.for_model(model, kind)
-        values = template_values(
-            request, filename_prefix=f"comfy-imagine/job_{job.id}", action=job.action, source=source
-        )
+        values = template_values(request, filename_prefix=prefix, action=job.action, source=source)
         return template.render(values)
 
     async def _upload_parent(self, backend: Backend, job: Job) -> SourceImage:

@@ -1,5 +1,5 @@
 """What /settings does, without Discord: a member's defaults for /imagine, validated before they are saved,
-and whether their finished images ping them."""
+and whether their finished images ping them, and Remix mode."""
 
 from __future__ import annotations
 
@@ -104,6 +104,12 @@ class SettingsService:
         """Whether the member's finished images mention (notify) them; on until they turn it off."""
         saved = await self._services.store.update_user_settings(user_id, ping=ping)
         log.debug("user %s turned the ping %s", user_id, "on" if ping else "off")
+        return saved
+
+    async def set_remix(self, user_id: int, remix: bool) -> UserSettings:
+        """Turn the member's Remix mode on or off: with it on, follow-ups first ask for the prompt."""
+        saved = await self._services.store.update_user_settings(user_id, remix=remix)
+        log.debug("user %s turned Remix %s", user_id, "on" if remix else "off")
         return saved
 
     async def clear_settings(self, user_id: int) -> bool:

@@ -15,6 +15,7 @@ from bot.jobs import LimitExceeded
 from cogs._messages import (
     CHECK_FAILED,
     SERVER_ONLY_COMMAND,
+    TYPED_TEXT_TITLE,
     Where,
     cooldown_text,
     limit_text,
@@ -27,6 +28,13 @@ from comfy.render import RenderError
 log = logging.getLogger(__name__)
 
 MAX_MESSAGE = 2000
+
+
+def typed_text_embed(text: str) -> discord.Embed:
+    """What a member typed into a modal, in a code block to copy (an embed holds 4096 characters, a modal's
+    text input 4000); as plain text when it holds a code fence itself."""
+    shown = f"```\n{text}\n```" if "```" not in text else discord.utils.escape_markdown(text)
+    return discord.Embed(title=TYPED_TEXT_TITLE, description=shown[:4096])
 
 
 def new_reference() -> str:
@@ -57,11 +65,16 @@ def _describe(interaction: discord.Interaction[Any]) -> str:
 
 
 async def report_error(
-    interaction: discord.Interaction[Any], error: BaseException, where: Where = Where.ANY
+    interaction: discord.Interaction[Any],
+    error: BaseException,
+    where: Where = Where.ANY,
+    *,
+    quote: str | None = None,
 ) -> None:
     """Tell the member what went wrong, ephemerally; log unexpected errors with a reference id.
 
-    The one way every refusal reaches a member, from commands and components alike.
+    The one way every refusal reaches a member, from commands and components alike. `quote` is what they
+    typed into a modal, shown again under the refusal so nothing is lost (a modal closes on submit).
     """
     text = member_text(error, where)
     if text is None:
@@ -73,20 +86,23 @@ async def report_error(
             exc_info=(type(error), error, error.__traceback__),
         )
         text = unexpected_error_text(reference)
-    await send_ephemeral(interaction, text)
+    await send_ephemeral(interaction, text, embed=typed_text_embed(quote) if quote is not None else None)
 
 
-async def send_ephemeral(interaction: discord.Interaction[Any], text: str) -> None:
+async def send_ephemeral(
+    interaction: discord.Interaction[Any], text: str, *, embed: discord.Embed | None = None
+) -> None:
     """Answer the member only they can see: the response if not given yet, else a followup."""
     text = text if len(text) <= MAX_MESSAGE else text[: MAX_MESSAGE - 1] + "…"
+    shown = embed if embed is not None else discord.utils.MISSING  # discord.py's "no embed"
     try:
         if interaction.response.is_done():
             await interaction.followup.send(
-                text, ephemeral=True, allowed_mentions=discord.AllowedMentions.none()
+                text, ephemeral=True, allowed_mentions=discord.AllowedMentions.none(), embed=shown
             )
         else:
             await interaction.response.send_message(
-                text, ephemeral=True, allowed_mentions=discord.AllowedMentions.none()
+                text, ephemeral=True, allowed_mentions=discord.AllowedMentions.none(), embed=shown
             )
     except discord.HTTPException as exc:
         log.warning("could not answer %s: %s", _describe(interaction), exc)

@@ -17,6 +17,7 @@ from cogs._render import shown_prompt, what_it_is
 from comfy.actions import REROLL, Action, action_named
 from comfy.params import ParamError, format_request
 from comfy.render import RenderError
+from comfy.workflow import BLEND_MIN_IMAGES
 
 CHOICE_LABEL_CHARS: Final = 100  # Discord's limit for an autocomplete choice name
 _SHOWN_CHANNELS: Final = 10
@@ -37,6 +38,17 @@ NOT_YOUR_PANEL: Final = "This settings panel belongs to someone else. Run /setti
 # /settings: whether a member's finished images mention (notify) them.
 PING_FIELD: Final = "Ping me when an image is ready"
 PING_OPTION: Final = "Mention me in the message with my finished images (on unless you turn it off)"
+
+# /settings: Remix mode.
+REMIX_FIELD: Final = "Remix"
+REMIX_OPTION: Final = "Remix mode: V, 🔄, Vary, Zoom Out and pan buttons first let you edit the prompt"
+
+# The modal a follow-up opens to ask for its prompt (Remix, Custom Zoom), and the refusal of its text.
+PROMPT_LABEL: Final = "Prompt and parameters"
+REMIX_HINT: Final = "Change anything you like; the new job starts when you submit."
+CUSTOM_ZOOM_HINT: Final = "Set --zoom from 1 to 2 (how far to zoom out) and describe the wider scene."
+TYPED_TEXT_TITLE: Final = "What you wrote, to copy and fix"
+_MODAL_TITLE_CHARS: Final = 45  # Discord's limit for a modal's title
 
 STATUS_WORDS: Final = {
     JobStatus.QUEUED: "waiting",
@@ -141,9 +153,9 @@ def _member_error_text(e: MemberError, where: Where) -> str:
                 f"prompt: {e.detail} Change them with /settings, or give your own in the prompt."
             )
         case Reason.IMAGE_TOO_LARGE:
+            which = f"`{_code(e.value[:60])}`" if e.value else "The attached image"
             return (
-                f"The attached image is {(e.count or 0) / _MB:.1f} MB; at most {(e.allowed or 0) // _MB} MB "
-                "are allowed."
+                f"{which} is {(e.count or 0) / _MB:.1f} MB; at most {(e.allowed or 0) // _MB} MB are allowed."
             )
         case Reason.IMAGE_TOO_BIG:
             return f"The attached image is {e.width}×{e.height} pixels; at most {e.allowed} a side."
@@ -153,6 +165,11 @@ def _member_error_text(e: MemberError, where: Where) -> str:
             return f"`{(e.value or '')[:60]}` is not an image ({e.detail}); attach a PNG, JPEG or WebP."
         case Reason.IMAGE_DOWNLOAD_FAILED:
             return "The attached image could not be downloaded from Discord; try again."
+        case Reason.BLEND_IMAGE_COUNT:
+            return (
+                f"/blend mixes {BLEND_MIN_IMAGES} to {e.allowed} images; you attached {e.count}. "
+                "Attach each image in its own option (image1, image2, ...)."
+            )
         case Reason.SOURCE_GONE:
             return "The image this starts from no longer exists."
         case Reason.UNKNOWN_ACTION:
@@ -244,6 +261,36 @@ def cancelled_text(done: Cancellation, *, where: Where, actor_id: int) -> str:
     return f"Job #{job.id} is being stopped on the image server; its message will say when it is cancelled."
 
 
+def remix_value(on: bool) -> str:
+    """The panel's line for Remix mode."""
+    if on:
+        return "on: V, 🔄, Vary, Zoom Out and the pan arrows first let you edit the prompt"
+    return "off: follow-up buttons start at once (U never asks)"
+
+
+def remix_button(on: bool) -> str:
+    """The label of the panel's Remix toggle, saying what it is now."""
+    return "Remix: on" if on else "Remix: off"
+
+
+def remix_note(on: bool) -> str:
+    """What /settings says after Remix was switched."""
+    if on:
+        return (
+            "Remix is on: V, 🔄, Vary, Zoom Out and the pan arrows now first let you edit the prompt "
+            "and parameters."
+        )
+    return "Remix is off: those buttons start at once again."
+
+
+def prompt_modal_title(action: Action, number: int | None) -> str:
+    """`Remix: Variations (Strong) of image 2`, or `Custom Zoom`: the title of a follow-up's prompt modal."""
+    if action.zoom_from_prompt:
+        return action.title[:_MODAL_TITLE_CHARS]
+    of_image = f" of image {number}" if number else ""
+    return f"Remix: {action.title}{of_image}"[:_MODAL_TITLE_CHARS]
+
+
 def queued_text(action: Action, number: int | None, queued: QueuedJob) -> str:
     """`Queued: Upscale (2x) of image 2 (job #43, position 1 in this server).` for whoever pressed."""
     of_image = f" of image {number}" if number else ""
@@ -255,7 +302,7 @@ def job_info_text(info: JobInfo) -> str:
     """Seed, parameters, model, size, backend and a link to what the job was made from (the Info button)."""
     job, request = info.job, info.request
     action = REROLL if job.kind is JobKind.REROLL else action_named(job.action)
-    what = action.title if action is not None else "Imagine"
+    what = action.title if action is not None else "Blend" if job.kind is JobKind.BLEND else "Imagine"
     lines = [
         f"**Job #{job.id}** · {what} · by <@{job.user_id}>",
         f"**Parameters:** `{_code(format_request(request))}`",

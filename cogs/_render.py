@@ -86,6 +86,8 @@ def what_it_is(job: Job) -> str | None:
     """The follow-up a job is, for its headline (`Upscale (2x) of image 2`); None for a fresh prompt."""
     if job.kind is JobKind.REROLL:
         return REROLL.title
+    if job.kind is JobKind.BLEND:
+        return f"Blend of {len(job.blend_images)} images"
     if job.action is None:
         return "Image prompt" if job.kind is JobKind.IMG2IMG else None
     action = action_named(job.action)

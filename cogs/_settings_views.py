@@ -1,4 +1,5 @@
-"""The /settings panel: selects for model, aspect and style, a negative-prompt modal, the ping toggle and Reset.
+"""The /settings panel: selects for model, aspect and style, a negative-prompt modal, the ping and Remix
+toggles and Reset.
 
 Every component is a DynamicItem whose custom_id carries the owner's user id (`settings:<user>:<what>`),
 so the panel keeps working after a restart and refuses anyone else who presses it.
@@ -18,7 +19,18 @@ from bot.jobs import UserSettings
 from bot.settings_service import NEGATIVE_MAX_CHARS, SettingsService
 from cogs._admin_views import clip
 from cogs._errors import report_error, send_ephemeral
-from cogs._messages import NOT_YOUR_PANEL, PING_FIELD, Where, ping_button, ping_note, ping_value
+from cogs._messages import (
+    NOT_YOUR_PANEL,
+    PING_FIELD,
+    REMIX_FIELD,
+    Where,
+    ping_button,
+    ping_note,
+    ping_value,
+    remix_button,
+    remix_note,
+    remix_value,
+)
 from comfy.params import ParamError
 
 log = logging.getLogger(__name__)
@@ -27,7 +39,7 @@ DEFAULT_VALUE: Final = "__default__"  # the select option that clears a setting
 _MAX_OPTIONS: Final = 25
 _PREFIX: Final = "settings"
 _SELECTS: Final = ("model", "aspect", "style")
-_BUTTONS: Final = ("negative", "ping", "reset")
+_BUTTONS: Final = ("negative", "ping", "remix", "reset")
 _SELECT_TEMPLATE: Final = rf"{_PREFIX}:(?P<user>[0-9]{{1,20}}):(?P<what>{'|'.join(_SELECTS)})"
 _BUTTON_TEMPLATE: Final = rf"{_PREFIX}:(?P<user>[0-9]{{1,20}}):(?P<what>{'|'.join(_BUTTONS)})"
 _FOOTER = (
@@ -65,6 +77,7 @@ def settings_embed(
     negative = escape(clip(settings.negative, 1000)) if settings.negative else "none"
     embed.add_field(name="Negative prompt", value=negative, inline=False)
     embed.add_field(name=PING_FIELD, value=ping_value(settings.ping), inline=False)
+    embed.add_field(name=REMIX_FIELD, value=remix_value(settings.remix), inline=False)
     embed.set_footer(text=_FOOTER)
     return embed
 
@@ -116,8 +129,15 @@ def settings_view(settings: UserSettings, service: SettingsService) -> discord.u
     reset: discord.ui.Button[discord.ui.View] = discord.ui.Button(
         label="Reset", style=discord.ButtonStyle.danger, custom_id=_custom_id(user_id, "reset"), row=buttons
     )
+    remix: discord.ui.Button[discord.ui.View] = discord.ui.Button(
+        label=remix_button(settings.remix),
+        style=discord.ButtonStyle.success if settings.remix else discord.ButtonStyle.secondary,
+        custom_id=_custom_id(user_id, "remix"),
+        row=buttons,
+    )
     view.add_item(SettingsButton(negative, user_id, "negative"))
     view.add_item(SettingsButton(ping, user_id, "ping"))
+    view.add_item(SettingsButton(remix, user_id, "remix"))
     view.add_item(SettingsButton(reset, user_id, "reset"))
     return view
 
@@ -170,8 +190,8 @@ class SettingsSelect(discord.ui.DynamicItem[discord.ui.Select], template=_SELECT
 
 
 class SettingsButton(discord.ui.DynamicItem[discord.ui.Button], template=_BUTTON_TEMPLATE):
-    """A button of the /settings panel: open the negative prompt modal, turn the ping on or off, or reset
-    everything."""
+    """A button of the /settings panel: open the negative prompt modal, turn the ping or Remix on or off,
+    or reset everything."""
 
     def __init__(self, button: discord.ui.Button[discord.ui.View], user_id: int, what: str) -> None:
         super().__init__(button)
@@ -206,6 +226,11 @@ class SettingsButton(discord.ui.DynamicItem[discord.ui.Button], template=_BUTTON
             current = await service.get_settings(self.user_id)
             settings = await service.set_ping(self.user_id, not current.ping)
             await show_panel(interaction, settings, note=ping_note(settings.ping))
+            return
+        if self.what == "remix":
+            current = await service.get_settings(self.user_id)
+            switched = await service.set_remix(self.user_id, not current.remix)
+            await show_panel(interaction, switched, note=remix_note(switched.remix))
             return
         had_any = await service.clear_settings(self.user_id)
         note = "Your defaults are reset." if had_any else "You had no defaults saved."

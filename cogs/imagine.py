@@ -1,9 +1,11 @@
-"""/imagine: check and queue a prompt, show its status message; the presenter, buttons and reactions do the rest."""
+"""/imagine and /blend: check and queue a prompt (or images), show its status message; the presenter, buttons
+and reactions do the rest."""
 
 from __future__ import annotations
 
 import contextlib
 import logging
+from collections.abc import AsyncIterator
 from typing import Any
 
 import discord
@@ -14,9 +16,10 @@ from bot.errors import MemberError, Reason
 from bot.image_prompts import check_image_prompt_size
 from bot.imagine_bot import ImagineBot
 from bot.job_service import QueuedJob
-from cogs._buttons import BUTTON_CLASSES
+from bot.jobs import ImagePrompt
+from cogs._buttons import BUTTON_CLASSES, submit_prompt_modal
 from cogs._errors import on_app_command_error, send_ephemeral
-from cogs._messages import IMAGINE_GUILD_ONLY
+from cogs._messages import COMMAND_GUILD_ONLY, IMAGINE_GUILD_ONLY
 from cogs._presenter import Presenter
 from cogs._reactions import Reactions
 from cogs._render import StatusState
@@ -24,6 +27,9 @@ from cogs._render import StatusState
 log = logging.getLogger(__name__)
 
 INTERACTION_ACKNOWLEDGED = 40060  # Discord's error code: the interaction already has its response
+# /blend's dimensions: the shape of the new images, each the model's pixel area (as --ar makes it).
+BLEND_SHAPES = {"2:3": (2, 3), "1:1": (1, 1), "3:2": (3, 2)}
+DEFAULT_BLEND_SHAPE = "1:1"
 
 
 class ImagineCog(commands.Cog, name="Imagine"):
@@ -49,6 +55,11 @@ class ImagineCog(commands.Cog, name="Imagine"):
         self.presenter.start()
         self._previous_error_handler = self.bot.tree.on_error
         self.bot.tree.on_error = on_app_command_error  # type: ignore[method-assign]
+
+    @commands.Cog.listener()
+    async def on_interaction(self, interaction: discord.Interaction[ImagineBot]) -> None:
+        """Answer the prompt modals of follow-ups (Remix, Custom Zoom), whenever they were opened."""
+        await submit_prompt_modal(interaction)
 
     @commands.Cog.listener()
     async def on_services_started(self) -> None:
@@ -102,20 +113,63 @@ class ImagineCog(commands.Cog, name="Imagine"):
             queued = await self.service.submit(jobs)
         else:
             _check_attachment(image)
-            # Downloading can take longer than Discord's 3 s deadline: show "thinking" meanwhile.
-            await interaction.response.defer(thinking=True)
-            try:
-                data = await _download(image)
-                image_prompt = await self.service.save_image_prompt(data)
+            async with _thinking(interaction):
+                image_prompt = await self._save(image)
                 queued = await self.service.submit(self.service.with_image(jobs, image_prompt))
-            except BaseException:
-                # The error goes to the member alone; the public "thinking" message must not stay.
-                try:
-                    await interaction.delete_original_response()
-                except discord.HTTPException as exc:
-                    log.debug("cannot delete the thinking message: %s", exc)
-                raise
         await self._announce(interaction, queued)
+
+    @app_commands.command(name="blend", description="Mix 2 to 5 images into four new ones")
+    @app_commands.describe(
+        image1="The first image to mix",
+        image2="The second image to mix",
+        image3="A third image (optional)",
+        image4="A fourth image (optional)",
+        image5="A fifth image (optional)",
+        dimensions="The shape of the new images (square unless you pick another)",
+    )
+    @app_commands.choices(
+        dimensions=[
+            app_commands.Choice(name="Portrait 2:3", value="2:3"),
+            app_commands.Choice(name="Square 1:1", value="1:1"),
+            app_commands.Choice(name="Landscape 3:2", value="3:2"),
+        ]
+    )
+    @app_commands.guild_only()
+    async def blend(
+        self,
+        interaction: discord.Interaction[ImagineBot],
+        image1: discord.Attachment,
+        image2: discord.Attachment | None = None,
+        image3: discord.Attachment | None = None,
+        image4: discord.Attachment | None = None,
+        image5: discord.Attachment | None = None,
+        dimensions: app_commands.Choice[str] | None = None,
+    ) -> None:
+        """Queue a blend of the attached images and answer with its status message."""
+        if interaction.guild_id is None or interaction.channel_id is None:
+            await send_ephemeral(interaction, COMMAND_GUILD_ONLY)
+            return
+        self.presenter.note_upload_limit(interaction.guild_id, interaction.filesize_limit)
+        images = [a for a in (image1, image2, image3, image4, image5) if a is not None]
+        shape = BLEND_SHAPES.get(dimensions.value if dimensions else DEFAULT_BLEND_SHAPE, (1, 1))
+        job = await self.service.prepare_blend(
+            len(images),
+            shape,
+            guild_id=interaction.guild_id,
+            channel_id=interaction.channel_id,
+            user_id=interaction.user.id,
+            parent_channel_id=getattr(interaction.channel, "parent_id", None),
+        )
+        for image in images:
+            _check_attachment(image, named=True)
+        async with _thinking(interaction):
+            saved = [await self._save(image) for image in images]
+            queued = await self.service.submit([self.service.with_blend_images(job, saved)])
+        await self._announce(interaction, queued)
+
+    async def _save(self, image: discord.Attachment) -> ImagePrompt:
+        """Download an attachment and keep it for the scheduler (checked: an image, not too large)."""
+        return await self.service.save_image_prompt(await _download(image))
 
     @imagine.autocomplete("model")
     async def _model_choices(
@@ -177,8 +231,25 @@ async def _adopt_answer(
     return message.id
 
 
-def _check_attachment(image: discord.Attachment) -> None:
-    check_image_prompt_size(image.size)
+@contextlib.asynccontextmanager
+async def _thinking(interaction: discord.Interaction[ImagineBot]) -> AsyncIterator[None]:
+    """Show "thinking" while attachments download (that can take longer than Discord's 3 s deadline); on
+    an error, delete it: the error goes to the member alone, the public "thinking" message must not stay."""
+    await interaction.response.defer(thinking=True)
+    try:
+        yield
+    except BaseException:
+        try:
+            await interaction.delete_original_response()
+        except discord.HTTPException as exc:
+            log.debug("cannot delete the thinking message: %s", exc)
+        raise
+
+
+def _check_attachment(image: discord.Attachment, *, named: bool = False) -> None:
+    """Refuse an attachment that is too large or not an image (by what Discord says of it); `named`: say
+    which one in the refusal (a command with several)."""
+    check_image_prompt_size(image.size, image.filename if named else None)
     content_type = (image.content_type or "").split(";")[0].strip().lower()
     if content_type and not content_type.startswith("image/"):
         raise MemberError(Reason.NOT_AN_IMAGE, value=image.filename, detail=content_type)

@@ -1,5 +1,5 @@
-"""/settings: a member's defaults for /imagine (model, aspect, style, negative prompt) and whether their finished
-images ping them, on an ephemeral panel."""
+"""/settings: a member's defaults for /imagine (model, aspect, style, negative prompt), whether their finished
+images ping them, and Remix mode, on an ephemeral panel."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.imagine_bot import ImagineBot
-from cogs._messages import PING_OPTION, ping_note
+from cogs._messages import PING_OPTION, REMIX_OPTION, ping_note, remix_note
 from cogs._render import NO_MENTIONS
 from cogs._settings_views import SettingsButton, SettingsSelect, settings_embed, settings_view
 
@@ -33,16 +33,25 @@ class SettingsCog(commands.Cog):
         self.bot.remove_dynamic_items(SettingsSelect, SettingsButton)
 
     @app_commands.command(
-        name="settings", description="Your defaults for /imagine: model, aspect, style, ping"
+        name="settings", description="Your defaults for /imagine: model, aspect, style, ping, remix"
     )
-    @app_commands.describe(ping=PING_OPTION)
-    async def settings(self, interaction: discord.Interaction[ImagineBot], ping: bool | None = None) -> None:
-        """Show the member's panel (after saving `ping` when given); only they see it and only they can use it."""
-        if ping is None:
-            current, note = await self.service.get_settings(interaction.user.id), None
-        else:
+    @app_commands.describe(ping=PING_OPTION, remix=REMIX_OPTION)
+    async def settings(
+        self,
+        interaction: discord.Interaction[ImagineBot],
+        ping: bool | None = None,
+        remix: bool | None = None,
+    ) -> None:
+        """Show the member's panel (after saving `ping` and `remix` when given); only they see it and only
+        they can use it."""
+        current, notes = await self.service.get_settings(interaction.user.id), []
+        if ping is not None:
             current = await self.service.set_ping(interaction.user.id, ping)
-            note = ping_note(ping)
+            notes.append(ping_note(ping))
+        if remix is not None:
+            current = await self.service.set_remix(interaction.user.id, remix)
+            notes.append(remix_note(remix))
+        note = " ".join(notes) or None
         await interaction.response.send_message(
             embed=settings_embed(current, self.service, note=note),
             view=settings_view(current, self.service),

@@ -16,6 +16,10 @@ class Action:
     parent's images (a reroll runs the parent's own request again, image prompt and all), and only those
     that `keeps_seed` keep its seed.
 
+    Remix: for a member who turned Remix on, an action that `remixes` first asks for the prompt (a modal
+    prefilled with the parent's); one `zoom_from_prompt` always asks, and its zoom factor is the prompt's
+    `--zoom` (`zoom` being the factor it offers).
+
     `name` is stored on the job and carried in button custom_ids, so it must never change once released.
     Buttons: under a single image an action with a `row` gets a button (its `label` and `emoji`); on a
     grid an action with a `grid_row` gets one button per image labelled `grid_label` + number (U1-U4),
@@ -30,6 +34,8 @@ class Action:
     denoise: float | None = None  # how much of the source image the sampler may repaint
     scale_by: float | None = None  # upscale factor
     zoom: float | None = None  # zoom-out factor: the canvas grows this much around the picture
+    zoom_from_prompt: bool = False  # always asks for the prompt; its `--zoom` (1 to 2) overrides `zoom`
+    remixes: bool = True  # with Remix on, asks for the prompt before it starts
     pan_side: str | None = None  # the side the canvas grows on: left, right, top or bottom
     label: str | None = None
     emoji: str | None = None
@@ -56,10 +62,14 @@ ACTIONS: Final[tuple[Action, ...]] = (
     ),
     Action(
         "upscale_2x", "Upscale (2x)", "upscale", keeps_seed=True, names_image=True, denoise=0.35,
-        scale_by=2.0, label="Upscale 2x", emoji="🔍", row=0, grid_label="U", grid_row=0,
+        scale_by=2.0, remixes=False, label="Upscale 2x", emoji="🔍", row=0, grid_label="U", grid_row=0,
     ),
     Action("zoom_1.5", "Zoom Out 1.5x", "zoom", denoise=1.0, zoom=1.5, label="Zoom Out 1.5x", emoji="🔎", row=1),
     Action("zoom_2", "Zoom Out 2x", "zoom", denoise=1.0, zoom=2.0, label="Zoom Out 2x", emoji="🔎", row=1),
+    Action(
+        "zoom_custom", "Custom Zoom", "zoom", denoise=1.0, zoom=2.0, zoom_from_prompt=True,
+        label="Custom Zoom", emoji="🔍", row=1,
+    ),
     Action("pan_left", "Pan Left", "pan", denoise=1.0, pan_side="left", emoji="⬅️", row=2),
     Action("pan_right", "Pan Right", "pan", denoise=1.0, pan_side="right", emoji="➡️", row=2),
     Action("pan_up", "Pan Up", "pan", denoise=1.0, pan_side="top", emoji="⬆️", row=2),

@@ -13,13 +13,16 @@ OUTPAINT_ACTIONS = tuple(action.name for action in OUTPAINT)
 _ZOOM_FACTORS: Mapping[str, float] = MappingProxyType(
     {action.name: action.zoom for action in OUTPAINT if action.zoom is not None}
 )
+_MAX_ZOOM = 4.0  # past this the old picture is a speck; the parser allows less (`--zoom` 1 to 2)
 _PAN_SIDES: Mapping[str, str] = MappingProxyType(
     {action.name: f"pad_{action.pan_side}" for action in OUTPAINT if action.pan_side is not None}
 )
 
 
-def outpaint_padding(width: int, height: int, action: str) -> dict[str, int]:
+def outpaint_padding(width: int, height: int, action: str, *, zoom: float | None = None) -> dict[str, int]:
     """Values for the zoom/pan templates from the source image's size and the action (comfy.actions).
+
+    `zoom` overrides a zoom action's own factor (Custom Zoom's `--zoom`); it must be at least 1.
 
     Returns pad_left, pad_right, pad_top, pad_bottom, feathering, width and height, all multiples of 8
     (rounded to the nearest, at least 8 where not 0):
@@ -37,6 +40,12 @@ def outpaint_padding(width: int, height: int, action: str) -> dict[str, int]:
             raise ValueError(f"{label} must be an int of at least 8, got {size!r}")
     pads = {"pad_left": 0, "pad_right": 0, "pad_top": 0, "pad_bottom": 0}
     factor = _ZOOM_FACTORS.get(action)
+    if zoom is not None:
+        if factor is None:
+            raise ValueError(f"{action!r} is no zoom; only zoom actions take a zoom factor")
+        if isinstance(zoom, bool) or not isinstance(zoom, int | float) or not 1.0 <= zoom <= _MAX_ZOOM:
+            raise ValueError(f"zoom must be a number from 1 to {_MAX_ZOOM:g}, got {zoom!r}")
+        factor = float(zoom)
     if factor is not None:
         side_x = _round8(width * (factor - 1) / 2)
         side_y = _round8(height * (factor - 1) / 2)

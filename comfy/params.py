@@ -18,6 +18,7 @@ How each parameter maps onto ComfyUI (this table is copied into the README):
 | `--style NAME` | a configured style (any case) | its prefix and suffix go around the prompt, its negative into the negative prompt |
 | `--tile` | models whose template supports it | seamless tiling |
 | `--iw X` | 0 to 3, default 1, only with an image prompt | img2img denoise = 1 - 0.3 x iw, kept within 0.1 to 1 (iw 0: 1.0, the image barely counts; iw 1: 0.7; iw 2: 0.4; iw 3: 0.1) |
+| `--zoom X` | 1 to 2, only in Custom Zoom (under an upscaled image) | the canvas grows X times around the picture, which the model fills in |
 
 The computed cfg is clamped to 1 to 30 and rounded to 0.01 (with stylize 100 and chaos 0 it is the model's
 cfg, untouched).
@@ -57,6 +58,7 @@ __all__ = [
     "GenerationRequest",
     "ParamError",
     "ParseContext",
+    "blend_request",
     "format_request",
     "parse_prompt",
     "request_from_json",
@@ -75,6 +77,7 @@ QUALITIES = (0.25, 0.5, 1.0, 2.0)
 MAX_STEPS = 150
 CFG_RANGE = (1.0, 30.0)
 IW_MAX = 3
+ZOOM_RANGE = (1.0, 2.0)  # `--zoom`, as Midjourney's Custom Zoom
 
 # A parameter starts at the beginning or after whitespace: `--`, or a long dash a phone made of it.
 _FLAG_RE = re.compile(r"(?:(?<=\s)|^)(--|[\u2014\u2013])([A-Za-z]\S*)")
@@ -115,6 +118,7 @@ class GenerationRequest:
     no: tuple[str, ...] = ()
     tile: bool = False
     image_weight: float | None = None
+    zoom: float | None = None  # a Custom Zoom's `--zoom`: how much the canvas grows around the picture
     # Flags the user typed (canonical names such as "ar", "seed"), so re-formatting is faithful. It records
     # how the request was written, not what is generated, so it takes no part in equality.
     explicit: frozenset[str] = field(default=frozenset(), compare=False)
@@ -132,6 +136,8 @@ class ParseContext:
     schedulers: Sequence[str] | None = None
     tile_models: frozenset[str] = frozenset()  # model names whose templates support --tile
     has_image: bool = False
+    custom_zoom: bool = False  # the prompt of a Custom Zoom: `--zoom` is required (elsewhere refused)
+    text_optional: bool = False  # a prompt may be parameters only (edited from a blend's, which has no text)
     default_model: str | None = None  # a per-user default overriding models[0]
     rng: random.Random | None = None
 
@@ -159,6 +165,7 @@ _FLAGS = (
     _Flag("style", example="--style NAME"),
     _Flag("tile", example="--tile"),
     _Flag("iw", example="--iw 1.5"),
+    _Flag("zoom", example="--zoom 1.5"),
 )
 _FLAG_BY_NAME = {flag.name: flag for flag in _FLAGS}
 _SPELLINGS = {spelling: flag.name for flag in _FLAGS for spelling in (flag.name, *flag.aliases)}
@@ -489,7 +496,7 @@ class _Plan:
 def _plan(prompt: str, ctx: ParseContext) -> _Plan:
     limits = ctx.limits
     text, given = _split(prompt)
-    if not text:
+    if not text and not ctx.text_optional:
         raise _empty_prompt()
     get = given.get
     no = _no_items(get("no"))
@@ -546,6 +553,7 @@ def _plan(prompt: str, ctx: ParseContext) -> _Plan:
         image_weight = 1.0
     if image_weight is not None:
         denoise = round(min(1.0, max(0.1, 1.0 - 0.3 * image_weight)), 3)
+    zoom = _zoom(given.get("zoom"), ctx)
 
     positive, negative_parts = _weighted(text)
     if style is not None:
@@ -573,10 +581,25 @@ def _plan(prompt: str, ctx: ParseContext) -> _Plan:
         no=no,
         tile="tile" in given,
         image_weight=image_weight,
+        zoom=zoom,
         explicit=frozenset(given),
         variation_strength=chaos / 100,
     )
     return _Plan(request, repeat, seed)
+
+
+def _zoom(given: _Given | None, ctx: ParseContext) -> float | None:
+    """`--zoom`: required in a Custom Zoom's prompt, refused anywhere else."""
+    low, high = ZOOM_RANGE
+    if given is None:
+        if ctx.custom_zoom:
+            raise ParamError(
+                f"Custom Zoom needs `--zoom` with a number from {_num(low)} to {_num(high)}, e.g. `--zoom 1.5`."
+            )
+        return None
+    if not ctx.custom_zoom:
+        raise ParamError("`--zoom` only works in Custom Zoom, under an upscaled image.")
+    return _fraction(given, low, high)
 
 
 def _derived_cfg(base: float, stylize: int, chaos: int) -> float:
@@ -695,11 +718,39 @@ def format_request(req: GenerationRequest) -> str:
     if req.no:
         flags.append("--no " + ", ".join(req.no))
     flags.append(f"--seed {req.seed}")
-    prompt = " ".join([req.text, *flags])
+    if req.zoom is not None:
+        flags.append(f"--zoom {_num(req.zoom)}")
+    prompt = " ".join(part for part in (req.text, *flags) if part)  # a blend has no text
     plain = parse_permutations(prompt)
     if plain.count == 1 and plain.expand() == [prompt]:
         return prompt
     return escape_permutations(prompt)
+
+
+def blend_request(ctx: ParseContext, aspect: tuple[int, int] | None = None) -> GenerationRequest:
+    """The request of a /blend, which has no text: the default model's settings, its pixel area in the
+    `aspect` shape (as `--ar` makes it) and a random seed (from `ctx.rng`)."""
+    profile = _profile(None, ctx)
+    if aspect is not None:
+        divisor = math.gcd(*aspect)
+        aspect = (aspect[0] // divisor, aspect[1] // divisor)
+    width, height = _size(profile, aspect)
+    rng = ctx.rng if ctx.rng is not None else random.Random()
+    return GenerationRequest(
+        text="",
+        positive="",
+        negative=profile.negative.strip(),
+        model=profile.name,
+        checkpoint=profile.checkpoint,
+        width=width,
+        height=height,
+        seed=rng.randint(0, SEED_MAX),
+        steps=profile.steps,
+        cfg=profile.cfg,
+        sampler=profile.sampler,
+        scheduler=profile.scheduler,
+        aspect=aspect,
+    )
 
 
 def request_to_json(req: GenerationRequest) -> str:

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from comfy.actions import ACTIONS, ACTIONS_BY_NAME, action_named
 from comfy.params import GenerationRequest
-from comfy.workflow import outpaint_padding
+from comfy.workflow import blend_values, outpaint_padding
 
 MAX_CANVAS_SIDE = 4096  # pans grow the canvas; stop before ComfyUI runs out of memory
 
@@ -78,10 +79,22 @@ def template_values(
         if max(source.width, source.height) * follow_up.scale_by > MAX_CANVAS_SIDE:
             raise RenderError(f"this image is already as large as allowed ({MAX_CANVAS_SIDE} pixels a side)")
     if follow_up.zoom is not None or follow_up.pan_side is not None:
-        padding = outpaint_padding(source.width, source.height, follow_up.name)
+        zoom = request.zoom if follow_up.zoom_from_prompt else None
+        padding = outpaint_padding(source.width, source.height, follow_up.name, zoom=zoom)
         if max(padding["width"], padding["height"]) > MAX_CANVAS_SIDE:
             raise RenderError(
                 f"the picture cannot grow past {MAX_CANVAS_SIDE} pixels a side; try zooming out"
             )
         values.update(padding)
     return values
+
+
+def blend_template_values(
+    request: GenerationRequest, *, filename_prefix: str, images: Sequence[str]
+) -> dict[str, object]:
+    """The values to render a blend template with: 2 to 5 uploaded `images` (the names LoadImage takes)
+    mixed at the request's size, sampled with its seed, model and (empty or not) prompt."""
+    return {
+        **template_values(request, filename_prefix=filename_prefix),
+        **blend_values(images, width=request.width, height=request.height),
+    }

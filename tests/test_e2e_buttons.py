@@ -14,7 +14,7 @@ from tests.fakes.discord_server import SEND_ROUTE, InteractionHandle
 
 UPSCALE_ROWS = [
     ["Vary (Strong)", "Vary (Subtle)", "Upscale 2x"],
-    ["Zoom Out 1.5x", "Zoom Out 2x", "Info"],
+    ["Zoom Out 1.5x", "Zoom Out 2x", "Custom Zoom", "Info"],
     ["⬅️", "➡️", "⬆️", "⬇️"],
 ]
 
@@ -99,6 +99,7 @@ async def test_u2_posts_the_upscaled_image_in_reply_with_its_buttons(tmp_path: P
         f"ci:upscale_2x:{job.id}",
         f"ci:zoom_1.5:{job.id}",
         f"ci:zoom_2:{job.id}",
+        f"ci:zoom_custom:{job.id}",
         f"ci:info:{job.id}",
         f"ci:pan_left:{job.id}",
         f"ci:pan_right:{job.id}",

@@ -78,6 +78,7 @@ async def test_settings_panel_shows_defaults_and_components_bound_to_the_member(
         f"settings:{uid}:style",
         f"settings:{uid}:negative",
         f"settings:{uid}:ping",
+        f"settings:{uid}:remix",
         f"settings:{uid}:reset",
     ]
     assert fields_of(panel) == {
@@ -86,6 +87,7 @@ async def test_settings_panel_shows_defaults_and_components_bound_to_the_member(
         "Style": "none",
         "Negative prompt": "none",
         "Ping me when an image is ready": "yes: your finished images mention you",
+        "Remix": "off: follow-up buttons start at once (U never asks)",
     }
     aspect = panel.find_component(f"settings:{uid}:aspect")
     assert aspect is not None

@@ -25,6 +25,7 @@ from bot.reasons import Failure, FailureKind
 from bot.services import Services
 from cogs._errors import member_text
 from cogs._messages import Where, cancelled_text, job_info_text, refusal_text
+from cogs._render import what_it_is
 from comfy.actions import ACTIONS, Action
 from comfy.params import ParamError, request_from_json
 from comfy.render import RenderError
@@ -482,3 +483,130 @@ async def test_attachments_that_are_not_images_are_refused(h: Harness) -> None:
     Image.new("P", (8, 8)).save(gif, format="GIF")
     kept = await h.service.save_image_prompt(gif.getvalue())
     assert kept.file.endswith(".png")  # kept as PNG for ComfyUI's LoadImage
+
+
+# ------------------------------------------------------------------------------------------ remix, zoom, blend
+
+
+async def test_follow_ups_ask_for_the_prompt_only_with_remix_on_and_never_for_an_upscale(h: Harness) -> None:
+    parent = await h.completed("a fox --ar 2:3 --seed 99")
+    ask = h.service.follow_up_prompt
+    assert await ask(parent.id, "vary_strong", guild_id=GUILD, user_id=BOB) is None
+    await h.services.store.update_user_settings(BOB, remix=True)
+    for action in ("vary_strong", "vary_subtle", "reroll", "zoom_2", "pan_left"):
+        assert await ask(parent.id, action, guild_id=GUILD, user_id=BOB) == "a fox --ar 2:3 --seed 99"
+    assert await ask(parent.id, "upscale_2x", guild_id=GUILD, user_id=BOB) is None
+    # Custom Zoom asks everyone, with the zoom it offers.
+    custom = await ask(parent.id, "zoom_custom", guild_id=GUILD, user_id=ALICE)
+    assert custom == "a fox --ar 2:3 --seed 99 --zoom 2"
+    error, _ = await refused(ask(parent.id + 100, "zoom_custom", guild_id=GUILD, user_id=ALICE))
+    assert isinstance(error, MemberError) and error.reason is Reason.JOB_MISSING
+
+
+async def test_a_remixed_follow_up_runs_the_edited_prompt_from_the_parent_image(h: Harness) -> None:
+    await h.services.store.update_user_settings(BOB, negative="watermark")
+    parent = await h.completed("a fox --seed 99")
+    (vary,) = await h.service.follow_up(
+        parent.id, 2, "vary_strong", guild_id=GUILD, channel_id=CHANNEL, user_id=BOB,
+        prompt="a wolf --seed 99 --stylize 250",
+    )  # fmt: skip
+    (kept,) = await h.service.follow_up(
+        parent.id, 0, "pan_up", guild_id=GUILD, channel_id=CHANNEL, user_id=BOB, prompt="a wolf --seed 7"
+    )
+    request, kept_request = request_from_json(vary.job.request_json), request_from_json(kept.job.request_json)
+
+    assert (vary.job.kind, vary.job.parent_job_id, vary.job.parent_index) == (JobKind.VARIATION, parent.id, 2)
+    assert (vary.job.prompt, request.text, request.stylize) == ("a wolf", "a wolf", 250)
+    assert request.seed != 99  # the parent's seed, left as it was: the action draws a new one
+    assert kept_request.seed == 7  # a seed the member changed is theirs
+    assert "watermark" in request.no  # the presser's /settings apply, as in /imagine
+    assert isinstance(await h.finished(vary.job.id), Completed)
+
+
+async def test_a_remix_prompt_is_refused_like_imagine_and_zoom_only_in_custom_zoom(h: Harness) -> None:
+    parent = await h.completed("a fox --seed 99")
+
+    async def remix(action: str, prompt: str) -> str:
+        call = h.service.follow_up(
+            parent.id, 0, action, guild_id=GUILD, channel_id=CHANNEL, user_id=BOB, prompt=prompt
+        )
+        return (await refused(call))[1]
+
+    assert "`--ar` must be two whole numbers" in await remix("vary_strong", "a wolf --ar wide")
+    assert (
+        await remix("reroll", "a wolf --zoom 2")
+        == "`--zoom` only works in Custom Zoom, under an upscaled image."
+    )
+    assert "from 1 to 2" in await remix("zoom_custom", "a wolf --zoom 2.1")
+    assert await h.services.store.list_guild_jobs(GUILD, statuses=[JobStatus.QUEUED]) == []
+
+
+async def test_custom_zoom_zooms_by_the_prompts_factor_and_its_reroll_again(h: Harness) -> None:
+    parent = await h.completed("a fox --seed 99")
+    (upscale,) = await h.service.follow_up(
+        parent.id, 0, "upscale_2x", guild_id=GUILD, channel_id=CHANNEL, user_id=ALICE
+    )
+    await h.finished(upscale.job.id)
+    (zoom,) = await h.service.follow_up(
+        upscale.job.id, 0, "zoom_custom", guild_id=GUILD, channel_id=CHANNEL, user_id=ALICE,
+        prompt="a fox by the sea --zoom 1.5 --seed 99",
+    )  # fmt: skip
+    assert isinstance(await h.finished(zoom.job.id), Completed)
+    zoom_graph = h.comfy.received_prompts[-1]
+    (again,) = await h.service.follow_up(
+        zoom.job.id, 0, "reroll", guild_id=GUILD, channel_id=CHANNEL, user_id=ALICE
+    )
+    (vary,) = await h.service.follow_up(
+        zoom.job.id, 1, "vary_subtle", guild_id=GUILD, channel_id=CHANNEL, user_id=ALICE
+    )
+    await h.services.store.update_user_settings(ALICE, remix=True)
+    prefilled = await h.service.follow_up_prompt(zoom.job.id, "reroll", guild_id=GUILD, user_id=ALICE)
+
+    pad = next(n for n in zoom_graph.values() if n["_meta"]["title"] == "Outpaint Pad")["inputs"]
+    assert (pad["left"], pad["top"]) == (32, 32)  # 128 x 0.5 / 2 on each side
+    assert (zoom.job.action, request_from_json(zoom.job.request_json).zoom) == ("zoom_custom", 1.5)
+    assert (again.job.action, request_from_json(again.job.request_json).zoom) == ("zoom_custom", 1.5)
+    assert request_from_json(vary.job.request_json).zoom is None
+    assert prefilled is not None and prefilled.endswith("--zoom 1.5")
+    assert what_it_is(zoom.job) == "Custom Zoom"
+
+
+async def test_a_blend_mixes_its_images_and_its_reroll_the_same_images(h: Harness) -> None:
+    images = [await h.service.save_image_prompt(png((40 * i, 10, 10), 40 + 8 * i)) for i in range(3)]
+    job = await h.service.prepare_blend(3, (3, 2), guild_id=GUILD, channel_id=CHANNEL, user_id=ALICE)
+    (queued,) = await h.service.submit([h.service.with_blend_images(job, images)])
+    assert isinstance(await h.finished(queued.job.id), Completed)
+    blend_graph = h.comfy.received_prompts[-1]
+    (again,) = await h.service.follow_up(
+        queued.job.id, 0, "reroll", guild_id=GUILD, channel_id=CHANNEL, user_id=BOB
+    )
+    assert isinstance(await h.finished(again.job.id), Completed)
+    outputs = await h.services.store.outputs(queued.job.id)
+
+    request = request_from_json(queued.job.request_json)
+    assert (queued.job.kind, queued.job.blend_images, request.text) == (JobKind.BLEND, tuple(images), "")
+    assert what_it_is(queued.job) == "Blend of 3 images"
+    assert (request.width, request.height, request.aspect) == (96, 64, (3, 2))  # as --ar 3:2: sides >= 64
+    loads = [n["inputs"]["image"] for n in blend_graph.values() if n["class_type"] == "LoadImage"]
+    names = [f"imagine_prompt_{Path(i.file).name}" for i in images]
+    assert loads == [*names, names[0], names[0]]
+    assert len(outputs) == 4 and {(o.width, o.height) for o in outputs} == {(96, 64)}
+    assert (again.job.kind, again.job.blend_images) == (JobKind.REROLL, tuple(images))
+    assert request_from_json(again.job.request_json).seed != request.seed
+    again_loads = [
+        n["inputs"]["image"] for n in h.comfy.received_prompts[-1].values() if n["class_type"] == "LoadImage"
+    ]
+    assert again_loads == loads
+    assert await h.services.store.image_prompt_files_in_use() == {i.file for i in images}
+
+
+async def test_a_blend_takes_two_to_five_images(h: Harness) -> None:
+    for count in (0, 1, 6):
+        error, words = await refused(
+            h.service.prepare_blend(count, (1, 1), guild_id=GUILD, channel_id=CHANNEL, user_id=ALICE)
+        )
+        assert isinstance(error, MemberError) and (error.reason, error.count) == (
+            Reason.BLEND_IMAGE_COUNT,
+            count,
+        )
+        assert words.startswith(f"/blend mixes 2 to 5 images; you attached {count}.")

@@ -14,6 +14,7 @@ from comfy.params import (
     GenerationRequest,
     ParamError,
     ParseContext,
+    blend_request,
     format_request,
     parse_prompt,
     valid_flags,
@@ -576,6 +577,55 @@ def test_text_without_double_colon_is_untouched() -> None:
 
 def test_style_goes_around_the_weighted_text() -> None:
     assert one("cat::2 dog --style cine").positive == "cinematic still of (cat:2), (dog:1), film grain"
+
+
+# ------------------------------------------------------------------------------------ custom zoom, blend
+
+
+def test_zoom_is_taken_only_in_a_custom_zoom_and_shown_last() -> None:
+    req = one("a cat --seed 3 --zoom 1.5", custom_zoom=True)
+    assert req.zoom == 1.5 and "zoom" in req.explicit
+    assert format_request(req) == "a cat --seed 3 --zoom 1.5"
+    assert parse_prompt(format_request(req), make_ctx(custom_zoom=True)) == [req]
+    assert one("a cat --zoom 1", custom_zoom=True).zoom == 1.0
+    assert one("a cat --zoom 2", custom_zoom=True).zoom == 2.0
+    assert one("a cat").zoom is None
+
+
+def test_zoom_outside_a_custom_zoom_is_refused_with_where_it_works() -> None:
+    assert refused("a cat --zoom 2") == "`--zoom` only works in Custom Zoom, under an upscaled image."
+
+
+@pytest.mark.parametrize("value", ["0.9", "2.1", "0", "x"])
+def test_zoom_out_of_range_is_refused_with_the_range(value: str) -> None:
+    assert refused(f"a cat --zoom {value}", custom_zoom=True) == (
+        f"`--zoom` must be a number from 1 to 2 (like `1` or `1.5`); you gave `{value}`."
+    )
+
+
+def test_a_custom_zoom_without_zoom_is_refused_with_an_example() -> None:
+    assert "Custom Zoom needs `--zoom`" in refused("a cat --seed 1", custom_zoom=True)
+
+
+def test_parameters_alone_are_a_prompt_where_text_is_optional() -> None:
+    req = one("--ar 3:2 --seed 4", text_optional=True)
+    assert (req.text, req.positive, req.seed, req.aspect) == ("", "", 4, (3, 2))
+    assert format_request(req) == "--ar 3:2 --seed 4"
+    assert "no description" in refused("--ar 3:2 --seed 4")
+
+
+def test_a_blend_request_has_no_text_and_the_model_area_in_the_asked_shape() -> None:
+    square = blend_request(make_ctx(models=(SDXL,)))
+    portrait = blend_request(make_ctx(models=(SDXL,)), (2, 3))
+    landscape = blend_request(make_ctx(), (6, 4))
+    assert (square.text, square.positive, square.model) == ("", "", "SDXL-Base")
+    assert (square.width, square.height, square.steps, square.cfg) == (1024, 1024, 30, 6.5)
+    assert (portrait.width, portrait.height) == (
+        one("x --ar 2:3 --model sdxl-base").width,
+        one("x --ar 2:3 --model sdxl-base").height,
+    )
+    assert landscape.aspect == (3, 2) and landscape.negative == "blurry"
+    assert format_request(landscape) == f"--ar 3:2 --seed {landscape.seed}"
 
 
 # ------------------------------------------------------------------------------------ format and reroll

@@ -10,9 +10,16 @@ import pytest
 
 from comfy.actions import ACTIONS, OUTPAINT_ACTIONS, REROLL, Action, action_named
 from comfy.outpaint import OUTPAINT_ACTIONS as OUTPAINT_NAMES
-from comfy.params import ParseContext, parse_prompt
+from comfy.params import ParseContext, blend_request, parse_prompt
 from comfy.profiles import TEMPLATE_KINDS, ModelProfile
-from comfy.render import MAX_CANVAS_SIDE, RenderError, SourceImage, kind_for, template_values
+from comfy.render import (
+    MAX_CANVAS_SIDE,
+    RenderError,
+    SourceImage,
+    blend_template_values,
+    kind_for,
+    template_values,
+)
 from comfy.workflow import load_builtin_templates
 
 MODEL = ModelProfile(name="tiny", checkpoint="tiny.safetensors", width=512, height=512, steps=8)
@@ -107,3 +114,33 @@ def test_every_image_action_of_the_table_renders_its_template_from_the_parent_im
 def test_a_reroll_is_no_template_of_its_own() -> None:
     with pytest.raises(RenderError, match="unknown action 'reroll'"):
         kind_for(REROLL.name)
+
+
+def test_a_custom_zoom_pads_by_the_prompts_zoom_and_offers_its_own_by_default() -> None:
+    source = SourceImage(name="parent_0.png", width=512, height=512)
+    custom = parse_prompt("a fox --zoom 1.5", ParseContext(models=[MODEL], custom_zoom=True))[0]
+    zoomed = template_values(custom, filename_prefix="p", action="zoom_custom", source=source)
+    offered = template_values(_request(), filename_prefix="p", action="zoom_custom", source=source)
+    assert [zoomed[f"pad_{side}"] for side in ("left", "right", "top", "bottom")] == [128] * 4
+    assert (zoomed["width"], zoomed["height"]) == (512, 512)
+    assert offered["pad_left"] == 256  # the row's zoom, 2
+    # A fixed zoom ignores a zoom the request carries (a job made from a Custom Zoom's image).
+    assert template_values(custom, filename_prefix="p", action="zoom_2", source=source)["pad_left"] == 256
+
+
+def test_a_blend_renders_the_blend_template_with_every_image_at_the_requests_size() -> None:
+    request = blend_request(ParseContext(models=[MODEL], rng=random.Random(2)), (2, 3))
+    values = blend_template_values(request, filename_prefix="p", images=["a.png", "b.png", "c.png"])
+    graph = load_builtin_templates()["blend"].render(values)
+    loads = [n["inputs"]["image"] for n in graph.values() if n["class_type"] == "LoadImage"]
+    sizes = {
+        (n["inputs"]["width"], n["inputs"]["height"])
+        for n in graph.values()
+        if n["class_type"] == "ImageScale"
+    }
+    sampler = next(n for n in graph.values() if n["class_type"] == "KSampler")["inputs"]
+    assert loads == ["a.png", "b.png", "c.png", "a.png", "a.png"]
+    assert sizes == {(request.width, request.height)} and request.height > request.width
+    assert (sampler["seed"], sampler["denoise"]) == (request.seed, values["denoise"]) and values[
+        "denoise"
+    ] < 1

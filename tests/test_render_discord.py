@@ -130,7 +130,7 @@ def test_follow_up_job_reads_the_job_of_follow_up_buttons_only() -> None:
 async def test_every_custom_id_fits_discord_and_matches_exactly_one_button_class() -> None:
     views = [grid_view(BIGGEST_JOB_ID), upscale_view(BIGGEST_JOB_ID), cancel_view(BIGGEST_JOB_ID)]
     ids = [item.custom_id for view in views for item in view.children]  # type: ignore[attr-defined]
-    assert len(ids) == 9 + 10 + 1 and len(set(ids)) == len(ids)
+    assert len(ids) == 9 + 11 + 1 and len(set(ids)) == len(ids)
     for value in ids:
         assert len(value) <= 100
         matching = [c for c in BUTTON_CLASSES if c.__discord_ui_compiled_template__.fullmatch(value)]
@@ -184,6 +184,7 @@ async def test_grid_and_upscale_layouts() -> None:
         "Upscale 2x",
         "Zoom Out 1.5x",
         "Zoom Out 2x",
+        "Custom Zoom",
         "Info",
         "⬅️",
         "➡️",
@@ -242,9 +243,23 @@ def test_every_reason_has_words_wherever_it_happens(reason: Reason, where: Where
             "<#10> and others.",
         ),
         (
-            with_reason(Reason.IMAGE_TOO_LARGE, count=11 * 1_048_576, allowed=MAX_IMAGE_PROMPT_BYTES),
+            with_reason(
+                Reason.IMAGE_TOO_LARGE, count=11 * 1_048_576, allowed=MAX_IMAGE_PROMPT_BYTES, value=None
+            ),
             Where.ANY,
             "The attached image is 11.0 MB; at most 10 MB are allowed.",
+        ),
+        (
+            with_reason(
+                Reason.IMAGE_TOO_LARGE, count=11 * 1_048_576, allowed=MAX_IMAGE_PROMPT_BYTES, value="big.png"
+            ),
+            Where.ANY,
+            "`big.png` is 11.0 MB; at most 10 MB are allowed.",
+        ),
+        (
+            with_reason(Reason.BLEND_IMAGE_COUNT, count=1, allowed=5),
+            Where.ANY,
+            "/blend mixes 2 to 5 images; you attached 1. Attach each image in its own option (image1, image2, ...).",
         ),
         (
             with_reason(Reason.IMAGE_TOO_BIG, allowed=8192),

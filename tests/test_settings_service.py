@@ -146,3 +146,13 @@ async def test_a_server_without_styles_says_so(write_config: Callable[..., Path]
         await services.close()
     assert refused.value.reason is Reason.NO_STYLES
     assert refusal_text(refused.value, Where.SETTINGS) == "There are no styles on this server."
+
+
+async def test_remix_is_switched_on_and_off_alone(services: Services, settings: SettingsService) -> None:
+    assert (await settings.get_settings(ALICE)).remix is False
+    await settings.update_settings(ALICE, model="tiny")
+    on = await settings.set_remix(ALICE, True)
+    assert (on.remix, on.model) == (True, "tiny")
+    assert (await settings.update_settings(ALICE, aspect="2:3")).remix is True
+    assert (await settings.set_remix(ALICE, False)).remix is False
+    assert await services.store.get_user_settings(ALICE) == await settings.get_settings(ALICE)

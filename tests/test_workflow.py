@@ -701,6 +701,22 @@ def test_outpaint_padding_rejects_bad_input(width: int, height: int, action: str
         outpaint_padding(width, height, action)
 
 
+def test_a_zoom_factor_overrides_a_zoom_actions_own() -> None:
+    result = outpaint_padding(512, 256, "zoom_custom", zoom=1.5)
+    assert (result["pad_left"], result["pad_right"], result["pad_top"], result["pad_bottom"]) == (
+        128,
+        128,
+        64,
+        64,
+    )
+    assert (result["width"], result["height"]) == (512, 256)
+    assert outpaint_padding(512, 512, "zoom_custom", zoom=1.0)["pad_left"] == 8  # the smallest pad
+    with pytest.raises(ValueError, match="only zoom actions"):
+        outpaint_padding(512, 512, "pan_left", zoom=1.5)
+    with pytest.raises(ValueError, match="from 1 to"):
+        outpaint_padding(512, 512, "zoom_custom", zoom=0.5)
+
+
 # --- check against /object_info ----------------------------------------------------------------------
 
 

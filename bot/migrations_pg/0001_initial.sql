@@ -24,6 +24,8 @@ CREATE TABLE jobs (
     request_json        TEXT    NOT NULL DEFAULT '{}' CHECK (request_json::json IS NOT NULL),
     -- An image the member attached: JSON {"file", "width", "height"}; NULL for none.
     image_prompt        TEXT    CHECK (image_prompt IS NULL OR image_prompt::json IS NOT NULL),
+    -- A blend job's images, a JSON list of {"file", "width", "height"} in the order they are mixed.
+    blend_images        TEXT    CHECK (blend_images IS NULL OR json_typeof(blend_images::json) = 'array'),
     -- NULL: any backend can run the job.
     model               TEXT,
     status              TEXT    NOT NULL DEFAULT 'queued'
@@ -69,6 +71,8 @@ CREATE INDEX idx_jobs_guild_finished ON jobs (guild_id, finished_at) WHERE finis
 -- Retention: which attached images do jobs still use? Only jobs with an image prompt are indexed.
 CREATE INDEX idx_jobs_image_prompt_file ON jobs (((image_prompt::json) ->> 'file'))
     WHERE image_prompt IS NOT NULL;
+-- Retention: which attached images do blends still use? Blend jobs only.
+CREATE INDEX idx_jobs_blend_images ON jobs (id) INCLUDE (blend_images) WHERE blend_images IS NOT NULL;
 
 CREATE TABLE job_outputs (
     job_id      BIGINT  NOT NULL REFERENCES jobs (id) ON DELETE CASCADE,
@@ -90,6 +94,8 @@ CREATE TABLE user_settings (
     negative    TEXT,
     -- Mention the member in the message of a finished image (/settings ping).
     ping        BOOLEAN NOT NULL DEFAULT TRUE,
+    -- Follow-ups first ask for the prompt, prefilled with the parent's (/settings remix).
+    remix       BOOLEAN NOT NULL DEFAULT FALSE,
     updated_at  DOUBLE PRECISION NOT NULL
 );
 

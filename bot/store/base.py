@@ -269,10 +269,12 @@ class Store(Protocol):
         style: str | Unset | None = UNSET,
         negative: str | Unset | None = UNSET,
         ping: bool | Unset = UNSET,
+        remix: bool | Unset = UNSET,
     ) -> UserSettings:
         """Change some of the member's settings (None clears one; `UNSET` ones stay) and stamp `updated_at`.
 
-        `ping` (True unless the member turned it off) cannot be cleared, only set.
+        `ping` (True unless the member turned it off) and `remix` (False until set) are switches: they
+        cannot be cleared, only set.
         """
         ...
 
@@ -308,7 +310,8 @@ class Store(Protocol):
         ...
 
     async def image_prompt_files_in_use(self) -> set[str]:
-        """Return the `file` of every image prompt a job in the database still has, whatever its status."""
+        """Return the `file` of every image prompt a job in the database still has, whatever its status:
+        its `image_prompt` and each of its `blend_images`."""
         ...
 
     # ------------------------------------------------------------------------------ backend leases

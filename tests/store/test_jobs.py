@@ -160,6 +160,21 @@ async def test_an_image_prompt_is_stored_with_its_job_and_survives_every_change(
     assert (await store.get(job.id)).image_prompt == image  # type: ignore[union-attr]
 
 
+async def test_a_blends_images_are_stored_in_order_with_its_job_and_survive_every_change(
+    store: Store,
+) -> None:
+    images = tuple(ImagePrompt(f"image_prompts/{c * 32}.png", 64 * (i + 1), 64) for i, c in enumerate("abc"))
+    job = await enqueue(store, new_job(kind=JobKind.BLEND, prompt="", blend_images=images))
+    plain = await enqueue(store, new_job())
+
+    assert (job.kind, job.blend_images, job.image_prompt) == (JobKind.BLEND, images, None)
+    assert plain.blend_images == ()
+    claimed = await store.claim_next("gpu0")
+    assert claimed is not None and claimed.blend_images == images
+    await store.requeue(job.id, "backend went away")
+    assert (await store.get(job.id)).blend_images == images  # type: ignore[union-attr]
+
+
 # --------------------------------------------------------------------------------- lists, stats
 
 

@@ -118,3 +118,23 @@ async def test_version_1_image_prompts_move_from_the_request_into_their_own_colu
     assert odd.image_prompt is None and json.loads(odd.request_json) == {"text": "odd"}
     with raw(db_path) as conn, pytest.raises(sqlite3.IntegrityError, match="CHECK"):
         conn.execute("UPDATE jobs SET image_prompt = 'not json' WHERE id = 1")
+
+
+async def test_version_4_settings_get_remix_off_and_jobs_no_blend_images(db_path: Path) -> None:
+    shipped = load_migrations()
+    async with await JobStore.open(db_path, migrations=shipped[:4]):
+        pass
+    with raw(db_path) as conn:  # rows as version 4 of the bot wrote them
+        conn.execute("INSERT INTO user_settings (user_id, model, updated_at) VALUES (9, 'sdxl', 0)")
+        conn.execute(
+            "INSERT INTO jobs (guild_id, channel_id, user_id, kind, prompt, created_at, queued_at) "
+            "VALUES (1, 1, 1, 'imagine', 'a fox', 0, 0)"
+        )
+
+    async with await JobStore.open(db_path) as store:
+        settings, job = await store.get_user_settings(9), await store.get(1)
+
+    assert settings is not None and (settings.model, settings.remix) == ("sdxl", False)
+    assert job is not None and job.blend_images == ()
+    with raw(db_path) as conn, pytest.raises(sqlite3.IntegrityError, match="CHECK"):
+        conn.execute('UPDATE jobs SET blend_images = \'{"file": "a.png"}\' WHERE id = 1')

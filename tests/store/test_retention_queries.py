@@ -105,3 +105,20 @@ async def test_image_prompt_files_in_use_are_those_of_every_job_still_stored(
     await store.cancel(waiting.id)  # finished, but still in the database: still in use
     await store.cancel(twice[0].id)
     assert await store.image_prompt_files_in_use() == {image(n).file for n in "ab"}
+
+
+async def test_every_image_of_a_blend_is_in_use_while_its_job_is_stored(
+    store: Store, clock: FakeClock
+) -> None:
+    def image(name: str) -> ImagePrompt:
+        return ImagePrompt(f"image_prompts/{name * 32}.png", 512, 512)
+
+    blend = await enqueue(store, new_job(kind=JobKind.BLEND, blend_images=(image("a"), image("b"))))
+    await enqueue(store, new_job(kind=JobKind.IMG2IMG, image_prompt=image("b")))
+    again = await enqueue(store, new_job(kind=JobKind.REROLL, blend_images=(image("c"), image("a"))))
+    assert await store.image_prompt_files_in_use() == {image(n).file for n in "abc"}
+    await store.fail(blend.id, "gone")
+    await store.fail(again.id, "gone")
+    clock.advance(60)
+    await store.purge_finished_before(clock())
+    assert await store.image_prompt_files_in_use() == {image("b").file}

@@ -16,7 +16,7 @@ import pytest
 
 from bot.jobs import InvalidTransition, Job, JobStatus, can_transition
 from bot.store import JobStore, SqliteStore
-from bot.store.sqlite.retention import IMAGE_PROMPT_FILES_SQL
+from bot.store.sqlite.retention import BLEND_IMAGE_FILES_SQL, IMAGE_PROMPT_FILES_SQL
 from tests.store.helpers import GUILD_A, FakeClock, claim_all, drive_to, enqueue, new_job, raw
 from tests.store_engines import sqlite_dispatch_counts_match
 
@@ -124,6 +124,15 @@ async def test_image_prompts_in_use_are_read_from_their_index_not_the_whole_tabl
     with raw(db_path) as conn:
         plan = [row[3] for row in conn.execute("EXPLAIN QUERY PLAN " + IMAGE_PROMPT_FILES_SQL)]
     assert plan == ["SCAN jobs USING INDEX idx_jobs_image_prompt_file"], plan
+
+
+async def test_blend_images_in_use_are_read_from_their_index_not_the_whole_table(db_path: Path) -> None:
+    async with await JobStore.open(db_path):
+        pass
+    with raw(db_path) as conn:
+        plan = [row[3] for row in conn.execute("EXPLAIN QUERY PLAN " + BLEND_IMAGE_FILES_SQL)]
+    assert plan[0].startswith("SEARCH j USING COVERING INDEX idx_jobs_blend_images"), plan
+    assert not any(re.fullmatch(r"SCAN (j|jobs)", line) for line in plan), plan
 
 
 async def test_claiming_among_ten_thousand_waiting_jobs_is_fast_and_fair(db_path: Path) -> None:

@@ -9,7 +9,7 @@ from typing import Any
 
 import asyncpg
 
-from bot.jobs import Job, JobOutput, UserSettings
+from bot.jobs import ImagePrompt, Job, JobOutput, UserSettings
 from bot.store.postgres.connection import CLAIM_LOCK, PostgresConnection
 
 log = logging.getLogger(__name__)
@@ -21,6 +21,7 @@ def _job_record(job: Job, columns: list[str]) -> tuple[Any, ...]:
     values["kind"] = job.kind.value
     values["status"] = job.status.value
     values["image_prompt"] = job.image_prompt.to_json() if job.image_prompt is not None else None
+    values["blend_images"] = ImagePrompt.list_to_json(job.blend_images) if job.blend_images else None
     return tuple(values[name] for name in columns)
 
 

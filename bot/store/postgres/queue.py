@@ -33,6 +33,7 @@ import asyncpg
 from bot.jobs import (
     ACTIVE_STATUSES,
     EnqueueLimits,
+    ImagePrompt,
     Job,
     JobKind,
     JobNotFound,
@@ -137,10 +138,10 @@ def _claim_args(models: Collection[str] | None) -> list[Any]:
 _INSERT_JOB: Final = """
     INSERT INTO jobs (id, batch_id, guild_id, channel_id, user_id, kind, action, parent_job_id,
         parent_index, prompt, request_json, model, status_channel_id, status_message_id,
-        image_prompt, created_at, queued_at)
+        image_prompt, blend_images, created_at, queued_at)
     SELECT n.id, COALESCE($1::bigint, n.id), $2::bigint, $3::bigint, $4::bigint, $5::text, $6::text,
         $7::bigint, $8::integer, $9::text, $10::text, $11::text, $12::bigint, $13::bigint, $14::text,
-        $15::double precision, $15::double precision
+        $16::text, $15::double precision, $15::double precision
     FROM (SELECT nextval('jobs_id_seq') AS id) AS n
     RETURNING *
 """
@@ -201,6 +202,7 @@ class PostgresQueue(PostgresConnection):
                     job.status_message_id,
                     job.image_prompt.to_json() if job.image_prompt is not None else None,
                     now,
+                    ImagePrompt.list_to_json(job.blend_images) if job.blend_images else None,
                 )
                 created.append(Job.from_row(row))
             return created

@@ -13,9 +13,12 @@ from bot.store.postgres.connection import ACTIVE_SQL, PARENTS_LOCK, TERMINAL_SQL
 
 log = logging.getLogger(__name__)
 
-# Reads idx_jobs_image_prompt_file (migrations_pg/0001_initial.sql): only jobs that have an image prompt.
+# Reads idx_jobs_image_prompt_file and idx_jobs_blend_images (migrations_pg/0001_initial.sql): only jobs
+# that have an image prompt, or blend images.
 IMAGE_PROMPT_FILES_SQL: Final = (
-    "SELECT DISTINCT (image_prompt::json ->> 'file') AS file FROM jobs WHERE image_prompt IS NOT NULL"
+    "SELECT (image_prompt::json ->> 'file') AS file FROM jobs WHERE image_prompt IS NOT NULL "
+    "UNION SELECT image ->> 'file' FROM jobs, json_array_elements(blend_images::json) AS image "
+    "WHERE blend_images IS NOT NULL"
 )
 
 

@@ -18,6 +18,7 @@ _DEFAULTS: Final[dict[str, object]] = {
     "style": None,
     "negative": None,
     "ping": True,
+    "remix": False,
 }
 
 
@@ -29,6 +30,7 @@ def _settings_from_row(row: asyncpg.Record) -> UserSettings:
         style=row["style"],
         negative=row["negative"],
         ping=bool(row["ping"]),
+        remix=bool(row["remix"]),
         updated_at=float(row["updated_at"]),
     )
 
@@ -50,6 +52,7 @@ class PostgresSettings(PostgresConnection):
         style: str | Unset | None = UNSET,
         negative: str | Unset | None = UNSET,
         ping: bool | Unset = UNSET,
+        remix: bool | Unset = UNSET,
     ) -> UserSettings:
         """Change some of the member's settings (None clears one; omitted ones stay)."""
         changes: dict[str, object] = {
@@ -59,6 +62,8 @@ class PostgresSettings(PostgresConnection):
         }
         if ping is not UNSET:
             changes["ping"] = bool(ping)
+        if remix is not UNSET:
+            changes["remix"] = bool(remix)
         values = _DEFAULTS | changes
         columns = list(_DEFAULTS)
         updates = "".join(f"{name} = excluded.{name}, " for name in changes)

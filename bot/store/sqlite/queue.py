@@ -11,6 +11,7 @@ import aiosqlite
 from bot.jobs import (
     ACTIVE_STATUSES,
     EnqueueLimits,
+    ImagePrompt,
     Job,
     JobKind,
     JobNotFound,
@@ -121,9 +122,9 @@ class SqliteQueue(SqliteConnection):
                     db,
                     """
                     INSERT INTO jobs (batch_id, guild_id, channel_id, user_id, kind, action,
-                        parent_job_id, parent_index, prompt, request_json, image_prompt, model,
-                        status_channel_id, status_message_id, created_at, queued_at)
-                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                        parent_job_id, parent_index, prompt, request_json, image_prompt, blend_images,
+                        model, status_channel_id, status_message_id, created_at, queued_at)
+                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                     RETURNING id
                     """,
                     (
@@ -138,6 +139,7 @@ class SqliteQueue(SqliteConnection):
                         job.prompt,
                         job.request_json,
                         job.image_prompt.to_json() if job.image_prompt is not None else None,
+                        ImagePrompt.list_to_json(job.blend_images) if job.blend_images else None,
                         job.model,
                         job.channel_id if job.status_message_id is not None else None,
                         job.status_message_id,

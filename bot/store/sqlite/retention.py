@@ -13,6 +13,11 @@ log = logging.getLogger(__name__)
 IMAGE_PROMPT_FILES_SQL = (
     "SELECT DISTINCT json_extract(image_prompt, '$.file') AS file FROM jobs WHERE image_prompt IS NOT NULL"
 )
+# Reads idx_jobs_blend_images (migrations/0005_user_settings_remix.sql): only blend jobs.
+BLEND_IMAGE_FILES_SQL = (
+    "SELECT DISTINCT json_extract(image.value, '$.file') AS file "
+    "FROM jobs AS j, json_each(j.blend_images) AS image WHERE j.blend_images IS NOT NULL"
+)
 
 
 class SqliteRetention(SqliteConnection):
@@ -74,6 +79,6 @@ class SqliteRetention(SqliteConnection):
         return int(rows[0][0])
 
     async def image_prompt_files_in_use(self) -> set[str]:
-        """Return the `file` of every image prompt a job still has, whatever its status."""
-        rows = await self._fetch(IMAGE_PROMPT_FILES_SQL)
+        """Return the `file` of every image prompt a job still has (blends: each image), whatever its status."""
+        rows = await self._fetch(f"{IMAGE_PROMPT_FILES_SQL} UNION {BLEND_IMAGE_FILES_SQL}")
         return {row["file"] for row in rows if isinstance(row["file"], str)}

@@ -1,4 +1,4 @@
-"""SQLite user settings: a member's saved defaults (model, aspect, style, negative prompt) and ping."""
+"""SQLite user settings: a member's saved defaults (model, aspect, style, negative prompt), ping and Remix."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from bot.store.sqlite.connection import SqliteConnection
 
 _TEXT_FIELDS: Final = ("model", "aspect", "style", "negative")
 # What a new row holds for a setting the member did not give.
-_DEFAULTS: Final = {"model": None, "aspect": None, "style": None, "negative": None, "ping": 1}
+_DEFAULTS: Final = {"model": None, "aspect": None, "style": None, "negative": None, "ping": 1, "remix": 0}
 
 
 def _settings_from_row(row: sqlite3.Row) -> UserSettings:
@@ -22,6 +22,7 @@ def _settings_from_row(row: sqlite3.Row) -> UserSettings:
         style=row["style"],
         negative=row["negative"],
         ping=bool(row["ping"]),
+        remix=bool(row["remix"]),
         updated_at=float(row["updated_at"]),
     )
 
@@ -43,6 +44,7 @@ class SqliteSettings(SqliteConnection):
         style: str | Unset | None = UNSET,
         negative: str | Unset | None = UNSET,
         ping: bool | Unset = UNSET,
+        remix: bool | Unset = UNSET,
     ) -> UserSettings:
         """Change some of the member's settings (None clears one; omitted ones stay)."""
         changes: dict[str, str | int | None] = {
@@ -52,13 +54,15 @@ class SqliteSettings(SqliteConnection):
         }
         if ping is not UNSET:
             changes["ping"] = int(bool(ping))
+        if remix is not UNSET:
+            changes["remix"] = int(bool(remix))
         values = _DEFAULTS | changes
         updates = ", ".join(f"{name} = excluded.{name}" for name in changes) or "user_id = user_id"
         async with self._transaction() as db:
             rows = await self._rows(
                 db,
-                "INSERT INTO user_settings (user_id, model, aspect, style, negative, ping, updated_at) "
-                "VALUES (:user_id, :model, :aspect, :style, :negative, :ping, :now) "
+                "INSERT INTO user_settings (user_id, model, aspect, style, negative, ping, remix, updated_at) "
+                "VALUES (:user_id, :model, :aspect, :style, :negative, :ping, :remix, :now) "
                 f"ON CONFLICT (user_id) DO UPDATE SET {updates}, updated_at = excluded.updated_at "
                 "RETURNING *",
                 {**values, "user_id": user_id, "now": self._clock()},
