@@ -10,32 +10,27 @@ from typing import Any, Final
 import discord
 
 from bot.imagine_bot import ImagineBot
-from bot.jobs import JobKind
-from bot.queue_service import QueueEntry, QueuePage, StatusReport
+from bot.queue_service import QueuePage, StatusReport
 from cogs._errors import send_ephemeral
-from cogs._messages import (
+from cogs._permissions import is_admin
+from cogs._words.panels import (
     ALL_BACKENDS_DOWN,
     NO_BACKENDS,
-    NOT_YOUR_QUEUE,
     QUEUE_EMPTY_ADMIN,
     QUEUE_EMPTY_MEMBER,
-    QUEUE_GUILD_ONLY,
     QUEUE_TITLE_MEMBER,
     STATUS_QUEUE_FIELD,
     STATUS_TODAY_FIELD,
-    backend_load_text,
-    backend_memory_text,
-    backend_state,
-    backend_version_text,
+    backend_line,
     backends_title,
-    last_error_text,
     queue_counts_text,
     queue_footer,
-    queue_state,
+    queue_line,
     queue_title_admin,
     today_counts_text,
 )
-from cogs._permissions import is_admin
+from cogs._words.refusals import NOT_YOUR_QUEUE, QUEUE_GUILD_ONLY
+from cogs._words.text import clip
 
 log = logging.getLogger(__name__)
 
@@ -58,26 +53,7 @@ _QUEUE_TEMPLATE: Final = (
 )
 
 
-def clip(text: str, limit: int) -> str:
-    """`text` cut to `limit` characters with `…` (for Discord's length limits)."""
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
 # ------------------------------------------------------------------------------------------ /queue
-
-
-def queue_line(number: int, entry: QueueEntry, *, show_user: bool) -> str:
-    """One row of /queue: `3. #42 · running on gpu0 (45%) · @user · a lighthouse…`."""
-    backend = discord.utils.escape_markdown(entry.backend) if entry.backend else None
-    parts = [f"`#{entry.job_id}`", queue_state(entry, backend)]
-    if show_user:
-        parts.append(f"<@{entry.user_id}>")
-    if entry.kind is not JobKind.IMAGINE:
-        parts.append(f"[{entry.kind.value}]")
-    text = discord.utils.escape_mentions(discord.utils.escape_markdown(entry.excerpt))
-    if text:
-        parts.append(text)
-    return f"**{number}.** " + " · ".join(parts)
 
 
 def queue_embed(page: QueuePage, guild_name: str | None) -> discord.Embed:
@@ -156,22 +132,7 @@ def queue_view(page: QueuePage, viewer_id: int) -> discord.ui.View:
 
 def status_embed(report: StatusReport, *, admin: bool) -> discord.Embed:
     """The /status embed; last errors (which may name internal addresses) are shown to admins only."""
-    lines = []
-    for backend in report.backends:
-        name = discord.utils.escape_markdown(backend.name)
-        light = "🟠" if backend.paused else "🟢" if backend.up else "🔴"
-        parts = [f"{light} **{name}** — {backend_state(up=backend.up, paused=backend.paused)}"]
-        if backend.version:
-            parts.append(backend_version_text(discord.utils.escape_markdown(backend.version)))
-        if backend.up or backend.in_flight:
-            parts.append(backend_load_text(backend.in_flight, backend.capacity))
-        if backend.vram_used is not None and backend.vram_total is not None:
-            parts.append(backend_memory_text(backend.vram_used, backend.vram_total, on_cpu=backend.on_cpu))
-        line = " · ".join(parts)
-        if admin and backend.last_error:
-            error = discord.utils.escape_markdown(clip(backend.last_error, 200))
-            line += "\n  " + last_error_text(error)
-        lines.append(line)
+    lines = [backend_line(backend, admin=admin) for backend in report.backends]
     up, count = report.backends_up, len(report.backends)
     if up == count:
         colour = discord.Colour.green()

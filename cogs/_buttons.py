@@ -22,19 +22,20 @@ import discord
 
 from bot.imagine_bot import ImagineBot, JobMessages
 from cogs._errors import report_error, send_ephemeral
-from cogs._messages import (
-    BUTTONS_GUILD_ONLY,
+from cogs._permissions import is_admin
+from cogs._render import NO_MENTIONS
+from cogs._words.buttons import (
+    CANCEL_LABEL,
     CUSTOM_ZOOM_HINT,
+    INFO_LABEL,
     PROMPT_LABEL,
     REMIX_HINT,
-    Where,
     cancelled_text,
-    job_info_text,
     prompt_modal_title,
     queued_text,
 )
-from cogs._permissions import is_admin
-from cogs._render import NO_MENTIONS
+from cogs._words.refusals import BUTTONS_GUILD_ONLY, Where
+from cogs._words.results import job_info_text
 from comfy.actions import ACTIONS, Action, action_named
 
 log = logging.getLogger(__name__)
@@ -241,7 +242,7 @@ class CancelButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=CANC
     def __init__(self, job_id: int) -> None:
         super().__init__(
             discord.ui.Button(
-                label="Cancel", style=discord.ButtonStyle.danger, custom_id=custom_id(CANCEL, job_id)
+                label=CANCEL_LABEL, style=discord.ButtonStyle.danger, custom_id=custom_id(CANCEL, job_id)
             )
         )
         self.job_id = job_id
@@ -284,7 +285,7 @@ class InfoButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=INFO_T
     def __init__(self, job_id: int, *, row: int | None = None) -> None:
         super().__init__(
             discord.ui.Button(
-                label="Info",
+                label=INFO_LABEL,
                 emoji="ℹ️",
                 style=discord.ButtonStyle.secondary,
                 row=row,

@@ -12,7 +12,7 @@ from discord import app_commands
 
 from bot.errors import MemberError
 from bot.jobs import LimitExceeded
-from cogs._messages import (
+from cogs._words.refusals import (
     CHECK_FAILED,
     SERVER_ONLY_COMMAND,
     TYPED_TEXT_TITLE,
@@ -20,6 +20,7 @@ from cogs._messages import (
     cooldown_text,
     limit_text,
     refusal_text,
+    typed_text,
     unexpected_error_text,
 )
 from comfy.params import ParamError
@@ -33,8 +34,7 @@ MAX_MESSAGE = 2000
 def typed_text_embed(text: str) -> discord.Embed:
     """What a member typed into a modal, in a code block to copy (an embed holds 4096 characters, a modal's
     text input 4000); as plain text when it holds a code fence itself."""
-    shown = f"```\n{text}\n```" if "```" not in text else discord.utils.escape_markdown(text)
-    return discord.Embed(title=TYPED_TEXT_TITLE, description=shown[:4096])
+    return discord.Embed(title=TYPED_TEXT_TITLE, description=typed_text(text)[:4096])
 
 
 def new_reference() -> str:

@@ -27,19 +27,18 @@ from bot.job_service import JobService, QueuedJob
 from bot.jobs import Job, JobKind
 from cogs._buttons import cancel_view, follow_up_job, grid_view, upscale_view
 from cogs._edit_budget import EditBudget, EditPriority
-from cogs._failure_text import failure_text
-from cogs._messages import result_headline
 from cogs._render import (
     NO_MENTIONS,
     StatusState,
     cancelled_embed,
     failed_embed,
-    headline,
     result_filename,
     status_embed,
-    status_text,
 )
 from cogs._tracker import MessageRef, Tracker
+from cogs._words.failures import IMAGES_UNREADABLE, TOO_LARGE_TO_UPLOAD, failure_text
+from cogs._words.jobs import headline
+from cogs._words.results import result_headline
 from comfy.images import ImageError, fit_to_limit
 
 if TYPE_CHECKING:
@@ -101,7 +100,7 @@ def _shows_result(message: discord.Message, job_id: int) -> bool:
 
 
 def _shown_key(state: StatusState) -> tuple[str, bytes | None]:
-    return status_text(state), state.preview
+    return state.text, state.preview
 
 
 class Presenter:
@@ -413,8 +412,7 @@ class Presenter:
             data = await self.service.read_image(path)
         except (OSError, ValueError) as exc:
             log.warning("job %s finished but its image cannot be read: %s", job.id, exc)
-            reason = "The images were made but can no longer be read from the bot's disk."
-            await self._deliver(job, ref, embeds=[failed_embed(reason)], notify_if_gone=True)
+            await self._deliver(job, ref, embeds=[failed_embed(IMAGES_UNREADABLE)], notify_if_gone=True)
             return
         view = grid_view(job.id, count) if count > 1 else upscale_view(job.id)
         reoffered = job.id in self._reoffered
@@ -426,8 +424,7 @@ class Presenter:
                 delivered = await self._post_result(job, ref, view, (data, count))
         except _TooLarge:
             self._undeliverable.add(job.id)
-            reason = "The picture was made but is too large to upload in this server."
-            await self._deliver(job, ref, embeds=[failed_embed(reason)], notify_if_gone=True)
+            await self._deliver(job, ref, embeds=[failed_embed(TOO_LARGE_TO_UPLOAD)], notify_if_gone=True)
             return
         if delivered is None:
             return  # Discord refused it everywhere: offered again later (see retry_undelivered)

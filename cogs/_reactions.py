@@ -18,9 +18,9 @@ import discord
 
 from bot.errors import MemberError
 from bot.jobs import Job, JobStatus
-from cogs._messages import DM_PROMPT_CHARS, result_dm_text
 from cogs._permissions import is_admin
 from cogs._render import NO_MENTIONS
+from cogs._words.results import DM_PROMPT_CHARS, result_dm_text
 from comfy.images import ImageError, fit_to_limit
 from comfy.params import format_request
 

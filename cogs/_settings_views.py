@@ -17,20 +17,37 @@ from bot.errors import MemberError
 from bot.imagine_bot import ImagineBot
 from bot.jobs import UserSettings
 from bot.settings_service import NEGATIVE_MAX_CHARS, SettingsService
-from cogs._admin_views import clip
 from cogs._errors import report_error, send_ephemeral
-from cogs._messages import (
-    NOT_YOUR_PANEL,
+from cogs._words.panels import (
+    ASPECT_DEFAULT_OPTION,
+    ASPECT_NAME,
+    ASPECT_NOT_SET,
+    MODEL_NAME,
+    NEGATIVE_BUTTON,
+    NEGATIVE_HINT,
+    NEGATIVE_LABEL,
+    NEGATIVE_NAME,
+    NEGATIVE_PLACEHOLDER,
+    NOT_SET,
     PING_FIELD,
     REMIX_FIELD,
-    Where,
+    RESET_BUTTON,
+    SETTINGS_FOOTER,
+    SETTINGS_TITLE,
+    STYLE_DEFAULT_OPTION,
+    STYLE_NAME,
+    model_default_option,
+    model_value,
     ping_button,
     ping_note,
     ping_value,
     remix_button,
     remix_note,
     remix_value,
+    reset_note,
 )
+from cogs._words.refusals import NOT_YOUR_PANEL, Where
+from cogs._words.text import clip
 from comfy.params import ParamError
 
 log = logging.getLogger(__name__)
@@ -42,10 +59,6 @@ _SELECTS: Final = ("model", "aspect", "style")
 _BUTTONS: Final = ("negative", "ping", "remix", "reset")
 _SELECT_TEMPLATE: Final = rf"{_PREFIX}:(?P<user>[0-9]{{1,20}}):(?P<what>{'|'.join(_SELECTS)})"
 _BUTTON_TEMPLATE: Final = rf"{_PREFIX}:(?P<user>[0-9]{{1,20}}):(?P<what>{'|'.join(_BUTTONS)})"
-_FOOTER = (
-    "Applied to your later /imagine prompts unless the prompt says otherwise (--model, --ar, --style, --no). "
-    "Your settings follow you to every server."
-)
 
 
 def _service(interaction: discord.Interaction[ImagineBot]) -> SettingsService:
@@ -60,25 +73,17 @@ def settings_embed(
     settings: UserSettings, service: SettingsService, *, note: str | None = None
 ) -> discord.Embed:
     """The panel's text: the member's current defaults."""
-    default_model = service.model_names[0]
-    if settings.model is None:
-        model = f"{default_model} (server default)"
-    elif settings.model in service.model_names:
-        model = settings.model
-    else:
-        model = f"{settings.model} (no longer on this bot; {default_model} is used)"
+    model = model_value(settings.model, service.model_names[0], known=settings.model in service.model_names)
     escape = discord.utils.escape_markdown
-    embed = discord.Embed(
-        title="Your /imagine defaults", description=note or None, colour=discord.Colour.blurple()
-    )
-    embed.add_field(name="Model", value=escape(model), inline=True)
-    embed.add_field(name="Aspect ratio", value=settings.aspect or "the model's own", inline=True)
-    embed.add_field(name="Style", value=escape(settings.style) if settings.style else "none", inline=True)
-    negative = escape(clip(settings.negative, 1000)) if settings.negative else "none"
-    embed.add_field(name="Negative prompt", value=negative, inline=False)
+    embed = discord.Embed(title=SETTINGS_TITLE, description=note or None, colour=discord.Colour.blurple())
+    embed.add_field(name=MODEL_NAME, value=escape(model), inline=True)
+    embed.add_field(name=ASPECT_NAME, value=settings.aspect or ASPECT_NOT_SET, inline=True)
+    embed.add_field(name=STYLE_NAME, value=escape(settings.style) if settings.style else NOT_SET, inline=True)
+    negative = escape(clip(settings.negative, 1000)) if settings.negative else NOT_SET
+    embed.add_field(name=NEGATIVE_NAME, value=negative, inline=False)
     embed.add_field(name=PING_FIELD, value=ping_value(settings.ping), inline=False)
     embed.add_field(name=REMIX_FIELD, value=remix_value(settings.remix), inline=False)
-    embed.set_footer(text=_FOOTER)
+    embed.set_footer(text=SETTINGS_FOOTER)
     return embed
 
 
@@ -97,17 +102,15 @@ def settings_view(settings: UserSettings, service: SettingsService) -> discord.u
     selects = [
         (
             "model",
-            "Model",
-            _options(f"Server default ({default_model})", service.model_names, settings.model),
+            MODEL_NAME,
+            _options(model_default_option(default_model), service.model_names, settings.model),
         ),
-        (
-            "aspect",
-            "Aspect ratio",
-            _options("The model's own shape", service.aspect_choices, settings.aspect),
-        ),
+        ("aspect", ASPECT_NAME, _options(ASPECT_DEFAULT_OPTION, service.aspect_choices, settings.aspect)),
     ]
     if service.style_names:
-        selects.append(("style", "Style", _options("No style", service.style_names, settings.style)))
+        selects.append(
+            ("style", STYLE_NAME, _options(STYLE_DEFAULT_OPTION, service.style_names, settings.style))
+        )
     for row, (what, placeholder, options) in enumerate(selects):
         select: discord.ui.Select[discord.ui.View] = discord.ui.Select(
             custom_id=_custom_id(user_id, what), placeholder=placeholder, options=options, row=row
@@ -115,7 +118,7 @@ def settings_view(settings: UserSettings, service: SettingsService) -> discord.u
         view.add_item(SettingsSelect(select, user_id, what))
     buttons = len(selects)
     negative: discord.ui.Button[discord.ui.View] = discord.ui.Button(
-        label="Negative prompt…",
+        label=NEGATIVE_BUTTON,
         style=discord.ButtonStyle.secondary,
         custom_id=_custom_id(user_id, "negative"),
         row=buttons,
@@ -127,7 +130,10 @@ def settings_view(settings: UserSettings, service: SettingsService) -> discord.u
         row=buttons,
     )
     reset: discord.ui.Button[discord.ui.View] = discord.ui.Button(
-        label="Reset", style=discord.ButtonStyle.danger, custom_id=_custom_id(user_id, "reset"), row=buttons
+        label=RESET_BUTTON,
+        style=discord.ButtonStyle.danger,
+        custom_id=_custom_id(user_id, "reset"),
+        row=buttons,
     )
     remix: discord.ui.Button[discord.ui.View] = discord.ui.Button(
         label=remix_button(settings.remix),
@@ -233,19 +239,18 @@ class SettingsButton(discord.ui.DynamicItem[discord.ui.Button], template=_BUTTON
             await show_panel(interaction, switched, note=remix_note(switched.remix))
             return
         had_any = await service.clear_settings(self.user_id)
-        note = "Your defaults are reset." if had_any else "You had no defaults saved."
-        await show_panel(interaction, UserSettings(user_id=self.user_id), note=note)
+        await show_panel(interaction, UserSettings(user_id=self.user_id), note=reset_note(had_any))
 
 
 class NegativeModal(discord.ui.Modal):
     """Asks for the negative prompt; an empty answer clears it."""
 
     def __init__(self, user_id: int, current: str | None) -> None:
-        super().__init__(title="Negative prompt", custom_id=f"{_PREFIX}-negative:{user_id}", timeout=900)
+        super().__init__(title=NEGATIVE_NAME, custom_id=f"{_PREFIX}-negative:{user_id}", timeout=900)
         self.user_id = user_id
         self.text: discord.ui.TextInput[NegativeModal] = discord.ui.TextInput(
             style=discord.TextStyle.paragraph,
-            placeholder="e.g. blurry, text, watermark",
+            placeholder=NEGATIVE_PLACEHOLDER,
             default=current,
             required=False,
             max_length=NEGATIVE_MAX_CHARS,
@@ -253,8 +258,8 @@ class NegativeModal(discord.ui.Modal):
         )
         self.add_item(
             discord.ui.Label(
-                text="What to leave out of your images",
-                description="Added to the negative prompt of your /imagine jobs. Leave empty for none.",
+                text=NEGATIVE_LABEL,
+                description=NEGATIVE_HINT,
                 component=self.text,
             )
         )

@@ -7,8 +7,8 @@ from dataclasses import dataclass, replace
 
 from bot.events import JobEvent, Progress, Queued, Started, Waiting
 from bot.jobs import Job
-from cogs._failure_text import waiting_text
 from cogs._render import StatusState
+from cogs._words.status import waiting_text
 
 
 @dataclass(frozen=True, slots=True)

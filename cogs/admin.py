@@ -17,9 +17,11 @@ from bot.imagine_bot import ImagineBot
 from bot.job_service import parse_job_ref
 from cogs._admin_views import QueuePageButton, queue_embed, queue_view, status_embed
 from cogs._errors import report_error, send_ephemeral
-from cogs._messages import COMMAND_GUILD_ONLY, Where, cancelled_text, choice_label
 from cogs._permissions import is_admin
 from cogs._render import NO_MENTIONS
+from cogs._words.buttons import cancelled_text
+from cogs._words.commands import CANCEL, QUEUE, STATUS, choice_label
+from cogs._words.refusals import COMMAND_GUILD_ONLY, Where
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +45,7 @@ class AdminCog(commands.Cog):
     def _is_admin(self, user: discord.abc.User) -> bool:
         return is_admin(user, self.bot.config.discord.admin_role_ids)
 
-    @app_commands.command(name="queue", description="Show waiting and running jobs (admins: everyone's)")
+    @app_commands.command(name=QUEUE.name, description=QUEUE.description)
     @app_commands.guild_only()
     async def queue(self, interaction: discord.Interaction[ImagineBot]) -> None:
         """Admins see the server's queue, members their own jobs; pages turn with ◀ ▶."""
@@ -64,8 +66,8 @@ class AdminCog(commands.Cog):
             allowed_mentions=NO_MENTIONS,
         )
 
-    @app_commands.command(name="cancel", description="Cancel a waiting or running job")
-    @app_commands.describe(job="The job to cancel: pick it from the list, or type its number like #42")
+    @app_commands.command(name=CANCEL.name, description=CANCEL.description)
+    @app_commands.describe(**CANCEL.options)
     @app_commands.guild_only()
     async def cancel(self, interaction: discord.Interaction[ImagineBot], job: str) -> None:
         """Admins may cancel any job of the server, members only their own."""
@@ -95,7 +97,7 @@ class AdminCog(commands.Cog):
         jobs = await self.jobs.cancellable(interaction.guild_id, owner, current)
         return [app_commands.Choice(name=choice_label(job), value=str(job.id)) for job in jobs]
 
-    @app_commands.command(name="status", description="Image servers, this server's queue and today's jobs")
+    @app_commands.command(name=STATUS.name, description=STATUS.description)
     @app_commands.guild_only()
     async def status(self, interaction: discord.Interaction[ImagineBot]) -> None:
         """Anyone may look; admins also see why a backend is down."""

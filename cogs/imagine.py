@@ -19,10 +19,11 @@ from bot.job_service import QueuedJob
 from bot.jobs import ImagePrompt
 from cogs._buttons import BUTTON_CLASSES, submit_prompt_modal
 from cogs._errors import on_app_command_error, send_ephemeral
-from cogs._messages import COMMAND_GUILD_ONLY, IMAGINE_GUILD_ONLY
 from cogs._presenter import Presenter
 from cogs._reactions import Reactions
 from cogs._render import StatusState
+from cogs._words.commands import BLEND, IMAGINE, blend_shape_name
+from cogs._words.refusals import COMMAND_GUILD_ONLY, IMAGINE_GUILD_ONLY
 
 log = logging.getLogger(__name__)
 
@@ -81,12 +82,8 @@ class ImagineCog(commands.Cog, name="Imagine"):
             self.bot.job_messages = None
         await self.presenter.stop()
 
-    @app_commands.command(name="imagine", description="Make four images from a text prompt")
-    @app_commands.describe(
-        prompt="What to draw, then parameters such as --ar 16:9 --seed 7 --no text",
-        image="An image to start from; --iw (0 to 3) sets how much it counts",
-        model="The model to draw with",
-    )
+    @app_commands.command(name=IMAGINE.name, description=IMAGINE.description)
+    @app_commands.describe(**IMAGINE.options)
     @app_commands.guild_only()
     async def imagine(
         self,
@@ -118,20 +115,12 @@ class ImagineCog(commands.Cog, name="Imagine"):
                 queued = await self.service.submit(self.service.with_image(jobs, image_prompt))
         await self._announce(interaction, queued)
 
-    @app_commands.command(name="blend", description="Mix 2 to 5 images into four new ones")
-    @app_commands.describe(
-        image1="The first image to mix",
-        image2="The second image to mix",
-        image3="A third image (optional)",
-        image4="A fourth image (optional)",
-        image5="A fifth image (optional)",
-        dimensions="The shape of the new images (square unless you pick another)",
-    )
+    @app_commands.command(name=BLEND.name, description=BLEND.description)
+    @app_commands.describe(**BLEND.options)
     @app_commands.choices(
         dimensions=[
-            app_commands.Choice(name="Portrait 2:3", value="2:3"),
-            app_commands.Choice(name="Square 1:1", value="1:1"),
-            app_commands.Choice(name="Landscape 3:2", value="3:2"),
+            app_commands.Choice(name=blend_shape_name(*shape), value=key)
+            for key, shape in BLEND_SHAPES.items()
         ]
     )
     @app_commands.guild_only()

@@ -10,9 +10,10 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.imagine_bot import ImagineBot
-from cogs._messages import PING_OPTION, REMIX_OPTION, ping_note, remix_note
 from cogs._render import NO_MENTIONS
 from cogs._settings_views import SettingsButton, SettingsSelect, settings_embed, settings_view
+from cogs._words.commands import SETTINGS
+from cogs._words.panels import ping_note, remix_note
 
 log = logging.getLogger(__name__)
 
@@ -32,10 +33,8 @@ class SettingsCog(commands.Cog):
         """Stop handling the panel's components."""
         self.bot.remove_dynamic_items(SettingsSelect, SettingsButton)
 
-    @app_commands.command(
-        name="settings", description="Your defaults for /imagine: model, aspect, style, ping, remix"
-    )
-    @app_commands.describe(ping=PING_OPTION, remix=REMIX_OPTION)
+    @app_commands.command(name=SETTINGS.name, description=SETTINGS.description)
+    @app_commands.describe(**SETTINGS.options)
     async def settings(
         self,
         interaction: discord.Interaction[ImagineBot],

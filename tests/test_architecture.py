@@ -28,6 +28,12 @@ def _modules(package: str) -> list[Path]:
     return sorted((ROOT / package).rglob("*.py"))
 
 
+def _module_name(path: Path) -> str:
+    """`cogs._words.status` for cogs/_words/status.py, `cogs._words` for its __init__.py."""
+    parts = path.relative_to(ROOT).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
 @pytest.mark.parametrize("path", _modules("comfy"), ids=lambda p: p.name)
 def test_comfy_imports_nothing_from_discord_bot_or_cogs(path: Path) -> None:
     assert not _imports(path) & {"discord", "bot", "cogs"}
@@ -44,7 +50,7 @@ def test_bot_never_imports_cogs_and_only_the_bot_class_imports_discord(path: Pat
 
 
 def _extension_modules() -> list[Path]:
-    return [p for p in _modules("cogs") if not p.name.startswith("_")]
+    return [p for p in sorted((ROOT / "cogs").glob("*.py")) if not p.name.startswith("_")]
 
 
 def test_every_cog_extension_has_an_async_setup() -> None:
@@ -66,10 +72,17 @@ def test_every_listed_extension_exists_and_imports() -> None:
 
 # ------------------------------------------------------------------------------------------ cogs/ has no cycle
 
+_COGS_MODULES = {_module_name(path) for path in _modules("cogs")}
+
 
 def _cogs_imported_by(path: Path) -> set[str]:
-    """The cogs/ modules a cogs/ module imports (at run time or for type checking alike)."""
+    """The cogs/ modules a cogs/ module imports (at run time or for type checking alike), by dotted name.
+
+    `from cogs._words import status` names the module cogs._words.status; `from cogs._words.status import x`
+    names cogs._words.status. A package stands for its __init__.py.
+    """
     tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    package = _module_name(path) if path.name == "__init__.py" else _module_name(path).rpartition(".")[0]
     found: set[str] = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
@@ -77,11 +90,12 @@ def _cogs_imported_by(path: Path) -> set[str]:
         elif isinstance(node, ast.ImportFrom):
             module = node.module or ""
             if node.level:  # relative: from . import x, from ._y import z
-                module = "cogs" + (f".{module}" if module else "")
-            if module == "cogs":
-                found.update(f"cogs.{alias.name}" for alias in node.names)
-            elif module.startswith("cogs."):
-                found.add(module)
+                base = package.split(".")[: len(package.split(".")) - (node.level - 1)]
+                module = ".".join([*base, module] if module else base)
+            if module != "cogs" and not module.startswith("cogs."):
+                continue
+            submodules = {f"{module}.{alias.name}" for alias in node.names} & _COGS_MODULES
+            found.update(submodules or {module})
     return found
 
 
@@ -114,8 +128,15 @@ def test_the_cycle_finder_finds_cycles() -> None:
     assert _import_cycle({"a": {"a"}}) == ["a", "a"]
 
 
+def test_the_import_reader_names_modules_of_packages_and_relative_imports() -> None:
+    status = ROOT / "cogs" / "_words" / "status.py"
+    assert _module_name(status) == "cogs._words.status"
+    assert _module_name(ROOT / "cogs" / "_words" / "__init__.py") == "cogs._words"
+    assert "cogs._words.status" in _cogs_imported_by(ROOT / "cogs" / "_tracker.py")
+
+
 def test_cogs_modules_import_each_other_without_a_cycle() -> None:
-    graph = {f"cogs.{path.stem}": _cogs_imported_by(path) for path in _modules("cogs")}
+    graph = {_module_name(path): _cogs_imported_by(path) for path in _modules("cogs")}
     assert graph["cogs._buttons"], "the import reader found nothing; it is broken"
     cycle = _import_cycle(graph)
     assert cycle is None, f"import cycle in cogs/: {' -> '.join(cycle or [])}"
@@ -162,7 +183,7 @@ def _strings_outside_docstrings_and_logs(path: Path) -> list[tuple[int, str]]:
     ]
 
 
-# Member words still written under comfy/, and why. Both are texts that cogs/_messages.refusal_text shows as
+# Member words still written under comfy/, and why. Both are texts that cogs/_words/refusals.refusal_text shows as
 # they are, in files another branch is reworking now; their words move to cogs/ once that has landed.
 # - comfy/params.py: the ParamError texts (the parser's refusals: what it could not read, what it takes),
 #   with Discord markup (`--flag` in backticks). Skipped by the markup check, allowed to word ParamError.
@@ -183,7 +204,7 @@ def _marked(path: Path) -> list[tuple[int, str]]:
 @pytest.mark.parametrize("path", _modules("bot"), ids=lambda p: p.name)
 def test_bot_writes_no_discord_markup_members_read_their_words_from_cogs(path: Path) -> None:
     marked = _marked(path)
-    assert not marked, f"{path.name} writes Discord markup (the words belong in cogs/_messages.py): {marked}"
+    assert not marked, f"{path.name} writes Discord markup (the words belong in cogs/_words/): {marked}"
 
 
 @pytest.mark.parametrize(
@@ -191,7 +212,7 @@ def test_bot_writes_no_discord_markup_members_read_their_words_from_cogs(path: P
 )
 def test_comfy_writes_no_discord_markup_members_read_their_words_from_cogs(path: Path) -> None:
     marked = _marked(path)
-    assert not marked, f"{path.name} writes Discord markup (the words belong in cogs/_messages.py): {marked}"
+    assert not marked, f"{path.name} writes Discord markup (the words belong in cogs/_words/): {marked}"
 
 
 def _worded_errors(source: str, names: set[str]) -> list[tuple[int, str]]:
@@ -227,7 +248,7 @@ def test_errors_members_read_as_they_are_get_words_only_in_the_modules_not_moved
         for line, name in _worded_errors(path.read_text(encoding="utf-8"), names)
         if path != MEMBER_ERRORS_WORDED_IN[name]
     ]
-    assert not worded, f"members read these errors as they are; word them in cogs/_messages.py: {worded}"
+    assert not worded, f"members read these errors as they are; word them in cogs/_words/: {worded}"
 
 
 # ------------------------------------------------------------------------------------------ one home per name

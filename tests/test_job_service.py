@@ -1,5 +1,5 @@
 """JobService: settings, banned words, channels, limits, follow-ups, cancel, info and image prompts, on real
-services; each refusal is checked for its facts and for the words a member reads (cogs/_messages.py)."""
+services; each refusal is checked for its facts and for the words a member reads (cogs/_words/)."""
 
 from __future__ import annotations
 
@@ -24,8 +24,10 @@ from bot.jobs import Job, JobKind, JobStatus, LimitExceeded, LimitKind
 from bot.reasons import Failure, FailureKind
 from bot.services import Services
 from cogs._errors import member_text
-from cogs._messages import Where, cancelled_text, job_info_text, refusal_text
-from cogs._render import what_it_is
+from cogs._words.buttons import cancelled_text
+from cogs._words.jobs import what_it_is
+from cogs._words.refusals import Where, refusal_text
+from cogs._words.results import job_info_text
 from comfy.actions import ACTIONS, Action
 from comfy.params import ParamError, request_from_json
 from comfy.render import RenderError

@@ -15,14 +15,11 @@ from bot.job_service import Cancellation, parse_job_ref
 from bot.jobs import Job, JobStatus
 from bot.queue_service import QueueService, excerpt, midnight_utc, page_count
 from bot.services import Services
-from cogs._messages import (
-    STATUS_WORDS,
-    Where,
-    backend_memory_text,
-    cancelled_text,
-    choice_label,
-    refusal_text,
-)
+from cogs._words.buttons import cancelled_text
+from cogs._words.commands import choice_label
+from cogs._words.jobs import STATUS_WORDS
+from cogs._words.panels import backend_memory_text
+from cogs._words.refusals import Where, refusal_text
 from comfy.models import Device, SystemInfo, SystemStats
 from tests.factories import FakeClock, imagine_job, job_record
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from bot.reasons import Failure, FailureKind, WaitReason
-from cogs._failure_text import failure_text, waiting_text
+from cogs._words.failures import failure_text
+from cogs._words.status import waiting_text
 
 # Each fact, its form in the `error` column, and the sentence a member reads (the scheduler's own before).
 CASES = [

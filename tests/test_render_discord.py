@@ -1,5 +1,5 @@
 """How jobs look in Discord: progress bar, ETA, status lines, headlines, button custom_ids and layouts, and
-the words of refusals and answers (cogs/_messages.py)."""
+the words of refusals and answers (cogs/_words/)."""
 
 from __future__ import annotations
 
@@ -23,8 +23,12 @@ from cogs._buttons import (
     upscale_view,
 )
 from cogs._errors import member_text
-from cogs._messages import Where, cancelled_text, queued_text, refusal_text, result_headline
-from cogs._render import StatusState, format_eta, headline, progress_bar, status_text, what_it_is
+from cogs._render import StatusState
+from cogs._words.buttons import cancelled_text, queued_text
+from cogs._words.jobs import headline, what_it_is
+from cogs._words.refusals import Where, refusal_text
+from cogs._words.results import result_headline
+from cogs._words.status import format_eta, progress_bar, status_text
 from comfy.actions import ACTIONS, ACTIONS_BY_NAME, Action
 from comfy.params import ParamError
 from comfy.render import RenderError
@@ -70,20 +74,23 @@ def test_eta_reads_like_a_person_would_say_it(seconds: float | None, expected: s
 
 
 def test_status_text_for_each_stage() -> None:
-    assert status_text(StatusState(position=3)) == "⏳ Queued, position 3 in this server"
-    assert status_text(StatusState()) == "⏳ Queued"
-    waiting = StatusState(position=1, waiting="No image server is reachable right now.")
-    assert (
-        status_text(waiting)
-        == "⏳ Queued, position 1 in this server\nNo image server is reachable right now."
-    )
-    assert status_text(StatusState(started=True)) == "🎨 Starting…"
-    running = StatusState(started=True, fraction=0.25, step=5, total=20, eta_s=12.2)
-    assert status_text(running) == "`█████░░░░░░░░░░░░░░░` 25%\nStep 5/20 · about 12 s left"
-    almost = StatusState(started=True, fraction=0.95, step=19, total=20, eta_s=0.3)
-    assert status_text(almost).endswith("Step 19/20 · under 1 s left")  # not "about under 1 s"
-    no_eta = StatusState(started=True, fraction=1.0, step=20, total=20, eta_s=0.0)
-    assert status_text(no_eta).endswith("\nStep 20/20")
+    assert status_text(position=3) == "⏳ Queued, position 3 in this server"
+    assert status_text() == "⏳ Queued"
+    waiting = status_text(position=1, waiting="No image server is reachable right now.")
+    assert waiting == "⏳ Queued, position 1 in this server\nNo image server is reachable right now."
+    assert status_text(started=True) == "🎨 Starting…"
+    running = status_text(started=True, fraction=0.25, step=5, total=20, eta_s=12.2)
+    assert running == "`█████░░░░░░░░░░░░░░░` 25%\nStep 5/20 · about 12 s left"
+    almost = status_text(started=True, fraction=0.95, step=19, total=20, eta_s=0.3)
+    assert almost.endswith("Step 19/20 · under 1 s left")  # not "about under 1 s"
+    no_eta = status_text(started=True, fraction=1.0, step=20, total=20, eta_s=0.0)
+    assert no_eta.endswith("\nStep 20/20")
+
+
+def test_a_status_message_shows_the_words_of_its_state() -> None:
+    state = StatusState(started=True, fraction=0.25, step=5, total=20, eta_s=12.2, preview=b"jpeg")
+    assert state.text == status_text(started=True, fraction=0.25, step=5, total=20, eta_s=12.2)
+    assert StatusState(position=2, waiting="Waiting.").text == status_text(position=2, waiting="Waiting.")
 
 
 def test_headline_escapes_markdown_and_mentions_in_the_prompt() -> None:

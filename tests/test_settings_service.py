@@ -12,7 +12,7 @@ from bot.config import load_config
 from bot.errors import MemberError, Reason
 from bot.services import Services
 from bot.settings_service import KEEP, NEGATIVE_MAX_CHARS, SettingsService
-from cogs._messages import Where, refusal_text
+from cogs._words.refusals import Where, refusal_text
 from comfy.params import ParamError
 from comfy.profiles import ParamLimits
 

@@ -12,7 +12,7 @@ from collections import Counter
 
 from bot.jobs import Job, JobStatus
 from bot.reasons import Failure
-from cogs._failure_text import failure_text
+from cogs._words.failures import failure_text
 from tests.e2e import E2E, guild_jobs, shown
 from tests.fakes.discord_models import StoredMessage
 

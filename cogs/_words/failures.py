@@ -1,26 +1,22 @@
-"""The words a member reads for why a job failed, was cancelled or waits (the scheduler only records the facts)."""
+"""Why a job failed or was cancelled, in a member's words (the scheduler records only the facts)."""
 
 from __future__ import annotations
 
 from typing import Final, assert_never
 
-from bot.reasons import Failure, FailureKind, WaitReason
+from bot.reasons import Failure, FailureKind
 
 _SAVE_FAILED = "The image was made but "
 FAILED_WITHOUT_REASON: Final = "The job failed."
 CANCELLED_TEXT: Final = "🚫 Cancelled."
+# The job finished, but its result cannot be shown: read back from storage, or uploaded.
+IMAGES_UNREADABLE: Final = "The images were made but can no longer be read from the bot's disk."
+TOO_LARGE_TO_UPLOAD: Final = "The picture was made but is too large to upload in this server."
 
 
 def failed_text(reason: str) -> str:
     """What a failed job's message says: `❌ **Failed:** ` and why (`reason` as failure_text words it)."""
     return f"❌ **Failed:** {reason}"
-
-
-def waiting_text(reason: WaitReason) -> str:
-    """The line under a queued job's status that says why it does not move."""
-    if reason is WaitReason.NO_BACKEND:
-        return "No image server is reachable right now; your job will start when one is back."
-    return "Your job waits for an image server."
 
 
 def failure_text(failure: Failure) -> str:
