@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import re
+from enum import StrEnum
 from typing import Any, Final
 
 import discord
@@ -55,17 +56,35 @@ log = logging.getLogger(__name__)
 DEFAULT_VALUE: Final = "__default__"  # the select option that clears a setting
 _MAX_OPTIONS: Final = 25
 _PREFIX: Final = "settings"
-_SELECTS: Final = ("model", "aspect", "style")
-_BUTTONS: Final = ("negative", "ping", "remix", "reset")
-_SELECT_TEMPLATE: Final = rf"{_PREFIX}:(?P<user>[0-9]{{1,20}}):(?P<what>{'|'.join(_SELECTS)})"
-_BUTTON_TEMPLATE: Final = rf"{_PREFIX}:(?P<user>[0-9]{{1,20}}):(?P<what>{'|'.join(_BUTTONS)})"
+
+
+class PanelSelect(StrEnum):
+    """A select of the panel; its value is the last part of its custom_id and the setting it saves (the
+    keyword of `SettingsService.update_settings`)."""
+
+    MODEL = "model"
+    ASPECT = "aspect"
+    STYLE = "style"
+
+
+class PanelButton(StrEnum):
+    """A button of the panel; its value is the last part of its custom_id."""
+
+    NEGATIVE = "negative"  # also the custom_id of the negative prompt's modal (after the prefix) and input
+    PING = "ping"
+    REMIX = "remix"
+    RESET = "reset"
+
+
+_SELECT_TEMPLATE: Final = rf"{_PREFIX}:(?P<user>[0-9]{{1,20}}):(?P<what>{'|'.join(PanelSelect)})"
+_BUTTON_TEMPLATE: Final = rf"{_PREFIX}:(?P<user>[0-9]{{1,20}}):(?P<what>{'|'.join(PanelButton)})"
 
 
 def _service(interaction: discord.Interaction[ImagineBot]) -> SettingsService:
     return interaction.client.services.settings
 
 
-def _custom_id(user_id: int, what: str) -> str:
+def _custom_id(user_id: int, what: PanelSelect | PanelButton) -> str:
     return f"{_PREFIX}:{user_id}:{what}"
 
 
@@ -99,52 +118,38 @@ def settings_view(settings: UserSettings, service: SettingsService) -> discord.u
     user_id = settings.user_id
     view = discord.ui.View(timeout=None)
     default_model = service.model_names[0]
-    selects = [
-        (
-            "model",
+    selects = {
+        PanelSelect.MODEL: (
             MODEL_NAME,
             _options(model_default_option(default_model), service.model_names, settings.model),
         ),
-        ("aspect", ASPECT_NAME, _options(ASPECT_DEFAULT_OPTION, service.aspect_choices, settings.aspect)),
-    ]
+        PanelSelect.ASPECT: (
+            ASPECT_NAME,
+            _options(ASPECT_DEFAULT_OPTION, service.aspect_choices, settings.aspect),
+        ),
+    }
     if service.style_names:
-        selects.append(
-            ("style", STYLE_NAME, _options(STYLE_DEFAULT_OPTION, service.style_names, settings.style))
+        selects[PanelSelect.STYLE] = (
+            STYLE_NAME,
+            _options(STYLE_DEFAULT_OPTION, service.style_names, settings.style),
         )
-    for row, (what, placeholder, options) in enumerate(selects):
+    for row, (setting, (placeholder, options)) in enumerate(selects.items()):
         select: discord.ui.Select[discord.ui.View] = discord.ui.Select(
-            custom_id=_custom_id(user_id, what), placeholder=placeholder, options=options, row=row
+            custom_id=_custom_id(user_id, setting), placeholder=placeholder, options=options, row=row
         )
-        view.add_item(SettingsSelect(select, user_id, what))
-    buttons = len(selects)
-    negative: discord.ui.Button[discord.ui.View] = discord.ui.Button(
-        label=NEGATIVE_BUTTON,
-        style=discord.ButtonStyle.secondary,
-        custom_id=_custom_id(user_id, "negative"),
-        row=buttons,
-    )
-    ping: discord.ui.Button[discord.ui.View] = discord.ui.Button(
-        label=ping_button(settings.ping),
-        style=discord.ButtonStyle.success if settings.ping else discord.ButtonStyle.secondary,
-        custom_id=_custom_id(user_id, "ping"),
-        row=buttons,
-    )
-    reset: discord.ui.Button[discord.ui.View] = discord.ui.Button(
-        label=RESET_BUTTON,
-        style=discord.ButtonStyle.danger,
-        custom_id=_custom_id(user_id, "reset"),
-        row=buttons,
-    )
-    remix: discord.ui.Button[discord.ui.View] = discord.ui.Button(
-        label=remix_button(settings.remix),
-        style=discord.ButtonStyle.success if settings.remix else discord.ButtonStyle.secondary,
-        custom_id=_custom_id(user_id, "remix"),
-        row=buttons,
-    )
-    view.add_item(SettingsButton(negative, user_id, "negative"))
-    view.add_item(SettingsButton(ping, user_id, "ping"))
-    view.add_item(SettingsButton(remix, user_id, "remix"))
-    view.add_item(SettingsButton(reset, user_id, "reset"))
+        view.add_item(SettingsSelect(select, user_id, setting))
+    on, off = discord.ButtonStyle.success, discord.ButtonStyle.secondary
+    buttons = {
+        PanelButton.NEGATIVE: (NEGATIVE_BUTTON, discord.ButtonStyle.secondary),
+        PanelButton.PING: (ping_button(settings.ping), on if settings.ping else off),
+        PanelButton.REMIX: (remix_button(settings.remix), on if settings.remix else off),
+        PanelButton.RESET: (RESET_BUTTON, discord.ButtonStyle.danger),
+    }
+    for what, (label, style) in buttons.items():
+        button: discord.ui.Button[discord.ui.View] = discord.ui.Button(
+            label=label, style=style, custom_id=_custom_id(user_id, what), row=len(selects)
+        )
+        view.add_item(SettingsButton(button, user_id, what))
     return view
 
 
@@ -161,7 +166,7 @@ async def show_panel(
 class SettingsSelect(discord.ui.DynamicItem[discord.ui.Select], template=_SELECT_TEMPLATE):
     """A select of the /settings panel: model, aspect ratio or style."""
 
-    def __init__(self, select: discord.ui.Select[discord.ui.View], user_id: int, what: str) -> None:
+    def __init__(self, select: discord.ui.Select[discord.ui.View], user_id: int, what: PanelSelect) -> None:
         super().__init__(select)
         self.user_id = user_id
         self.what = what
@@ -176,7 +181,7 @@ class SettingsSelect(discord.ui.DynamicItem[discord.ui.Select], template=_SELECT
     ) -> SettingsSelect:
         """Wrap the select of the pressed panel (its options came with the message)."""
         assert isinstance(item, discord.ui.Select)  # discord.py rebuilt it from a string select
-        return cls(item, int(match["user"]), match["what"])
+        return cls(item, int(match["user"]), PanelSelect(match["what"]))
 
     # discord.py types an item's callback for any client (a method-level ClientT), but these items are
     # only ever registered on ImagineBot: narrowing keeps interaction.client typed.
@@ -188,7 +193,7 @@ class SettingsSelect(discord.ui.DynamicItem[discord.ui.Select], template=_SELECT
         values = self.item.values
         value = None if not values or values[0] == DEFAULT_VALUE else values[0]
         try:
-            settings = await _service(interaction).update_settings(self.user_id, **{self.what: value})
+            settings = await _service(interaction).update_settings(self.user_id, **{self.what.value: value})
         except (MemberError, ParamError) as exc:
             await report_error(interaction, exc, Where.SETTINGS)
             return
@@ -199,7 +204,7 @@ class SettingsButton(discord.ui.DynamicItem[discord.ui.Button], template=_BUTTON
     """A button of the /settings panel: open the negative prompt modal, turn the ping or Remix on or off,
     or reset everything."""
 
-    def __init__(self, button: discord.ui.Button[discord.ui.View], user_id: int, what: str) -> None:
+    def __init__(self, button: discord.ui.Button[discord.ui.View], user_id: int, what: PanelButton) -> None:
         super().__init__(button)
         self.user_id = user_id
         self.what = what
@@ -214,7 +219,7 @@ class SettingsButton(discord.ui.DynamicItem[discord.ui.Button], template=_BUTTON
     ) -> SettingsButton:
         """Wrap the button of the pressed panel."""
         assert isinstance(item, discord.ui.Button)  # discord.py rebuilt it from a button
-        return cls(item, int(match["user"]), match["what"])
+        return cls(item, int(match["user"]), PanelButton(match["what"]))
 
     # discord.py types an item's callback for any client (a method-level ClientT), but these items are
     # only ever registered on ImagineBot: narrowing keeps interaction.client typed.
@@ -224,16 +229,16 @@ class SettingsButton(discord.ui.DynamicItem[discord.ui.Button], template=_BUTTON
             await send_ephemeral(interaction, NOT_YOUR_PANEL)
             return
         service = _service(interaction)
-        if self.what == "negative":
+        if self.what is PanelButton.NEGATIVE:
             current = await service.get_settings(self.user_id)
             await interaction.response.send_modal(NegativeModal(self.user_id, current.negative))
             return
-        if self.what == "ping":
+        if self.what is PanelButton.PING:
             current = await service.get_settings(self.user_id)
             settings = await service.set_ping(self.user_id, not current.ping)
             await show_panel(interaction, settings, note=ping_note(settings.ping))
             return
-        if self.what == "remix":
+        if self.what is PanelButton.REMIX:
             current = await service.get_settings(self.user_id)
             switched = await service.set_remix(self.user_id, not current.remix)
             await show_panel(interaction, switched, note=remix_note(switched.remix))
@@ -246,7 +251,9 @@ class NegativeModal(discord.ui.Modal):
     """Asks for the negative prompt; an empty answer clears it."""
 
     def __init__(self, user_id: int, current: str | None) -> None:
-        super().__init__(title=NEGATIVE_NAME, custom_id=f"{_PREFIX}-negative:{user_id}", timeout=900)
+        super().__init__(
+            title=NEGATIVE_NAME, custom_id=f"{_PREFIX}-{PanelButton.NEGATIVE}:{user_id}", timeout=900
+        )
         self.user_id = user_id
         self.text: discord.ui.TextInput[NegativeModal] = discord.ui.TextInput(
             style=discord.TextStyle.paragraph,
@@ -254,7 +261,7 @@ class NegativeModal(discord.ui.Modal):
             default=current,
             required=False,
             max_length=NEGATIVE_MAX_CHARS,
-            custom_id="negative",
+            custom_id=PanelButton.NEGATIVE.value,
         )
         self.add_item(
             discord.ui.Label(
