@@ -1,5 +1,5 @@
-"""Shows jobs as they move: edits each status message with throttled progress, then posts the result as a new
-message that notifies its owner and deletes the status message (failures and cancellations are edited in).
+"""Shows jobs as they move: edits each status message with throttled progress, then hands the job's end to
+cogs._delivery (the result as a new message that notifies its owner; failures and cancellations edited in).
 
 One task reads the event bus and hands each event to its job's tracker; each tracker edits its own message
 in its own task, so a slow edit never holds up another message. A tracker keeps only the newest state:
@@ -11,35 +11,24 @@ channel message with the bot token, never the interaction webhook, whose token d
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import io
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 import discord
 
-from bot.events import Cancelled, Completed, Failed, JobEvent, Subscription
+from bot.events import JobEvent, Subscription
 from bot.job_service import JobService, QueuedJob
-from bot.jobs import Job, JobKind
-from cogs._buttons import cancel_view, follow_up_job, grid_view, upscale_view
+from bot.jobs import Job
+from cogs._buttons import cancel_view
+from cogs._delivery import ResultDelivery, counted, message_at
 from cogs._edit_budget import EditBudget, EditPriority
-from cogs._render import (
-    NO_MENTIONS,
-    StatusState,
-    cancelled_embed,
-    failed_embed,
-    result_filename,
-    status_embed,
-)
+from cogs._render import NO_MENTIONS, StatusState, status_embed
 from cogs._tracker import MessageRef, Tracker
-from cogs._words.failures import IMAGES_UNREADABLE, TOO_LARGE_TO_UPLOAD, failure_text
 from cogs._words.jobs import headline
-from cogs._words.results import result_headline
-from comfy.images import ImageError, fit_to_limit
 
 if TYPE_CHECKING:
     from bot.imagine_bot import ImagineBot
@@ -49,18 +38,12 @@ log = logging.getLogger(__name__)
 # Discord's window for message edits in one channel (with a little margin for clock skew).
 CHANNEL_EDIT_WINDOW_S = 5.1
 
-T = TypeVar("T")
-
 ATTACH_WAIT_S = 30.0  # how long a new job's events wait for the command to post its status message
-FIT_ATTEMPTS = 4  # re-encodings tried when Discord still finds an upload too large
 MAX_REMEMBERED = 512
-DEFAULT_UPLOAD_LIMIT = discord.utils.DEFAULT_FILE_SIZE_LIMIT_BYTES
 # Results Discord refused (an outage outlasting discord.py's retries) are offered again this often, once
 # they have been finished this long (so a result being shown right now is never taken for one).
 RETRY_UNDELIVERED_S = 300.0
 UNDELIVERED_SETTLED_S = 60.0
-# Messages after a re-offered job's status message searched for a result an earlier run posted.
-POSTED_LOOKBACK = 50
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,34 +52,6 @@ class _Attached:
 
     ref: MessageRef | None
     shown: StatusState | None
-
-
-class _TooLarge(Exception):
-    """An image that stays over the upload limit after every re-encoding."""
-
-
-@contextlib.contextmanager
-def _counted(record: Callable[[str, str], None], purpose: str) -> Iterator[None]:
-    """Count one Discord request for the metrics: ok, not_found (the message is gone) or error."""
-    try:
-        yield
-    except discord.NotFound:
-        record(purpose, "not_found")
-        raise
-    except discord.HTTPException:
-        record(purpose, "error")
-        raise
-    record(purpose, "ok")
-
-
-def _shows_result(message: discord.Message, job_id: int) -> bool:
-    """Whether a message carries a job's result: an attachment, and the job's follow-up buttons."""
-    ids = [
-        getattr(item, "custom_id", None)
-        for row in message.components
-        for item in getattr(row, "children", ())
-    ]
-    return bool(message.attachments) and any(follow_up_job(i) == job_id for i in ids if i)
 
 
 def _shown_key(state: StatusState) -> tuple[str, bytes | None]:
@@ -123,13 +78,13 @@ class Presenter:
         self._trackers: dict[int, Tracker] = {}
         self._waiters: dict[int, asyncio.Future[_Attached]] = {}
         self._attached: OrderedDict[int, _Attached] = OrderedDict()
-        self._upload_limits: dict[int, int] = {}
         self._retry_task: asyncio.Task[None] | None = None
         # Jobs whose result cannot be posted for a lasting reason (too large, channel gone or forbidden):
         # not offered again until the next start.
         self._undeliverable: set[int] = set()
         # Results offered again (catch_up): an earlier run may have posted them without recording it.
         self._reoffered: set[int] = set()
+        self.delivery = ResultDelivery(bot, service, self.edits, self._undeliverable)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -163,8 +118,7 @@ class Presenter:
 
     def note_upload_limit(self, guild_id: int, limit: int | None) -> None:
         """Remember a guild's upload limit as an interaction reported it (`attachment_size_limit`)."""
-        if limit:
-            self._upload_limits[guild_id] = limit
+        self.delivery.note_upload_limit(guild_id, limit)
 
     def status_message(self, job: Job, state: StatusState) -> dict[str, Any]:
         """The keyword arguments of a first status message (no attachments)."""
@@ -197,7 +151,7 @@ class Presenter:
         channel = self.bot.get_partial_messageable(job.channel_id, guild_id=job.guild_id)
         reference = reply_to.to_reference(fail_if_not_exists=False) if reply_to is not None else None
         try:
-            with _counted(self.metrics.discord_post, "status"):
+            with counted(self.metrics.discord_post, "status"):
                 if reference is not None:
                     message = await channel.send(**self.status_message(job, state), reference=reference)
                 else:
@@ -214,7 +168,7 @@ class Presenter:
         state = StatusState(position=queued.position)
         message_id = None
         try:
-            with _counted(self.metrics.discord_post, "status"):
+            with counted(self.metrics.discord_post, "status"):
                 message = await interaction.followup.send(**self.status_message(job, state), wait=True)
             message_id = message.id
         except discord.HTTPException as exc:
@@ -299,7 +253,8 @@ class Presenter:
                 tracker.dirty = tracker.urgent = False
                 if tracker.terminal is not None:
                     finished = True
-                    await self._finish(job, tracker.ref, tracker.terminal)
+                    reoffered = tracker.job_id in self._reoffered
+                    await self.delivery.finish(job, tracker.ref, tracker.terminal, reoffered=reoffered)
                     return
                 ref = tracker.ref
                 if ref is None or _shown_key(tracker.state) == tracker.shown:
@@ -364,16 +319,12 @@ class Presenter:
 
     # ------------------------------------------------------------------ editing
 
-    def _message(self, ref: MessageRef, guild_id: int) -> discord.PartialMessage:
-        channel = self.bot.get_partial_messageable(ref.channel_id, guild_id=guild_id)
-        return channel.get_partial_message(ref.message_id)
-
     async def _edit_status(self, job: Job, ref: MessageRef, state: StatusState) -> MessageRef | None:
         """Edit the status message; None once it is gone (deleted), so no more edits are tried."""
         files = [] if state.preview is None else [discord.File(io.BytesIO(state.preview), state.preview_name)]
         try:
-            with _counted(self.metrics.discord_edit, "progress"):
-                await self._message(ref, job.guild_id).edit(
+            with counted(self.metrics.discord_edit, "progress"):
+                await message_at(self.bot, ref, job.guild_id).edit(
                     content=headline(job),
                     embeds=[status_embed(state)],
                     attachments=files,
@@ -386,213 +337,3 @@ class Presenter:
         except discord.HTTPException as exc:
             log.warning("cannot edit the status message of job %s: %s", job.id, exc)
         return ref
-
-    async def _finish(self, job: Job, ref: MessageRef | None, event: JobEvent) -> None:
-        job = await self.service.get_job(job.id) or job
-        if isinstance(event, Completed):
-            await self._deliver_result(job, ref, event)
-        elif isinstance(event, Failed):
-            await self._deliver(
-                job, ref, embeds=[failed_embed(failure_text(event.failure))], notify_if_gone=True
-            )
-        elif isinstance(event, Cancelled):
-            await self._deliver(job, ref, embeds=[cancelled_embed()], notify_if_gone=False)
-
-    async def _deliver_result(self, job: Job, ref: MessageRef | None, event: Completed) -> None:
-        """Post the result as a new message that notifies its owner, record it, then delete the status
-        message (in that order: a restart finds a job with a result message done, whatever happened after).
-
-        If Discord refuses the new message, the result is edited into the status message instead.
-        """
-        path = event.grid_path or (event.paths[0] if event.paths else None)
-        count = len(event.paths)
-        try:
-            if path is None:
-                raise OSError("no image")
-            data = await self.service.read_image(path)
-        except (OSError, ValueError) as exc:
-            log.warning("job %s finished but its image cannot be read: %s", job.id, exc)
-            await self._deliver(job, ref, embeds=[failed_embed(IMAGES_UNREADABLE)], notify_if_gone=True)
-            return
-        view = grid_view(job.id, count) if count > 1 else upscale_view(job.id)
-        reoffered = job.id in self._reoffered
-        self._reoffered.discard(job.id)
-        try:
-            # Offered again after a restart: an earlier run may have posted it and stopped before recording it.
-            delivered = await self._posted_before(job, ref) if reoffered else None
-            if delivered is None:
-                delivered = await self._post_result(job, ref, view, (data, count))
-        except _TooLarge:
-            self._undeliverable.add(job.id)
-            await self._deliver(job, ref, embeds=[failed_embed(TOO_LARGE_TO_UPLOAD)], notify_if_gone=True)
-            return
-        if delivered is None:
-            return  # Discord refused it everywhere: offered again later (see retry_undelivered)
-        await self.service.record_result_message(job.id, delivered.channel_id, delivered.message_id)
-        if ref is not None and ref != delivered:
-            await self._delete_status(job, ref)
-
-    async def _post_result(
-        self, job: Job, ref: MessageRef | None, view: discord.ui.View, image: tuple[bytes, int]
-    ) -> MessageRef | None:
-        """Post the result in the job's channel; if Discord refuses it, edit it into the status message.
-        Returns where it is shown, None when nowhere (raises _TooLarge when it cannot fit the upload limit)."""
-        channel = self.bot.get_partial_messageable(job.channel_id, guild_id=job.guild_id)
-        content = result_headline(job)
-        mentions = await self._mentions(job)
-        reference = await self._reply_target(job)
-        extra: dict[str, Any] = {} if reference is None else {"reference": reference}
-
-        async def send(files: list[discord.File]) -> MessageRef:
-            with _counted(self.metrics.discord_post, "result"):
-                posted = await channel.send(
-                    content=content, files=files, view=view, allowed_mentions=mentions, **extra
-                )
-            return MessageRef(posted.channel.id, posted.id)
-
-        try:
-            return await self._with_image(job, image, send)
-        except discord.HTTPException as exc:
-            refused = exc
-        log.warning(
-            "cannot post the result of job %s in channel %s: %s; editing it into its status message",
-            job.id,
-            job.channel_id,
-            refused,
-        )
-        shown = None if ref is None else await self._edit_into(job, ref, content, [], view, image)
-        if shown is None and isinstance(refused, discord.Forbidden | discord.NotFound):
-            self._undeliverable.add(job.id)  # the channel is gone or closed to the bot
-        return shown
-
-    async def _deliver(
-        self, job: Job, ref: MessageRef | None, *, embeds: list[discord.Embed], notify_if_gone: bool
-    ) -> None:
-        """Edit the status message into the job's end (failed, cancelled); if it is gone, post a new message
-        that notifies the member (`notify_if_gone`)."""
-        content = headline(job)
-        if ref is not None and await self._edit_into(job, ref, content, embeds, None, None) is not None:
-            return
-        if not notify_if_gone:
-            return
-        channel = self.bot.get_partial_messageable(job.channel_id, guild_id=job.guild_id)
-        try:
-            with _counted(self.metrics.discord_post, "result"):
-                await channel.send(content=content, embeds=embeds, allowed_mentions=await self._mentions(job))
-        except discord.HTTPException as exc:
-            log.warning("cannot post the end of job %s in channel %s: %s", job.id, job.channel_id, exc)
-
-    async def _edit_into(
-        self,
-        job: Job,
-        ref: MessageRef,
-        content: str,
-        embeds: list[discord.Embed],
-        view: discord.ui.View | None,
-        image: tuple[bytes, int] | None,
-    ) -> MessageRef | None:
-        """Edit the status message into a final one (edits never notify); None when Discord refused it."""
-        message = self._message(ref, job.guild_id)
-
-        async def edit(files: list[discord.File]) -> None:
-            await self.edits.acquire(ref.channel_id, EditPriority.RESULT)
-            with _counted(self.metrics.discord_edit, "result"):
-                await message.edit(
-                    content=content, embeds=embeds, attachments=files, view=view, allowed_mentions=NO_MENTIONS
-                )
-
-        try:
-            await self._with_image(job, image, edit)
-        except discord.NotFound:
-            log.info("the status message of job %s was deleted", job.id)
-            return None
-        except discord.HTTPException as exc:
-            log.warning("cannot edit the status message of job %s into its end: %s", job.id, exc)
-            return None
-        return ref
-
-    async def _delete_status(self, job: Job, ref: MessageRef) -> None:
-        """Delete the status message once the result is shown elsewhere (a stale one only costs clutter)."""
-        try:
-            await self._message(ref, job.guild_id).delete()
-        except discord.NotFound:
-            pass  # the member deleted it already
-        except discord.HTTPException as exc:
-            log.warning("cannot delete the status message of job %s: %s", job.id, exc)
-
-    async def _posted_before(self, job: Job, ref: MessageRef | None) -> MessageRef | None:
-        """The result message an earlier run posted but never recorded (it stopped in between): a message
-        of the bot after the status message, with the job's image and buttons. None if there is none."""
-        if ref is None or self.bot.user is None:
-            return None
-        me = self.bot.user.id
-        channel = self.bot.get_partial_messageable(job.channel_id, guild_id=job.guild_id)
-        try:
-            async for message in channel.history(limit=POSTED_LOOKBACK, after=discord.Object(ref.message_id)):
-                if message.id > ref.message_id and message.author.id == me and _shows_result(message, job.id):
-                    log.info("job %s: an earlier run posted its result (message %s)", job.id, message.id)
-                    return MessageRef(message.channel.id, message.id)
-        except discord.HTTPException as exc:
-            log.info("job %s: cannot look for a result an earlier run posted: %s", job.id, exc)
-        return None
-
-    async def _mentions(self, job: Job) -> discord.AllowedMentions:
-        """Whom a new message about the job may notify: its owner, unless they turned the ping off; never
-        anyone else, whatever the prompt contains."""
-        settings = await self.bot.services.settings.get_settings(job.user_id)
-        if not settings.ping:
-            return NO_MENTIONS
-        return discord.AllowedMentions(
-            everyone=False, users=[discord.Object(job.user_id)], roles=False, replied_user=False
-        )
-
-    async def _reply_target(self, job: Job) -> discord.MessageReference | None:
-        """The result message of the image a follow-up started from, for the new result to reply to (as its
-        status message did)."""
-        if job.parent_job_id is None or job.kind is JobKind.REROLL:
-            return None  # a fresh prompt, or a reroll (its parent is the image its grid started from)
-        parent = await self.service.get_job(job.parent_job_id)
-        if parent is None or parent.result_message_id is None or parent.result_channel_id != job.channel_id:
-            return None
-        return discord.MessageReference(
-            message_id=parent.result_message_id,
-            channel_id=parent.result_channel_id,
-            guild_id=job.guild_id,
-            fail_if_not_exists=False,
-        )
-
-    async def _with_image(
-        self,
-        job: Job,
-        image: tuple[bytes, int] | None,
-        send: Callable[[list[discord.File]], Awaitable[T]],
-    ) -> T:
-        """Send with the result image, re-encoded to fit the upload limit (smaller again if Discord says 413)."""
-        if image is None:
-            return await send([])
-        data, count = image
-        limit = self._upload_limit(job.guild_id)
-        for _ in range(FIT_ATTEMPTS):
-            try:
-                encoded = await asyncio.to_thread(fit_to_limit, data, limit)
-            except ImageError as exc:
-                log.warning("job %s: %s", job.id, exc)
-                break
-            file = discord.File(io.BytesIO(encoded.data), result_filename(job, count, encoded.extension))
-            try:
-                return await send([file])
-            except discord.HTTPException as exc:
-                if exc.status != 413 and exc.code != 40005:
-                    raise
-                limit = max(1, int(len(encoded.data) * 0.7))
-                log.info(
-                    "job %s: %d bytes are over the upload limit; trying %d", job.id, len(encoded.data), limit
-                )
-        raise _TooLarge(f"job {job.id}: the image does not fit the upload limit")
-
-    def _upload_limit(self, guild_id: int) -> int:
-        known = self._upload_limits.get(guild_id)
-        if known:
-            return known
-        guild = self.bot.get_guild(guild_id)
-        return guild.filesize_limit if guild is not None else DEFAULT_UPLOAD_LIMIT
