@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import importlib
+import re
 from pathlib import Path
 
 import pytest
@@ -183,7 +184,7 @@ def _strings_outside_docstrings_and_logs(path: Path) -> list[tuple[int, str]]:
     ]
 
 
-# Member words still written under comfy/, and why. Both are texts that cogs/_words/refusals.refusal_text shows as
+# Member words still written under comfy/, and why. Both are texts that cogs/_messages.refusal_text shows as
 # they are, in files another branch is reworking now; their words move to cogs/ once that has landed.
 # - comfy/params.py: the ParamError texts (the parser's refusals: what it could not read, what it takes),
 #   with Discord markup (`--flag` in backticks). Skipped by the markup check, allowed to word ParamError.
@@ -212,7 +213,7 @@ def test_bot_writes_no_discord_markup_members_read_their_words_from_cogs(path: P
 )
 def test_comfy_writes_no_discord_markup_members_read_their_words_from_cogs(path: Path) -> None:
     marked = _marked(path)
-    assert not marked, f"{path.name} writes Discord markup (the words belong in cogs/_words/): {marked}"
+    assert not marked, f"{path.name} writes Discord markup (the words belong in cogs/): {marked}"
 
 
 def _worded_errors(source: str, names: set[str]) -> list[tuple[int, str]]:
@@ -248,7 +249,7 @@ def test_errors_members_read_as_they_are_get_words_only_in_the_modules_not_moved
         for line, name in _worded_errors(path.read_text(encoding="utf-8"), names)
         if path != MEMBER_ERRORS_WORDED_IN[name]
     ]
-    assert not worded, f"members read these errors as they are; word them in cogs/_words/: {worded}"
+    assert not worded, f"members read these errors as they are; word them in cogs/_messages.py: {worded}"
 
 
 # ------------------------------------------------------------------------------------------ one home per name
@@ -278,3 +279,199 @@ def test_action_names_and_button_custom_ids_are_written_once() -> None:
     assert not elsewhere, f"action names belong in comfy/actions.py only: {elsewhere}"
     custom_ids = [(path.name, line, text) for path, line, text in strings if text.startswith("ci:")]
     assert not custom_ids, f"button custom_ids are built by cogs._buttons.custom_id only: {custom_ids}"
+
+
+def test_the_custom_id_parts_of_the_panels_are_written_once() -> None:
+    from cogs._admin_views import PageMove
+    from cogs._settings_views import PanelButton, PanelSelect
+
+    parts = {member.value for enum in (PageMove, PanelSelect, PanelButton) for member in enum}
+    for path in (ROOT / "cogs" / "_admin_views.py", ROOT / "cogs" / "_settings_views.py"):
+        strings = [text for _, text in _strings_outside_docstrings_and_logs(path)]
+        twice = {
+            part
+            for part in parts
+            if sum(1 for text in strings if re.search(rf"(?<!\w){part}(?!\w)", text)) > 1
+        }
+        assert not twice, f"{path.name} writes {sorted(twice)} again; use its enum member"
+
+
+# ------------------------------------------------------------------------------------------ one home for the words
+
+WORDS = ROOT / "cogs" / "_words"
+_LETTERS = r"[^\W\d_]{2,}"
+_WORD = re.compile(_LETTERS)
+_PROSE = re.compile(rf"{_LETTERS}\s|\s{_LETTERS}")
+# Where Discord shows a string to members: these keywords of any call, ...
+_SHOWN_KEYWORDS = frozenset({"content", "label", "description", "title", "placeholder", "text"})
+# ... these keywords of these calls, ...
+_SHOWN_KEYWORDS_OF = {
+    "add_field": {"name", "value"},
+    "set_author": {"name"},
+    "Choice": {"name"},
+    "command": {"name", "description"},
+}
+# ... and every argument of these.
+_SHOWN_ARGUMENTS_OF = frozenset(
+    {"send", "send_message", "send_ephemeral", "edit_message", "Embed", "set_footer", "describe"}
+)
+# Exceptions whose message members read (a check's refusal is shown as it is); any other one is for the log.
+_SHOWN_EXCEPTIONS = frozenset({"CheckFailure"})
+# Helpers whose text goes only to the log: which interaction an error came from.
+LOG_ONLY_HELPERS = {ROOT / "cogs" / "_errors.py": frozenset({"_describe"})}
+
+
+def _call_name(node: ast.Call) -> str:
+    func = node.func
+    return func.attr if isinstance(func, ast.Attribute) else func.id if isinstance(func, ast.Name) else ""
+
+
+def _literal(node: ast.AST) -> str | None:
+    """A string literal's text; an f-string's literal parts, joined by `{}` where its values go."""
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):
+        return node.value
+    if isinstance(node, ast.JoinedStr):
+        return "".join(str(v.value) if isinstance(v, ast.Constant) else "{}" for v in node.values)
+    return None
+
+
+def _member_words(source: str, log_only: frozenset[str] = frozenset()) -> list[tuple[int, str]]:
+    """The string literals of `source` that are words members read (the rule is the docstring of
+    test_cogs_write_no_words_of_their_own_they_take_them_from_cogs_words), by line."""
+    tree = ast.parse(source)
+    skipped: set[int] = set()
+    shown: set[int] = set()
+
+    def skip(node: ast.AST) -> None:
+        skipped.update(id(n) for n in ast.walk(node))
+
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant):
+            skip(node)  # a docstring
+        elif isinstance(node, ast.JoinedStr):
+            skipped.update(id(n) for value in node.values for n in ast.walk(value))  # read as a whole
+        elif isinstance(node, ast.Raise) and node.exc is not None:
+            raised = node.exc if isinstance(node.exc, ast.Call) else None
+            if raised is None or _call_name(raised) not in _SHOWN_EXCEPTIONS:
+                skip(node)
+        elif isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and node.name in log_only:
+            skip(node)
+        elif isinstance(node, ast.Call):
+            name = _call_name(node)
+            func = node.func
+            if isinstance(func, ast.Attribute) and isinstance(func.value, ast.Name):
+                if func.value.id in {"log", "logging"}:
+                    skip(node)
+                    continue
+            keywords = _SHOWN_KEYWORDS | _SHOWN_KEYWORDS_OF.get(name, set())
+            arguments = [*node.args, *(k.value for k in node.keywords)] if name in _SHOWN_ARGUMENTS_OF else []
+            arguments += [k.value for k in node.keywords if k.arg in keywords]
+            shown.update(id(n) for argument in arguments for n in ast.walk(argument))
+    found = []
+    for node in ast.walk(tree):
+        text = _literal(node)
+        if text is None or id(node) in skipped:
+            continue
+        marked = any(mark in text for mark in DISCORD_MARKUP)
+        if marked or _PROSE.search(text) or (id(node) in shown and _WORD.search(text)):
+            found.append((getattr(node, "lineno", 0), text))
+    return sorted(found)
+
+
+def test_the_word_finder_finds_words_and_leaves_identifiers_and_log_lines() -> None:
+    source = """
+'''A docstring, never words.'''
+log.info("the bot says %s", f"job {job.id}")
+button = Button(label="Reset", custom_id=f"settings:{user}:reset", emoji="ℹ️")
+line = f"⏳ Queued, position {n}"
+embed.add_field(name="Model", value=model)
+channel.send(f"<@{user}>", ephemeral=True)
+task = create_task(run(), name="imagine-presenter")
+name = "preview.png" if data.get("custom_id") == "x" else "imagine_12_grid.png"
+option = Choice(name=f"{shape} {width}:{height}", value="2:3")
+raise ValueError(f"custom_id {value!r} is too long")
+raise CheckFailure("You can't use this here")
+def _describe(interaction):
+    return f"{what} by user {interaction.user.id}"
+"""
+    assert _member_words(source, frozenset({"_describe"})) == [
+        (4, "Reset"),
+        (5, "⏳ Queued, position {}"),
+        (6, "Model"),
+        (7, "<@{}>"),
+        (12, "You can't use this here"),
+    ]
+
+
+@pytest.mark.parametrize(
+    "path",
+    [p for p in _modules("cogs") if WORDS not in p.parents],
+    ids=lambda p: str(p.relative_to(ROOT / "cogs")),
+)
+def test_cogs_write_no_words_of_their_own_they_take_them_from_cogs_words(path: Path) -> None:
+    """Every word a member reads is written in cogs/_words/; the other modules of cogs/ only show them.
+
+    A string literal in cogs/ outside cogs/_words/ (an f-string is read as its literal parts, `{}` where
+    its values go) is words members read when it
+    - holds Discord markup (`**`, a backtick, `<@`, `<#`, a link to a message), or
+    - reads as prose: a word of two letters or more next to a space (`⏳ Queued`, `Step {}/{}`), or
+    - holds a word where Discord shows text to members: the `content`, `label`, `description`, `title`,
+      `placeholder` and `text` of any call, the `name` and `value` of `add_field`, the `name` of
+      `set_author` and of a command's `Choice`, the `name` and `description` of an app command, and every
+      argument of `send`, `send_message`, `send_ephemeral`, `edit_message`, `Embed`, `set_footer` and
+      `describe` (an option's description).
+    Not words: docstrings, the arguments of `log.*` calls, the message of a raised exception (for the log;
+    but a `CheckFailure`'s is shown, so it counts), the helpers in LOG_ONLY_HELPERS, and single tokens such
+    as custom_id parts and templates, dict keys, file names, MIME types, task and event names. Emoji alone
+    (🟢, ◀️) are not words either: they carry no letters.
+    """
+    source = path.read_text(encoding="utf-8")
+    words = _member_words(source, LOG_ONLY_HELPERS.get(path, frozenset()))
+    assert not words, f"{path.relative_to(ROOT)} writes words members read; put them in cogs/_words/: {words}"
+
+
+@pytest.mark.parametrize("path", sorted(WORDS.glob("*.py")), ids=lambda p: p.name)
+def test_the_words_import_no_cogs_module_outside_their_package_and_build_no_discord_objects(
+    path: Path,
+) -> None:
+    """cogs/_words/ is the bottom of cogs/: the modules that show words import it, never the reverse. It
+    takes facts from bot/ and comfy/, and from discord only `discord.utils` (escaping): embeds, views and
+    modals are built by the modules that use the words."""
+    outside = sorted(
+        m for m in _cogs_imported_by(path) if m != "cogs._words" and not m.startswith("cogs._words.")
+    )
+    assert not outside, f"{path.name} imports {outside}; the words may import only cogs._words modules"
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    used = {
+        node.attr
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == "discord"
+    }
+    imported = {
+        f"{node.module}.{alias.name}"
+        for node in ast.walk(tree)
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] == "discord"
+        for alias in node.names
+    }
+    assert used <= {"utils"} and imported <= {"discord.utils"}, f"{path.name} uses discord.{used | imported}"
+
+
+# ------------------------------------------------------------------------------------------ small files
+
+MAX_LINES = 500
+# Modules over the limit, each still to be split by role. The list only shrinks: the test fails when one of
+# them is under the limit, so it comes off the list.
+NOT_SPLIT_YET = frozenset({ROOT / "bot" / "job_service.py", ROOT / "comfy" / "params.py"})
+
+
+def test_no_module_of_bot_cogs_or_comfy_is_over_500_lines() -> None:
+    lines = {
+        path: len(path.read_text(encoding="utf-8").splitlines())
+        for package in ("bot", "cogs", "comfy")
+        for path in _modules(package)
+    }
+    long = sorted(str(path.relative_to(ROOT)) for path, n in lines.items() if n > MAX_LINES)
+    assert long == sorted(str(path.relative_to(ROOT)) for path in NOT_SPLIT_YET), (
+        f"over {MAX_LINES} lines: {long}; split a long module by role (NOT_SPLIT_YET lists the ones still to"
+        " split: take a module off once it is short)"
+    )
