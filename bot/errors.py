@@ -45,7 +45,7 @@ class Reason(StrEnum):
 
 class MemberError(Exception):
     """Something a member asked that the bot refuses. It carries the reason and its facts, never a sentence:
-    the words (in cogs/_messages.py) depend on where the member asked. `str(exc)` is for logs."""
+    the words (in cogs/_words/refusals.py) depend on where the member asked. `str(exc)` is for logs."""
 
     def __init__(
         self,

@@ -30,7 +30,7 @@ from comfy.workflow_template import (
 
 # BLEND_MIN_IMAGES, BLEND_SLOTS, blend_values and outpaint_padding live in comfy.blend and comfy.outpaint;
 # they are re-exported because comfy/render.py (another branch's file) imports them from here, as that
-# branch's bot/job_service.py and cogs/_messages.py do. Import them from their homes, then drop them here.
+# branch's bot/job_service.py does. Import them from their homes, then drop them here.
 __all__ = [
     "BLEND_MIN_IMAGES",
     "BLEND_SLOTS",

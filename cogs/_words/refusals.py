@@ -14,9 +14,9 @@ from bot.jobs import LimitExceeded, LimitKind
 from bot.queue_service import excerpt
 from cogs._words.jobs import STATUS_WORDS, has_ended
 from cogs._words.text import code, plural
+from comfy.blend import BLEND_MIN_IMAGES
 from comfy.params import ParamError
 from comfy.render import RenderError
-from comfy.workflow import BLEND_MIN_IMAGES
 
 _SHOWN_CHANNELS: Final = 10
 _SHOWN_MODELS: Final = 15
