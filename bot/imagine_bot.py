@@ -98,6 +98,16 @@ class ImagineBot(commands.AutoShardedBot):
             self.dispatch("services_started")
             await self._serve_metrics()
 
+    def holds_guild(self, guild_id: int) -> bool:
+        """Whether one of this process's shards holds the guild (Discord's `(guild_id >> 22) % shard_count`),
+        so this process shows its jobs; True when it runs every shard. With several processes on one
+        database every process hears every job's events (its own, and the others' through the event relay):
+        only the one holding the guild's shard may post and edit its messages, or a result shows twice."""
+        shards = self.config.discord
+        if shards.shard_ids is None or shards.shard_count is None:
+            return True
+        return (guild_id >> 22) % shards.shard_count in shards.shard_ids
+
     async def _serve_metrics(self) -> None:
         """Serve /metrics and /healthz when `[metrics] port` is set."""
         settings = self.config.metrics

@@ -109,7 +109,8 @@ class Presenter:
     """Keeps every job's Discord message in step with the job.
 
     While the imagine extension is loaded it is the bot's `job_messages` (bot.imagine_bot.JobMessages):
-    the buttons under jobs post the status messages of the jobs they queue through it.
+    the buttons under jobs post the status messages of the jobs they queue through it. It shows only the
+    jobs of guilds this process's shards hold (`ImagineBot.holds_guild`), whichever process runs them.
     """
 
     def __init__(
@@ -227,7 +228,13 @@ class Presenter:
         """Show finished jobs whose results were never posted (the bot stopped in between, or Discord
         refused them), finished at least `settled_s` ago; returns how many."""
         events = await self.service.unshown_results(settled_s=settled_s)
-        fresh = [e for e in events if e.job_id not in self._trackers and e.job_id not in self._undeliverable]
+        fresh = [
+            e
+            for e in events
+            if e.job_id not in self._trackers
+            and e.job_id not in self._undeliverable
+            and self.bot.holds_guild(e.guild_id)
+        ]
         self._reoffered.update(e.job_id for e in fresh)
         for event in fresh:
             self._route(event)
@@ -258,6 +265,8 @@ class Presenter:
     async def _pump(self, subscription: Subscription) -> None:
         while True:
             event = await subscription.get()
+            if not self.bot.holds_guild(event.guild_id):
+                continue  # the process holding the guild's shard shows it (it hears the event too)
             try:
                 self._route(event)
             except Exception:
