@@ -11,7 +11,9 @@ Each process runs `python -m bot run --config shardN.toml` with discord.py point
 (`FakeDiscord.pointed_command`); both configs name the same PostgreSQL database (over TCP), the same two
 fake ComfyUIs (gpu0, gpu1) and the same output folder, and give each process its own /metrics port.
 A guild lives on each shard (`places[0]`, `places[1]`), each with its own channel and member.
-The test reads the database through a store of its own (`cluster.store`).
+The test reads the database through a store of its own (`cluster.store`) and waits on its jobs without
+polling: a trigger the harness adds to the drill's database notifies every change of a job row
+(`cluster.wait_jobs`).
 """
 
 # Test helpers here take `timeout=` like asyncio.wait_for does; that reads better in tests.
@@ -26,13 +28,14 @@ import re
 import signal
 import socket
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import aiohttp
+import asyncpg
 
 from bot.jobs import Job, JobStatus
 from bot.store.postgres import PostgresStore
@@ -91,6 +94,74 @@ port = {metrics_port}
 """
 
 
+# The drill's own trigger: every insert or update of a job row notifies `drill_jobs` (the job id).
+WATCH_CHANNEL = "drill_jobs"
+WATCH_SQL = f"""
+CREATE FUNCTION drill_job_changed() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_notify('{WATCH_CHANNEL}', NEW.id::text);
+    RETURN NEW;
+END $$;
+CREATE TRIGGER drill_job_changed AFTER INSERT OR UPDATE ON jobs
+    FOR EACH ROW EXECUTE FUNCTION drill_job_changed();
+"""
+
+
+class JobWatch:
+    """Wakes the drill whenever a job row changes (LISTEN on the trigger's channel), reconnecting after
+    PostgreSQL restarts (a reconnect wakes it too: changes may have been missed meanwhile)."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self._changed = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        """Add the trigger, then listen in the background."""
+        conn = await asyncpg.connect(self.url)
+        try:
+            await conn.execute(WATCH_SQL)
+        finally:
+            await conn.close()
+        connected = asyncio.Event()
+        self._task = asyncio.create_task(self._listen(connected), name="drill-job-watch")
+        await connected.wait()
+
+    async def close(self) -> None:
+        """Stop listening."""
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+
+    def _pulse(self, *_: object) -> None:
+        self._changed.set()
+        self._changed = asyncio.Event()
+
+    async def _listen(self, connected: asyncio.Event) -> None:
+        while True:
+            try:
+                conn = await asyncpg.connect(self.url)
+            except (OSError, asyncpg.PostgresError):
+                await asyncio.sleep(0.1)  # PostgreSQL is down (a drill stopped it): try again
+                continue
+            lost = asyncio.Event()
+            conn.add_termination_listener(lambda _c, lost=lost: lost.set())
+            try:
+                await conn.add_listener(WATCH_CHANNEL, self._pulse)
+                connected.set()
+                self._pulse()
+                await lost.wait()
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+                pass
+            finally:
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(conn.close(), timeout=2)
+
+    def changed(self) -> asyncio.Event:
+        """An event set at the next change of any job (take it before looking at the jobs)."""
+        return self._changed
+
+
 def free_port() -> int:
     """A TCP port free on 127.0.0.1 right now (for a process's fixed /metrics port)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
@@ -146,6 +217,7 @@ class Cluster:
     comfy: list[FakeComfyUI]
     database_url: str
     store: PostgresStore
+    watch: JobWatch
     places: list[Place]
     bots: dict[int, BotProcess] = field(default_factory=dict)
     jobs: dict[int, Place] = field(default_factory=dict)  # every job the drill queued -> where
@@ -268,6 +340,23 @@ class Cluster:
         status = self.status_of(job_id)
         return bool(self.results_of(job_id)) and status is not None and status.deleted
 
+    async def wait_jobs(
+        self, job_ids: list[int], condition: Callable[[Job], bool], *, timeout: float = 30.0
+    ) -> list[Job]:
+        """Wait until `condition` holds for every job (read from the database at each change of a job)."""
+        jobs: list[Job | None] = []
+        try:
+            async with asyncio.timeout(timeout):
+                while True:
+                    changed = self.watch.changed()
+                    jobs = [await self.store.get(job_id) for job_id in job_ids]
+                    if all(job is not None and condition(job) for job in jobs):
+                        return [job for job in jobs if job is not None]
+                    await changed.wait()
+        except TimeoutError:
+            states = [(j.id, j.status.value, j.backend) if j else None for j in jobs]
+            raise AssertionError(f"jobs still not so after {timeout}s: {states}\n{self.logs()}") from None
+
     async def wait_shown(self, job_ids: list[int], *, timeout: float = 30.0) -> None:
         """Wait (on the fake Discord's changes) until every job is shown."""
         try:
@@ -374,9 +463,12 @@ async def running_cluster(
             user = discord.add_user("carol", global_name="Carol")
             discord.add_member(guild, user)
             places.append(Place(1, guild, discord.add_channel(guild, "art"), user))
-            store = await PostgresStore.open(url)
+            store = await PostgresStore.open(url)  # migrates the new database
             stack.push_async_callback(store.close)
-            cluster = Cluster(folder, discord, comfy, url, store, places)
+            watch = JobWatch(url)
+            await watch.start()
+            stack.push_async_callback(watch.close)
+            cluster = Cluster(folder, discord, comfy, url, store, watch, places)
             stack.push_async_callback(cluster.close)
             for shard in range(SHARDS):
                 config = folder / f"shard{shard}.toml"

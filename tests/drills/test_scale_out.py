@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from bot.jobs import JobStatus
 from tests.drills._cluster import Cluster, running_cluster
 from tests.pg import Databases
 
@@ -60,4 +61,46 @@ async def test_each_process_shows_its_own_guilds_results_and_u1_works_whichever_
         for child in children:
             job = await cluster.store.get(child)
             assert job is not None and job.parent_job_id is not None
+        await cluster.assert_each_job_done_once()
+
+
+async def test_kill9_of_the_process_driving_the_backends_mid_run_hands_them_over_and_its_shard_catches_up(
+    tmp_path: Path, pg_databases: Databases
+) -> None:
+    async with running_cluster(tmp_path, pg_databases) as cluster:
+        first = await cluster.start(0)
+        second = await cluster.start(1)
+        zero = cluster.places[0]
+        for comfy in cluster.comfy:
+            comfy.pause()
+        jobs = {
+            place.shard: [await cluster.imagine(place, f"a harbour {n} --seed {n}") for n in (1, 2)]
+            for place in cluster.places
+        }
+        everything = jobs[0] + jobs[1]
+        # Mid-run: on each backend one prompt holds at its first sampler step, another waits in its queue;
+        # every status message is recorded.
+        for comfy in cluster.comfy:
+            await comfy.wait_paused()
+            await comfy.wait_until(lambda comfy=comfy: len(comfy.received_bodies) == 2)
+        await cluster.wait_jobs(everything, lambda job: job.status_message_id is not None)
+
+        await cluster.kill(0)
+        for comfy in cluster.comfy:
+            comfy.resume()
+        # The second process takes both backends once the leases run out, re-attaches to the four prompts
+        # and shows its own guild's results; shard 0's guild has nobody to show its results.
+        await cluster.wait_shown(jobs[1])
+        await cluster.wait_jobs(jobs[0], lambda job: job.status is JobStatus.COMPLETED)
+        assert await cluster.holders() == {"gpu0": second.pid, "gpu1": second.pid}
+        assert not [m for job in jobs[0] for m in cluster.results_of(job)]
+        assert sum(len(comfy.received_bodies) for comfy in cluster.comfy) == 4  # no prompt posted again
+
+        # Shard 0 comes back: its process shows the results that finished meanwhile, and its guild works.
+        await cluster.start(0)
+        await cluster.wait_shown(jobs[0])
+        again = await cluster.imagine(zero, "a harbour at night --seed 3")
+        await cluster.wait_shown([again])
+        assert (await cluster.holders()).keys() == {"gpu0", "gpu1"}
+        assert first.pid not in (await cluster.holders()).values()
         await cluster.assert_each_job_done_once()
