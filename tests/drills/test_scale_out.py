@@ -10,12 +10,16 @@ guild are run by the first process and shown by the second, through the event re
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
+
+import pytest
 
 from bot.jobs import JobStatus
 from tests.drills._cluster import Cluster, running_cluster
 from tests.pg import Databases
 
+HEALTHY = {"status": "ok", "discord": True, "database": True, "backends": {"gpu0": True, "gpu1": True}}
 RESULT_POSTS = 'discord_posts_total{outcome="ok",purpose="result"}'
 
 
@@ -103,4 +107,51 @@ async def test_kill9_of_the_process_driving_the_backends_mid_run_hands_them_over
         await cluster.wait_shown([again])
         assert (await cluster.holders()).keys() == {"gpu0", "gpu1"}
         assert first.pid not in (await cluster.holders()).values()
+        await cluster.assert_each_job_done_once()
+
+
+async def test_postgresql_restarted_mid_run_loses_no_job_and_runs_none_twice_and_healthz_reports_the_outage(
+    tmp_path: Path, pg_databases: Databases
+) -> None:
+    server = pg_databases.server
+    if not server.can_restart:
+        pytest.skip("COMFY_IMAGINE_TEST_PG_URL names a server the tests cannot restart")
+    async with running_cluster(tmp_path, pg_databases) as cluster:
+        await cluster.start(0)
+        await cluster.start(1)
+        for comfy in cluster.comfy:
+            comfy.pause()
+        jobs = [
+            await cluster.imagine(place, f"a mill {n} --seed {n}") for place in cluster.places for n in (1, 2)
+        ]
+        for comfy in cluster.comfy:
+            await comfy.wait_paused()
+            await comfy.wait_until(lambda comfy=comfy: len(comfy.received_bodies) == 2)
+        await cluster.wait_jobs(jobs, lambda job: job.status_message_id is not None)
+        for shard in (0, 1):
+            assert await cluster.healthz(shard) == (200, HEALTHY)
+
+        await asyncio.to_thread(server.stop)
+        try:
+            # While PostgreSQL is down both processes say so; the prompts finish meanwhile.
+            for shard in (0, 1):
+                status, body = await cluster.healthz(shard)
+                assert (status, body["status"], body["database"], body["discord"]) == (
+                    503,
+                    "unhealthy",
+                    False,
+                    True,
+                )
+            for comfy in cluster.comfy:
+                comfy.resume()
+            for comfy in cluster.comfy:
+                await comfy.wait_until(lambda comfy=comfy: len(comfy.finished_prompt_ids) == 2)
+        finally:
+            await asyncio.to_thread(server.start)
+
+        await cluster.wait_shown(jobs)
+        for shard in (0, 1):
+            assert await cluster.healthz(shard) == (200, HEALTHY)
+        again = [await cluster.imagine(place, "a mill at dawn --seed 5") for place in cluster.places]
+        await cluster.wait_shown(again)
         await cluster.assert_each_job_done_once()
