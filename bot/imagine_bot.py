@@ -82,6 +82,8 @@ class ImagineBot(commands.AutoShardedBot):
         self.metrics_server: MetricsServer | None = None
         self.job_messages: JobMessages | None = None
         self._rate_limits = RateLimitCounter(services.metrics)
+        # Dispatched as `on_job_events_missed`: the presenter shows what the event relay may have missed.
+        services.on_events_missed = lambda: self.dispatch("job_events_missed")
 
     async def setup_hook(self) -> None:
         """Load the extensions, then start the services. Commands are synced by `sync-commands`.
