@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+import asyncpg
 import pytest
 
 from bot.jobs import JobStatus
@@ -154,4 +155,34 @@ async def test_postgresql_restarted_mid_run_loses_no_job_and_runs_none_twice_and
             assert await cluster.healthz(shard) == (200, HEALTHY)
         again = [await cluster.imagine(place, "a mill at dawn --seed 5") for place in cluster.places]
         await cluster.wait_shown(again)
+        await cluster.assert_each_job_done_once()
+
+
+async def test_a_result_finished_while_the_shard_holders_event_relay_was_cut_is_shown_when_it_reconnects(
+    tmp_path: Path, pg_databases: Databases
+) -> None:
+    async with running_cluster(tmp_path, pg_databases) as cluster:
+        await cluster.start(0)
+        second = await cluster.start(1)
+        one = cluster.places[1]
+        for comfy in cluster.comfy:
+            comfy.pause()
+        # Run by the first process (it drives both backends), shown by the second.
+        job = await cluster.imagine(one, "a windmill --seed 9")
+        await cluster.wait_jobs([job], lambda j: j.status_message_id is not None and j.backend is not None)
+        # The second process's relay connection is cut (as a network blip or PostgreSQL's own hiccup would);
+        # the job finishes before the relay is back, so its Completed notification never reaches it.
+        conn = await asyncpg.connect(cluster.database_url)
+        try:
+            cut = await conn.fetchval(
+                "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid, 5000)) FROM pg_stat_activity "
+                "WHERE application_name LIKE $1",
+                f"comfy-imagine relay %:{second.pid}:%",
+            )
+        finally:
+            await conn.close()
+        assert cut == 1
+        for comfy in cluster.comfy:
+            comfy.resume()
+        await cluster.wait_shown([job])
         await cluster.assert_each_job_done_once()
