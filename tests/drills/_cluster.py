@@ -266,9 +266,13 @@ class Cluster:
         """SIGTERM the process of `shard` and wait until it exits 0 (it hands its backends over at once)."""
         bot = self.bots[shard]
         assert bot.proc is not None
+        pid = bot.pid
         bot.proc.send_signal(signal.SIGTERM)
         code = await asyncio.wait_for(bot.proc.wait(), timeout=30)
         assert code == 0, f"the bot of shard {shard} exited {code} on SIGTERM:\n{bot.log_tail()}"
+        # Released on the way out, not left to expire (the next holder re-attaches at once).
+        held = [name for name, holder in (await self.holders()).items() if holder == pid]
+        assert not held, f"the bot of shard {shard} exited still holding {held}:\n{bot.log_tail()}"
         await self.discord.wait_until_shard_offline(shard, SHARDS, timeout=10)
 
     async def close(self) -> None:

@@ -186,3 +186,43 @@ async def test_a_result_finished_while_the_shard_holders_event_relay_was_cut_is_
             comfy.resume()
         await cluster.wait_shown([job])
         await cluster.assert_each_job_done_once()
+
+
+async def test_a_rolling_restart_of_both_processes_under_a_backlog_completes_every_job_once(
+    tmp_path: Path, pg_databases: Databases
+) -> None:
+    async with running_cluster(tmp_path, pg_databases, step_time=0.05) as cluster:
+        await cluster.start(0)
+        await cluster.start(1)
+        for comfy in cluster.comfy:
+            comfy.pause()
+        # Ten jobs, five a guild: two in each ComfyUI (one running, one in its queue), six waiting.
+        jobs = [
+            await cluster.imagine(place, f"a lantern {n} --seed {n}")
+            for n in range(5)
+            for place in cluster.places
+        ]
+        for comfy in cluster.comfy:
+            await comfy.wait_paused()
+            await comfy.wait_until(lambda comfy=comfy: len(comfy.received_bodies) == 2)
+        await cluster.wait_jobs(jobs, lambda job: job.status_message_id is not None)
+
+        # SIGTERM the process driving both backends mid-run; the other takes them over and the work goes
+        # on until six prompts have started, then holds again (four jobs left, in ComfyUI or waiting).
+        await cluster.stop(0)
+        for comfy in cluster.comfy:
+            comfy.resume()
+        await cluster.comfy[0].wait_until(lambda: sum(len(c.executed_prompt_ids) for c in cluster.comfy) >= 6)
+        for comfy in cluster.comfy:
+            comfy.pause()
+        await cluster.start(0)
+        # Then the other one, which drives the backends now, mid-run too.
+        assert set((await cluster.holders()).values()) == {cluster.bots[1].pid}
+        await cluster.stop(1)
+        for comfy in cluster.comfy:
+            comfy.resume()
+        await cluster.start(1)
+
+        await cluster.wait_shown(jobs, timeout=60)
+        assert set((await cluster.holders()).values()) == {cluster.bots[0].pid}
+        await cluster.assert_each_job_done_once()
