@@ -73,7 +73,7 @@ async def test_kill9_of_the_process_driving_the_backends_mid_run_hands_them_over
     tmp_path: Path, pg_databases: Databases
 ) -> None:
     async with running_cluster(tmp_path, pg_databases) as cluster:
-        first = await cluster.start(0)
+        await cluster.start(0)
         second = await cluster.start(1)
         zero = cluster.places[0]
         for comfy in cluster.comfy:
@@ -101,13 +101,15 @@ async def test_kill9_of_the_process_driving_the_backends_mid_run_hands_them_over
         assert not [m for job in jobs[0] for m in cluster.results_of(job)]
         assert sum(len(comfy.received_bodies) for comfy in cluster.comfy) == 4  # no prompt posted again
 
-        # Shard 0 comes back: its process shows the results that finished meanwhile, and its guild works.
+        # Shard 0 comes back: its process shows the results that finished meanwhile, and its guild works:
+        # a new /imagine, and a U1 under a result the second process finished (the second runs both).
         await cluster.start(0)
         await cluster.wait_shown(jobs[0])
         again = await cluster.imagine(zero, "a harbour at night --seed 3")
-        await cluster.wait_shown([again])
-        assert (await cluster.holders()).keys() == {"gpu0", "gpu1"}
-        assert first.pid not in (await cluster.holders()).values()
+        (grid,) = cluster.results_of(jobs[0][0])
+        child = await cluster.press(zero, grid, f"ci:upscale_2x:{jobs[0][0]}:1")
+        await cluster.wait_shown([again, child])
+        assert await cluster.holders() == {"gpu0": second.pid, "gpu1": second.pid}
         await cluster.assert_each_job_done_once()
 
 
