@@ -315,16 +315,13 @@ class Cluster:
 
     # ------------------------------------------------------------------ what the drill observes
 
-    def results_of(self, job_id: int, *, include_deleted: bool = True) -> list[StoredMessage]:
-        """Every message posted in the job's channel that carries its result (an image with its buttons)."""
-        channel = self.jobs[job_id].channel
+    def results_of(self, job_id: int) -> list[StoredMessage]:
+        """Every message posted anywhere (deleted since or not) that carries the job's result: an image
+        with the job's follow-up buttons."""
         return [
             m
             for m in self.discord.world.messages.values()
-            if m.channel_id == channel.id
-            and m.attachments
-            and (include_deleted or not m.deleted)
-            and any(follow_up_job(i) == job_id for i in m.custom_ids())
+            if m.attachments and any(follow_up_job(i) == job_id for i in m.custom_ids())
         ]
 
     def status_of(self, job_id: int) -> StoredMessage | None:
@@ -405,7 +402,7 @@ class Cluster:
         """The end of every drill: every job queued completed exactly once and nothing was lost.
 
         - each job is COMPLETED in the database, and the database has no job the drill did not queue;
-        - its result is one message in its own channel (never posted twice, not even deleted since), with
+        - its result is one message, in its own channel (never posted twice, not even deleted since), with
           its image and buttons, mentioning its owner, recorded as its result; its status message is gone;
         - its images are on disk;
         - no ComfyUI prompt was posted or executed twice, across both backends, and each job's prompt
@@ -421,6 +418,7 @@ class Cluster:
                 f"job {job_id}: {len(results)} result messages: {[m.id for m in results]}"
             )
             (result,) = results
+            assert result.channel_id == place.channel.id, f"job {job_id}: its result is in another channel"
             assert not result.deleted, f"job {job_id}: its result message was deleted"
             assert job.result_message_id == result.id, (job_id, job.result_message_id, result.id)
             assert place.user in result.mentions, f"job {job_id}: the result does not mention its owner"
