@@ -24,7 +24,8 @@ import discord
 
 from bot.events import Cancelled, Completed, Failed, JobEvent, Subscription
 from bot.job_service import JobService, QueuedJob
-from bot.jobs import Job, JobKind
+from bot.jobs import Job, JobKind, JobStatus
+from bot.reasons import Failure
 from cogs._buttons import cancel_view, follow_up_job, grid_view, upscale_view
 from cogs._edit_budget import EditBudget, EditPriority
 from cogs._failure_text import failure_text
@@ -250,9 +251,20 @@ class Presenter:
         return len(fresh)
 
     async def _show_missed(self) -> None:
-        """The event relay reconnected: results other processes finished meanwhile never reached this
-        one; show them now rather than at the next retry of undelivered results (minutes away)."""
+        """The event relay reconnected: endings other processes wrote meanwhile never reached this one.
+        Show the results now rather than at the next retry of undelivered results (minutes away), and the
+        failures and cancellations of the jobs whose messages still wait for their end."""
         await self.catch_up()
+        for tracker in list(self._trackers.values()):
+            if tracker.terminal is not None:
+                continue
+            job = await self.service.get_job(tracker.job_id)
+            if job is None or not self.bot.holds_guild(job.guild_id):
+                continue
+            if job.status is JobStatus.FAILED:
+                self._route(Failed(job.id, job.guild_id, failure=Failure.decode(job.error)))
+            elif job.status is JobStatus.CANCELLED:
+                self._route(Cancelled(job.id, job.guild_id))
 
     async def retry_undelivered(self) -> int:
         """Offer again the results Discord refused earlier (the loop calls it every few minutes)."""
