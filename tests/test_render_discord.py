@@ -26,7 +26,7 @@ from cogs._errors import member_text
 from cogs._messages import Where, cancelled_text, queued_text, refusal_text, result_headline
 from cogs._render import StatusState, format_eta, headline, progress_bar, status_text, what_it_is
 from comfy.actions import ACTIONS, ACTIONS_BY_NAME, Action
-from comfy.params import ParamError
+from comfy.params import ParamError, ParamProblem
 from comfy.render import RenderError
 from tests.factories import job_record
 
@@ -292,7 +292,11 @@ def test_every_reason_has_words_wherever_it_happens(reason: Reason, where: Where
             Where.FOLLOW_UP,
             "That can't be done: the picture cannot grow.",
         ),
-        (ParamError("`--ar` takes two numbers."), Where.ANY, "`--ar` takes two numbers."),
+        (
+            ParamError(ParamProblem.BAD_ASPECT, flag="ar", spelling="--ar", value="3x2"),
+            Where.ANY,
+            "`--ar` must be two whole numbers like `16:9` or `2:3`; you gave `3x2`.",
+        ),
     ],
 )
 def test_refusals_in_the_words_members_have_always_read(
