@@ -13,7 +13,7 @@ from bot.errors import MemberError, Reason
 from bot.job_service import Cancellation, JobInfo, QueuedJob
 from bot.jobs import Job, JobKind, JobStatus, LimitExceeded, LimitKind
 from bot.queue_service import QueueEntry, QueuePage, StatusReport, excerpt
-from cogs._param_words import param_error_text
+from cogs._param_words import param_error_text, render_error_text
 from cogs._render import shown_prompt, what_it_is
 from comfy.actions import REROLL, Action, action_named
 from comfy.params import ParamError, format_request
@@ -119,7 +119,7 @@ def refusal_text(error: MemberError | ParamError | RenderError, where: Where = W
     if isinstance(error, ParamError):
         return param_error_text(error)
     if isinstance(error, RenderError):
-        return f"That can't be done: {error}."
+        return f"That can't be done: {render_error_text(error)}."
     return _member_error_text(error, where)
 
 

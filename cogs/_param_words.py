@@ -1,10 +1,11 @@
-"""The words members read when the parser refuses a prompt (`ParamError`)."""
+"""The words members read when the parser refuses a prompt (`ParamError`) or a follow-up cannot be rendered."""
 
 from __future__ import annotations
 
 from typing import Final, assert_never
 
 from comfy.params import COUNT_CAP, FLAG_BY_NAME, FLAGS, ParamError, ParamProblem, UseInstead, number_text
+from comfy.render import RenderError, RenderProblem
 
 _SHOWN_NAMES: Final = 8
 _PERMUTATION_CHARS: Final = 80
@@ -128,6 +129,20 @@ def _problem_text(e: ParamError) -> str:
                 "Try writing it differently."
             )
     assert_never(e.problem)
+
+
+def render_error_text(error: RenderError) -> str:
+    """Why a follow-up cannot be made of its image, as the end of a sentence (`That can't be done: ...`)."""
+    match error.problem:
+        case RenderProblem.UNKNOWN_ACTION:
+            return f"unknown action {error.action!r}; allowed: {', '.join(error.choices)}"
+        case RenderProblem.NEEDS_SOURCE_IMAGE:
+            return f"{error.kind} needs a source image"
+        case RenderProblem.ALREADY_LARGEST:
+            return f"this image is already as large as allowed ({error.side} pixels a side)"
+        case RenderProblem.CANVAS_TOO_LARGE:
+            return f"the picture cannot grow past {error.side} pixels a side; try zooming out"
+    assert_never(error.problem)
 
 
 def _unknown_parameter(e: ParamError, hint: str) -> str:

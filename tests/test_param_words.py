@@ -1,12 +1,16 @@
-"""The words members read for a refused prompt: every problem, word for word, from its facts."""
+"""The words members read for a refused prompt or follow-up: every problem, word for word, from its facts."""
 
 from __future__ import annotations
 
 import pytest
 
-from cogs._param_words import param_error_text
+from bot.reasons import Failure, FailureKind
+from cogs._failure_text import failure_text
+from cogs._param_words import param_error_text, render_error_text
+from comfy.actions import ACTIONS
 from comfy.params import ParamError, ParamProblem, parse_prompt
 from comfy.profiles import ParamLimits
+from comfy.render import MAX_CANVAS_SIDE, RenderError, RenderProblem, kind_for
 from tests.test_params import make_ctx
 
 _PARAMETERS = (
@@ -245,3 +249,58 @@ def test_values_are_shown_safely_inside_inline_code() -> None:
         parse_prompt("a --chaos `x`" + "y" * 60, make_ctx())
     words = param_error_text(caught.value)
     assert words.endswith("you gave `'x'yyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyy…`.")
+
+
+@pytest.mark.parametrize(
+    ("error", "words"),
+    [
+        (
+            RenderError(RenderProblem.CANVAS_TOO_LARGE, side=4096),
+            "the picture cannot grow past 4096 pixels a side; try zooming out",
+        ),
+        (
+            RenderError(RenderProblem.ALREADY_LARGEST, side=4096),
+            "this image is already as large as allowed (4096 pixels a side)",
+        ),
+        (RenderError(RenderProblem.NEEDS_SOURCE_IMAGE, kind="upscale"), "upscale needs a source image"),
+    ],
+)
+def test_render_refusals_read_as_they_always_have(error: RenderError, words: str) -> None:
+    assert render_error_text(error) == words
+
+
+def test_an_unknown_action_names_the_allowed_ones() -> None:
+    with pytest.raises(RenderError) as caught:
+        kind_for("reroll")
+    assert caught.value.problem is RenderProblem.UNKNOWN_ACTION and "upscale_2x" in caught.value.choices
+    assert (
+        render_error_text(caught.value)
+        == f"unknown action 'reroll'; allowed: {', '.join(caught.value.choices)}"
+    )
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        RenderError(RenderProblem.CANVAS_TOO_LARGE, side=MAX_CANVAS_SIDE),
+        RenderError(RenderProblem.ALREADY_LARGEST, side=MAX_CANVAS_SIDE),
+        RenderError(RenderProblem.NEEDS_SOURCE_IMAGE, kind="zoom"),
+        RenderError(RenderProblem.UNKNOWN_ACTION, action="gone"),
+    ],
+    ids=lambda e: e.problem.value,
+)
+def test_a_job_that_cannot_be_rendered_fails_with_the_same_words_after_the_store(error: RenderError) -> None:
+    stored = Failure.decode(Failure(FailureKind.NOT_RENDERABLE, error.encode()).encode())
+    decoded = RenderError.decode(stored.detail)
+    assert decoded is not None and decoded.problem is error.problem
+    words = failure_text(stored)
+    if error.problem is RenderProblem.UNKNOWN_ACTION:  # the allowed ones are those of this version
+        allowed = ", ".join(action.name for action in ACTIONS if action.from_image)
+        assert words == f"unknown action 'gone'; allowed: {allowed}"
+    else:
+        assert words == render_error_text(error)
+
+
+def test_a_not_renderable_failure_this_version_cannot_read_shows_its_detail() -> None:
+    assert failure_text(Failure(FailureKind.NOT_RENDERABLE, "melted/3")) == "melted/3"
+    assert failure_text(Failure(FailureKind.NOT_RENDERABLE, "canvas_too_large/big")) == "canvas_too_large/big"
