@@ -111,7 +111,9 @@ class JobRunner:
             await self.fail(job, Failure(FailureKind.REFUSED, str(exc)))
         except JobFailure as exc:
             await self.fail(job, exc.failure)
-        except (RenderError, TemplateError) as exc:
+        except RenderError as exc:
+            await self.fail(job, Failure(FailureKind.NOT_RENDERABLE, exc.encode()))
+        except TemplateError as exc:
             await self.fail(job, Failure(FailureKind.INVALID, str(exc)))
         except BackendUnavailable as exc:
             log.warning("job %s: backend %s unavailable: %s", job.id, backend.name, exc)

@@ -13,6 +13,7 @@ from bot.errors import MemberError, Reason
 from bot.job_service import Cancellation, JobInfo, QueuedJob
 from bot.jobs import Job, JobKind, JobStatus, LimitExceeded, LimitKind
 from bot.queue_service import QueueEntry, QueuePage, StatusReport, excerpt
+from cogs._param_words import param_error_text, render_error_text
 from cogs._render import shown_prompt, what_it_is
 from comfy.actions import REROLL, Action, action_named
 from comfy.params import ParamError, format_request
@@ -116,9 +117,9 @@ def limit_text(exc: LimitExceeded) -> str:
 def refusal_text(error: MemberError | ParamError | RenderError, where: Where = Where.ANY) -> str:
     """The words for a refusal: what was wrong, and what is allowed."""
     if isinstance(error, ParamError):
-        return str(error)  # the parser says what it could not read and what it takes
+        return param_error_text(error)
     if isinstance(error, RenderError):
-        return f"That can't be done: {error}."
+        return f"That can't be done: {render_error_text(error)}."
     return _member_error_text(error, where)
 
 
@@ -150,7 +151,8 @@ def _member_error_text(e: MemberError, where: Where) -> str:
         case Reason.SAVED_DEFAULTS_CLASH:
             return (
                 f"Your saved defaults ({', '.join(f'`{flag}`' for flag in e.choices)}) don't work with this "
-                f"prompt: {e.detail} Change them with /settings, or give your own in the prompt."
+                f"prompt: {param_error_text(e.param_error) if e.param_error else ''} Change them with /settings, "
+                "or give your own in the prompt."
             )
         case Reason.IMAGE_TOO_LARGE:
             which = f"`{_code(e.value[:60])}`" if e.value else "The attached image"

@@ -23,7 +23,7 @@ from bot.generate import (
     generate_command,
 )
 from bot.terminal_progress import TerminalProgress
-from comfy.params import ParamError
+from comfy.params import ParamError, ParamProblem
 from comfy.progress import ProgressSnapshot
 from tests.cli import run_cli
 
@@ -170,10 +170,13 @@ async def test_model_option_picks_the_model_unless_the_prompt_names_one(fake, ma
 @pytest.mark.parametrize(
     ("prompt", "message"),
     [
-        ("a fox --foo 3", "Unknown parameter `--foo`"),
-        ("a fox --ar 3x2", "`--ar` must be two whole numbers like `16:9`"),
-        ("a fox --seed 4294967296", "`--seed` must be a whole number from 0 to 4294967295"),
-        ("a fox --ar 9:1", "aspect ratio may go from 1:4 (tall) to 4:1 (wide)"),
+        ("a fox --foo 3", "error: unknown_parameter (spelling='--foo')"),
+        ("a fox --ar 3x2", "error: bad_aspect (flag='ar', spelling='--ar', value='3x2')"),
+        (
+            "a fox --seed 4294967296",
+            "out_of_range (flag='seed', spelling='--seed', value='4294967296', low=0",
+        ),
+        ("a fox --ar 9:1", "aspect_out_of_range (flag='ar', spelling='--ar', value='9:1', high=4.0)"),
     ],
 )
 async def test_bad_parameters_exit_2_with_the_reason_and_post_nothing(
@@ -187,8 +190,10 @@ async def test_bad_parameters_exit_2_with_the_reason_and_post_nothing(
 
 
 async def test_sampler_names_are_checked_against_the_backend(fake, make_config, tmp_path) -> None:
-    with pytest.raises(ParamError, match=r"Unknown sampler `eulr`. Samplers you can use: `euler`"):
+    with pytest.raises(ParamError) as caught:
         await within(generate(make_config(fake.url), "a fox --sampler eulr", tmp_path))
+    assert (caught.value.problem, caught.value.value) == (ParamProblem.UNKNOWN_NAME, "eulr")
+    assert caught.value.choices[0] == "euler"
     assert fake.received_prompts == []
 
 
@@ -361,7 +366,10 @@ async def test_cli_bad_parameter_exits_2_without_a_traceback(fake, make_config, 
     )
 
     assert code == EXIT_USAGE and stdout == ""
-    assert "error: `--seed` must be a whole number from 0 to 4294967295; you gave `-1`." in stderr
+    assert (
+        "error: out_of_range (flag='seed', spelling='--seed', value='-1', low=0, high=4294967295, whole=True)"
+        in stderr
+    )
     assert "Traceback" not in stderr
 
 
