@@ -239,9 +239,12 @@ def _generate(config: Config, args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from bot.generate import generate_command
+    from cogs._param_words import param_error_text  # the entry point composes every layer
 
     try:
-        return asyncio.run(generate_command(config, args.prompt, Path(args.out), model=args.model))
+        return asyncio.run(
+            generate_command(config, args.prompt, Path(args.out), model=args.model, describe=param_error_text)
+        )
     except KeyboardInterrupt:  # Ctrl-C before the command could take over the signal
         return EXIT_INTERRUPTED
 

@@ -36,7 +36,8 @@ def test_comfy_imports_nothing_from_discord_bot_or_cogs(path: Path) -> None:
 @pytest.mark.parametrize("path", _modules("bot"), ids=lambda p: p.name)
 def test_bot_never_imports_cogs_and_only_the_bot_class_imports_discord(path: Path) -> None:
     imports = _imports(path)
-    assert "cogs" not in imports
+    if path.name != "__main__.py":  # the entry point composes every layer (the CLI words refusals as cogs do)
+        assert "cogs" not in imports
     if path.name not in DISCORD_ALLOWED_IN_BOT:
         assert "discord" not in imports, (
             f"{path.name} imports discord; keep Discord in cogs/ or the Bot class"
