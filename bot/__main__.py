@@ -239,9 +239,12 @@ def _generate(config: Config, args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from bot.generate import generate_command
+    from cogs._words.params import param_error_text  # the entry point composes every layer
 
     try:
-        return asyncio.run(generate_command(config, args.prompt, Path(args.out), model=args.model))
+        return asyncio.run(
+            generate_command(config, args.prompt, Path(args.out), model=args.model, describe=param_error_text)
+        )
     except KeyboardInterrupt:  # Ctrl-C before the command could take over the signal
         return EXIT_INTERRUPTED
 
@@ -302,12 +305,23 @@ async def _run_bot(config: Config) -> int:
     if services is None:
         return EXIT_USAGE
     bot = ImagineBot(config=config, services=services)
+    shutdown: asyncio.Future[None] | None = None
+
+    def on_signal() -> None:
+        nonlocal shutdown
+        if shutdown is None:
+            shutdown = asyncio.ensure_future(bot.close())
+
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, lambda: asyncio.ensure_future(bot.close()))
+        loop.add_signal_handler(sig, on_signal)
     try:
         async with bot:
             await bot.start(config.token or "")
+            if shutdown is not None:
+                # start() returns once the gateway is closed, while close() still stops the services
+                # (jobs handed over, backend leases released): the loop must not end (and cancel it) first.
+                await shutdown
     except discord.LoginFailure:
         print("error: Discord rejected discord.token (reset it in the developer portal)", file=sys.stderr)
         return EXIT_USAGE

@@ -5,6 +5,7 @@ from __future__ import annotations
 from enum import StrEnum
 
 from bot.jobs import JobStatus
+from comfy.param_error import ParamError
 
 
 class Reason(StrEnum):
@@ -15,7 +16,7 @@ class Reason(StrEnum):
     BANNED_WORD = "banned_word"  # value: the word
     UNKNOWN_MODEL = "unknown_model"  # value: the name given; choices: the model names
     TOO_MANY_JOBS = "too_many_jobs"  # count: jobs the prompt makes; allowed: per command
-    SAVED_DEFAULTS_CLASH = "saved_defaults_clash"  # choices: the flags added; detail: the parser's words
+    SAVED_DEFAULTS_CLASH = "saved_defaults_clash"  # choices: the flags added; param_error: the refusal
     # an attached image (image prompt)
     IMAGE_TOO_LARGE = "image_too_large"  # count: its bytes; allowed: bytes; value: its name, if given
     IMAGE_TOO_BIG = "image_too_big"  # width, height: its pixels; allowed: pixels a side
@@ -63,6 +64,7 @@ class MemberError(Exception):
         choices: tuple[str, ...] = (),
         channels: tuple[int, ...] = (),
         detail: str | None = None,
+        param_error: ParamError | None = None,
     ) -> None:
         facts = {
             "job_id": job_id,
@@ -77,6 +79,7 @@ class MemberError(Exception):
             "choices": choices or None,
             "channels": channels or None,
             "detail": detail,
+            "param_error": str(param_error) if param_error is not None else None,
         }
         shown = ", ".join(f"{k}={v!r}" for k, v in facts.items() if v is not None)
         super().__init__(f"{reason.value} ({shown})" if shown else reason.value)
@@ -93,3 +96,4 @@ class MemberError(Exception):
         self.choices = choices
         self.channels = channels
         self.detail = detail
+        self.param_error = param_error

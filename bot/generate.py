@@ -16,7 +16,7 @@ import re
 import signal
 import sys
 import unicodedata
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -421,8 +421,17 @@ async def _cancel_unfinished(run: _Run) -> None:
 # ---------------------------------------------------------------------------------------- command
 
 
-async def generate_command(config: Config, prompt: str, out_dir: Path, *, model: str | None = None) -> int:
-    """The `generate` subcommand: run `generate`, print the paths, map errors to exit codes."""
+async def generate_command(
+    config: Config,
+    prompt: str,
+    out_dir: Path,
+    *,
+    model: str | None = None,
+    describe: Callable[[ParamError], str] = str,
+) -> int:
+    """The `generate` subcommand: run `generate`, print the paths, map errors to exit codes.
+
+    `describe` words a refused prompt (the entry point passes the words members read; bot/ holds none)."""
     task = asyncio.current_task()
     loop = asyncio.get_running_loop()
     interrupted = False
@@ -448,7 +457,7 @@ async def generate_command(config: Config, prompt: str, out_dir: Path, *, model:
         print("interrupted: the posted prompts were cancelled", file=sys.stderr)
         return EXIT_INTERRUPTED
     except ParamError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {describe(exc)}", file=sys.stderr)
         return EXIT_USAGE
     except SetupError as exc:
         print(f"error: {exc}", file=sys.stderr)

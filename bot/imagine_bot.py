@@ -82,6 +82,8 @@ class ImagineBot(commands.AutoShardedBot):
         self.metrics_server: MetricsServer | None = None
         self.job_messages: JobMessages | None = None
         self._rate_limits = RateLimitCounter(services.metrics)
+        # Dispatched as `on_job_events_missed`: the presenter shows what the event relay may have missed.
+        services.on_events_missed = lambda: self.dispatch("job_events_missed")
 
     async def setup_hook(self) -> None:
         """Load the extensions, then start the services. Commands are synced by `sync-commands`.
@@ -97,6 +99,16 @@ class ImagineBot(commands.AutoShardedBot):
             await self.services.start()
             self.dispatch("services_started")
             await self._serve_metrics()
+
+    def holds_guild(self, guild_id: int) -> bool:
+        """Whether one of this process's shards holds the guild (Discord's `(guild_id >> 22) % shard_count`),
+        so this process shows its jobs; True when it runs every shard. With several processes on one
+        database every process hears every job's events (its own, and the others' through the event relay):
+        only the one holding the guild's shard may post and edit its messages, or a result shows twice."""
+        shards = self.config.discord
+        if shards.shard_ids is None or shards.shard_count is None:
+            return True
+        return (guild_id >> 22) % shards.shard_count in shards.shard_ids
 
     async def _serve_metrics(self) -> None:
         """Serve /metrics and /healthz when `[metrics] port` is set."""

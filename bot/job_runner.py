@@ -11,12 +11,12 @@ from bot.backend_health import BackendHealth
 from bot.backends import Backend
 from bot.events import Cancelled, Completed, EventBus, Failed, Progress, Started
 from bot.inflight import InFlightJob
-from bot.jobs import InvalidTransition, Job, JobStatus, OutputFile
+from bot.jobs import IN_FLIGHT_STATUSES, InvalidTransition, Job, JobStatus, OutputFile
 from bot.metrics import Metrics
 from bot.outputs import OutputError, OutputStore
 from bot.prompt_run import NoImages, PromptRun
 from bot.reasons import Failure, FailureKind, JobFailure
-from bot.store import Store
+from bot.store import Store, StoreUnavailable
 from comfy import events as comfy_events
 from comfy.models import BackendUnavailable, ComfyError, PromptRejected
 from comfy.outcome import Outcome, OutcomeStatus
@@ -31,6 +31,9 @@ log = logging.getLogger(__name__)
 GraphBuilder = Callable[[Backend, Job], Awaitable[dict[str, object]]]
 # Puts a job back in the queue, the Failure saying why its attempt ended.
 Requeue = Callable[[Job, Failure], Awaitable[None]]
+
+# How often a job whose database went away asks whether it is back.
+DATABASE_RETRY_S = 1.0
 
 _RUNNING_SIGNS = (comfy_events.Started, comfy_events.Executing, comfy_events.Progress)
 
@@ -73,6 +76,19 @@ class JobRunner:
 
     async def run(self, record: InFlightJob) -> None:
         """Render, post and follow a freshly claimed job."""
+        try:
+            await self._run(record)
+        except StoreUnavailable as exc:
+            await self._follow_after_outage(record, exc)
+
+    async def resume(self, record: InFlightJob) -> None:
+        """Re-attach to a job the previous run left submitted or running on `record.backend`."""
+        try:
+            await self._resume(record)
+        except StoreUnavailable as exc:
+            await self._follow_after_outage(record, exc)
+
+    async def _run(self, record: InFlightJob) -> None:
         job, backend = record.job, record.backend
         assert job.prompt_id is not None and backend is not None
         try:
@@ -95,7 +111,9 @@ class JobRunner:
             await self.fail(job, Failure(FailureKind.REFUSED, str(exc)))
         except JobFailure as exc:
             await self.fail(job, exc.failure)
-        except (RenderError, TemplateError) as exc:
+        except RenderError as exc:
+            await self.fail(job, Failure(FailureKind.NOT_RENDERABLE, exc.encode()))
+        except TemplateError as exc:
             await self.fail(job, Failure(FailureKind.INVALID, str(exc)))
         except BackendUnavailable as exc:
             log.warning("job %s: backend %s unavailable: %s", job.id, backend.name, exc)
@@ -107,12 +125,13 @@ class JobRunner:
         except ComfyError as exc:
             log.warning("job %s on %s: %s", job.id, backend.name, exc)
             await self.fail(job, Failure(FailureKind.UNEXPECTED_ANSWER))
+        except StoreUnavailable:
+            raise  # not the job's fault: `run` follows it again once the database answers
         except Exception:
             log.exception("job %s failed unexpectedly", job.id)
             await self.fail(job, Failure(FailureKind.BOT_ERROR))
 
-    async def resume(self, record: InFlightJob) -> None:
-        """Re-attach to a job the previous run left submitted or running on `record.backend`."""
+    async def _resume(self, record: InFlightJob) -> None:
         job, backend = record.job, record.backend
         assert job.prompt_id is not None and backend is not None
         try:
@@ -132,6 +151,44 @@ class JobRunner:
         except asyncio.CancelledError:
             if not await self._hand_over_abandoned(record):
                 raise
+
+    async def _follow_after_outage(self, record: InFlightJob, error: StoreUnavailable) -> None:
+        """The database went away under the job (PostgreSQL restarting): the job stays as the database has
+        it, and this task keeps its slot. Once the database answers, re-attach to its prompt as a restart
+        would: a finished prompt completes from the backend's history, a running one is followed, one never
+        posted goes back to the queue. (Without this the job stayed in flight with nobody following it,
+        until the next restart, unless the outage also cost this process the backend's lease.)"""
+        backend = record.backend
+        assert backend is not None
+        while True:
+            log.warning(
+                "job %s: the database is unreachable (%s); following it again once it answers",
+                record.job_id,
+                error,
+            )
+            try:
+                await self._database_answers()
+                current = await self.store.get(record.job_id)
+                if (
+                    current is None
+                    or current.status not in IN_FLIGHT_STATUSES
+                    or current.backend != backend.name
+                ):
+                    return  # it ended, or went back to the queue, before the database went away
+                record.job = current
+                await self._resume(record)
+                return
+            except StoreUnavailable as exc:
+                error = exc
+
+    async def _database_answers(self) -> None:
+        """Return once the database answers (asking every DATABASE_RETRY_S)."""
+        while True:
+            try:
+                await self.store.schema_version()
+                return
+            except StoreUnavailable:
+                await asyncio.sleep(DATABASE_RETRY_S)
 
     # ------------------------------------------------------------------ following
 

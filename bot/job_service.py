@@ -555,7 +555,7 @@ class JobService:
                 requests = parse_prompt(f"{prompt.rstrip()} {' '.join(extra)}", ctx)
             except ParamError as exc:
                 raise MemberError(
-                    Reason.SAVED_DEFAULTS_CLASH, choices=tuple(extra), detail=str(exc)
+                    Reason.SAVED_DEFAULTS_CLASH, choices=tuple(extra), param_error=exc
                 ) from None
         negative = (settings.negative or "").strip() if settings else ""
         if negative:

@@ -16,7 +16,9 @@ class FailureKind(StrEnum):
     """What ended a job, or sent it back to the queue; `Failure.detail` says which one where it can."""
 
     REFUSED = "refused"  # ComfyUI refused the workflow; detail: its validation message
-    INVALID = "invalid"  # the workflow could not be built; detail: the template or render error
+    INVALID = "invalid"  # the workflow could not be built; detail: the template error
+    # the follow-up cannot be made of its image; detail: the comfy.render.RenderError, encoded
+    NOT_RENDERABLE = "not_renderable"
     PARENT_MISSING = "parent_missing"  # the image it starts from is no longer known
     PARENT_DELETED = "parent_deleted"  # ... and its file is gone from the bot's disk
     IMAGE_PROMPT_MISSING = "image_prompt_missing"  # the attached image is not (or no longer) recorded

@@ -128,8 +128,13 @@ class Scheduler:
     async def start(self) -> None:
         """Check the backends, take their leases (re-attaching to the jobs left on them), start dispatching."""
         await self.health.refresh()
+        leases = await self.store.backend_leases()
         for job in await self.store.list_in_flight():
             backend = self._backend(job.backend)
+            if backend is None and job.backend in leases and leases[job.backend].expires_at > time.time():
+                # Not in this process's config, but another process drives it (a rolling upgrade that
+                # adds or removes a backend): its holder follows the job; re-queueing it would run it twice.
+                continue
             if backend is None or job.prompt_id is None:
                 kind = FailureKind.BACKEND_GONE if backend is None else FailureKind.NEVER_POSTED
                 self._spawn(InFlightJob(job, None), self._requeue(job, Failure(kind)))

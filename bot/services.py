@@ -79,6 +79,9 @@ class Services:
             else f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         )
         self._relay: PostgresEventRelay | None = None
+        # Called when job events of other processes may have been missed (the event relay reconnected):
+        # whoever shows jobs reads what it missed from the database (the bot sets it).
+        self.on_events_missed: Callable[[], None] = lambda: None
         self._store: Store | None = None
         self._scheduler: Scheduler | None = None
         self._session: aiohttp.ClientSession | None = None
@@ -148,7 +151,13 @@ class Services:
         if url is not None:
             import asyncpg
 
-            self._relay = PostgresEventRelay(lambda: asyncpg.connect(url.secret()), self.bus)
+            # Named after this process in pg_stat_activity (PostgreSQL keeps 63 bytes of it).
+            name = f"comfy-imagine relay {self.lease_holder}"[:63]
+            self._relay = PostgresEventRelay(
+                lambda: asyncpg.connect(url.secret(), server_settings={"application_name": name}),
+                self.bus,
+                on_reconnect=lambda: self.on_events_missed(),
+            )
         relay = self._relay
         self._scheduler = Scheduler(
             store=self._store,

@@ -20,9 +20,10 @@ from typing import TYPE_CHECKING, Any
 
 import discord
 
-from bot.events import JobEvent, Subscription
+from bot.events import Cancelled, Failed, JobEvent, Subscription
 from bot.job_service import JobService, QueuedJob
-from bot.jobs import Job
+from bot.jobs import Job, JobStatus
+from bot.reasons import Failure
 from cogs._buttons import cancel_view
 from cogs._delivery import ResultDelivery, counted, message_at
 from cogs._edit_budget import EditBudget, EditPriority
@@ -62,7 +63,8 @@ class Presenter:
     """Keeps every job's Discord message in step with the job.
 
     While the imagine extension is loaded it is the bot's `job_messages` (bot.imagine_bot.JobMessages):
-    the buttons under jobs post the status messages of the jobs they queue through it.
+    the buttons under jobs post the status messages of the jobs they queue through it. It shows only the
+    jobs of guilds this process's shards hold (`ImagineBot.holds_guild`), whichever process runs them.
     """
 
     def __init__(
@@ -91,11 +93,13 @@ class Presenter:
     def start(self) -> None:
         """Subscribe to job events and start showing them."""
         self._subscription = self.bot.services.bus.subscribe()
+        self.bot.add_listener(self._show_missed, "on_job_events_missed")
         self._pump_task = asyncio.create_task(self._pump(self._subscription), name="imagine-presenter")
         self._retry_task = asyncio.create_task(self._retry_loop(), name="imagine-retry-undelivered")
 
     async def stop(self) -> None:
         """Stop reading events and cancel the edits in progress."""
+        self.bot.remove_listener(self._show_missed, "on_job_events_missed")
         if self._subscription is not None:
             self._subscription.close()
             self._subscription = None
@@ -176,16 +180,44 @@ class Presenter:
         await self.track(job, job.channel_id, message_id, state)
 
     async def catch_up(self, *, settled_s: float = 0.0) -> int:
-        """Show finished jobs whose results were never posted (the bot stopped in between, or Discord
-        refused them), finished at least `settled_s` ago; returns how many."""
+        """Show finished jobs whose results were never posted (the bot stopped in between, Discord refused
+        them, or their Completed event never came), finished at least `settled_s` ago; returns how many.
+
+        A job whose tracker already has its ending is being shown and is left alone; one whose tracker
+        still waits for it (its Completed was missed: another process ran it while the relay was away)
+        gets it now."""
         events = await self.service.unshown_results(settled_s=settled_s)
-        fresh = [e for e in events if e.job_id not in self._trackers and e.job_id not in self._undeliverable]
+        fresh = []
+        for event in events:
+            tracker = self._trackers.get(event.job_id)
+            if (
+                (tracker is None or tracker.terminal is None)
+                and event.job_id not in self._undeliverable
+                and self.bot.holds_guild(event.guild_id)
+            ):
+                fresh.append(event)
         self._reoffered.update(e.job_id for e in fresh)
         for event in fresh:
             self._route(event)
         if fresh:
             log.info("posting %d result(s) not shown yet", len(fresh))
         return len(fresh)
+
+    async def _show_missed(self) -> None:
+        """The event relay reconnected: endings other processes wrote meanwhile never reached this one.
+        Show the results now rather than at the next retry of undelivered results (minutes away), and the
+        failures and cancellations of the jobs whose messages still wait for their end."""
+        await self.catch_up()
+        for tracker in list(self._trackers.values()):
+            if tracker.terminal is not None:
+                continue
+            job = await self.service.get_job(tracker.job_id)
+            if job is None or not self.bot.holds_guild(job.guild_id):
+                continue
+            if job.status is JobStatus.FAILED:
+                self._route(Failed(job.id, job.guild_id, failure=Failure.decode(job.error)))
+            elif job.status is JobStatus.CANCELLED:
+                self._route(Cancelled(job.id, job.guild_id))
 
     async def retry_undelivered(self) -> int:
         """Offer again the results Discord refused earlier (the loop calls it every few minutes)."""
@@ -210,6 +242,8 @@ class Presenter:
     async def _pump(self, subscription: Subscription) -> None:
         while True:
             event = await subscription.get()
+            if not self.bot.holds_guild(event.guild_id):
+                continue  # the process holding the guild's shard shows it (it hears the event too)
             try:
                 self._route(event)
             except Exception:

@@ -1,4 +1,4 @@
-"""Prompt text helpers: `{a, b}` permutations with their escapes, and `text::weight` multi-prompts."""
+"""Prompt text helpers: `{a, b}` permutations with their escapes, `text::weight` multi-prompts, numbers."""
 
 from __future__ import annotations
 
@@ -164,3 +164,8 @@ def split_multi_prompt(text: str) -> list[tuple[str, str | None]]:
                 position = end
         parts.append((segment, weight))
     return [(segment, weight) for segment, weight in parts if segment]
+
+
+def number_text(value: float) -> str:
+    """A number the way a person writes it (and the parser reads it back): 7, 6.5, 0.25."""
+    return str(int(value)) if float(value).is_integer() else repr(float(value))

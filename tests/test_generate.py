@@ -23,7 +23,8 @@ from bot.generate import (
     generate_command,
 )
 from bot.terminal_progress import TerminalProgress
-from comfy.params import ParamError
+from cogs._words.params import param_error_text
+from comfy.params import ParamError, ParamProblem
 from comfy.progress import ProgressSnapshot
 from tests.cli import run_cli
 
@@ -179,7 +180,9 @@ async def test_model_option_picks_the_model_unless_the_prompt_names_one(fake, ma
 async def test_bad_parameters_exit_2_with_the_reason_and_post_nothing(
     fake, make_config, tmp_path, capsys, prompt: str, message: str
 ) -> None:
-    code = await within(generate_command(make_config(fake.url), prompt, tmp_path / "out"))
+    code = await within(
+        generate_command(make_config(fake.url), prompt, tmp_path / "out", describe=param_error_text)
+    )
 
     assert code == EXIT_USAGE
     assert message in capsys.readouterr().err
@@ -187,8 +190,10 @@ async def test_bad_parameters_exit_2_with_the_reason_and_post_nothing(
 
 
 async def test_sampler_names_are_checked_against_the_backend(fake, make_config, tmp_path) -> None:
-    with pytest.raises(ParamError, match=r"Unknown sampler `eulr`. Samplers you can use: `euler`"):
+    with pytest.raises(ParamError) as caught:
         await within(generate(make_config(fake.url), "a fox --sampler eulr", tmp_path))
+    assert (caught.value.problem, caught.value.value) == (ParamProblem.UNKNOWN_NAME, "eulr")
+    assert caught.value.choices[0] == "euler"
     assert fake.received_prompts == []
 
 

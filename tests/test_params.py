@@ -10,9 +10,11 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
+from cogs._words.params import param_error_text
 from comfy.params import (
     GenerationRequest,
     ParamError,
+    ParamProblem,
     ParseContext,
     blend_request,
     format_request,
@@ -55,11 +57,16 @@ def one(raw: str, **overrides: object) -> GenerationRequest:
 
 
 def refused(raw: str, **overrides: object) -> str:
-    """The message of the ParamError a prompt must raise (never a chained bug report)."""
+    """The words members read for the ParamError a prompt must raise (never a chained bug report)."""
+    return param_error_text(refusal(raw, **overrides))
+
+
+def refusal(raw: str, **overrides: object) -> ParamError:
+    """The ParamError a prompt must raise (never a chained bug report)."""
     with pytest.raises(ParamError) as caught:
         parse_prompt(raw, make_ctx(**overrides))
     assert caught.value.__cause__ is None
-    return str(caught.value)
+    return caught.value
 
 
 # ------------------------------------------------------------------------------------------ plain prompt
@@ -683,7 +690,8 @@ class _Broken(Sequence[str]):
 def test_an_unexpected_bug_still_reaches_the_user_as_param_error(caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level(logging.ERROR, logger="comfy.params"), pytest.raises(ParamError) as caught:
         parse_prompt("a cat --sampler euler", make_ctx(samplers=_Broken()))
-    assert "bug" in str(caught.value) and isinstance(caught.value.__cause__, RuntimeError)
+    assert caught.value.problem is ParamProblem.BUG and isinstance(caught.value.__cause__, RuntimeError)
+    assert "bug" in param_error_text(caught.value)
     assert "unexpected error" in caplog.text
 
 
@@ -723,7 +731,7 @@ def _parses_or_refuses(raw: str, ctx: ParseContext) -> bool:
         requests = parse_prompt(raw, ctx)
     except ParamError as err:
         assert err.__cause__ is None, f"a bug was caught by the safety net: {err.__cause__!r}"
-        assert str(err)
+        assert param_error_text(err) and str(err).startswith(err.problem.value)
         return False
     assert 1 <= len(requests) <= ctx.limits.max_permutations
     for req in requests:

@@ -30,8 +30,8 @@ from cogs._words.refusals import Where, refusal_text
 from cogs._words.results import result_headline
 from cogs._words.status import format_eta, progress_bar, status_text
 from comfy.actions import ACTIONS, ACTIONS_BY_NAME, Action
-from comfy.params import ParamError
-from comfy.render import RenderError
+from comfy.params import ParamError, ParamProblem
+from comfy.render import RenderError, RenderProblem
 from tests.factories import job_record
 
 BIGGEST_JOB_ID = 2**63 - 1  # SQLite's largest rowid
@@ -295,11 +295,15 @@ def test_every_reason_has_words_wherever_it_happens(reason: Reason, where: Where
             "Your prompt contains `a 'tick'`, a word this server does not allow. Remove it and try again.",
         ),
         (
-            RenderError("the picture cannot grow"),
+            RenderError(RenderProblem.CANVAS_TOO_LARGE, side=4096),
             Where.FOLLOW_UP,
-            "That can't be done: the picture cannot grow.",
+            "That can't be done: the picture cannot grow past 4096 pixels a side; try zooming out.",
         ),
-        (ParamError("`--ar` takes two numbers."), Where.ANY, "`--ar` takes two numbers."),
+        (
+            ParamError(ParamProblem.BAD_ASPECT, flag="ar", spelling="--ar", value="3x2"),
+            Where.ANY,
+            "`--ar` must be two whole numbers like `16:9` or `2:3`; you gave `3x2`.",
+        ),
     ],
 )
 def test_refusals_in_the_words_members_have_always_read(

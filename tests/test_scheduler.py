@@ -20,6 +20,7 @@ from bot.scheduler import Scheduler, SchedulerSettings
 from bot.store import JobStore
 from comfy.client import ComfyClient
 from comfy.profiles import BackendConfig
+from comfy.render import RenderError, RenderProblem
 from comfy.workflow import TemplateRegistry, load_builtin_templates
 from tests.factories import TINY, imagine_job
 from tests.fakes.comfy_server import FakeComfyUI
@@ -371,6 +372,22 @@ async def test_an_upscale_uploads_the_parent_image_and_makes_one_image(tmp_path:
         done = await h.event(Completed, child.id)
         assert len(done.paths) == 1 and done.grid_path is None
         assert h.fakes[0].file(f"imagine_{parent.id}_2.png", type="input") is not None
+
+
+async def test_a_follow_up_that_cannot_be_rendered_fails_with_the_render_problem(tmp_path: Path) -> None:
+    async with harness(tmp_path) as h:
+        (parent,) = await h.scheduler.submit([imagine_job()])
+        await h.event(Completed, parent.id)
+        # An action this version does not know (a job queued by another version of the bot).
+        child_spec = imagine_job(user=200, parent_job_id=parent.id, parent_index=0, action="melt")
+        (child,) = await h.scheduler.submit([child_spec])
+        failed = await h.event(Failed, child.id)
+        assert isinstance(failed, Failed) and failed.failure.kind is FailureKind.NOT_RENDERABLE
+        error = RenderError.decode(failed.failure.detail)
+        assert error is not None and (error.problem, error.action) == (RenderProblem.UNKNOWN_ACTION, "melt")
+        stored = await h.store.get(child.id)
+        assert stored is not None and Failure.decode(stored.error) == failed.failure
+        assert len(h.fakes[0].received_prompts) == 1  # the parent's only
 
 
 @pytest.mark.parametrize("count", [2, 4])

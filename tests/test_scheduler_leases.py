@@ -10,6 +10,7 @@ from pathlib import Path
 
 from bot.events import Completed, Started
 from bot.jobs import JobStatus
+from bot.store import JobStore
 from tests.factories import imagine_job
 from tests.fakes.comfy_server import FakeComfyUI
 from tests.test_scheduler import TIMEOUT, Harness
@@ -112,3 +113,18 @@ async def test_a_holder_that_lost_its_lease_stops_following_and_dispatching(tmp_
         fake.resume()
         await b.event(Completed, job.id)
         assert len(fake.received_bodies) == 1
+
+
+async def test_a_job_on_a_backend_another_process_drives_is_left_to_it_not_requeued(tmp_path: Path) -> None:
+    store = await JobStore.open(str(tmp_path / "jobs.db"))
+    (job,) = await store.enqueue_many([imagine_job()])
+    claimed = await store.claim_next("gpu9")  # a backend only the other process has in its config
+    assert claimed is not None and claimed.id == job.id
+    assert await store.acquire_backend("gpu9", "process-other", 600)
+    (orphan,) = await store.enqueue_many([imagine_job(user=101)])
+    assert await store.claim_next("gpu8") is not None  # nobody drives gpu8: its job goes back
+    await store.close()
+    async with two_processes(tmp_path) as (a, _b, _fake):
+        assert await a.status(job.id) is JobStatus.SUBMITTED
+        await a.event(Completed, orphan.id)  # re-queued and run here
+        assert (await a.store.get(job.id)).backend == "gpu9"  # type: ignore[union-attr]

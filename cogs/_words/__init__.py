@@ -9,8 +9,7 @@
 - `commands`: the slash commands' names, descriptions, options and choices
 - `jobs`: how a job is named wherever it shows (status words, what it is, its prompt, headline and link)
 - `text`: formatting helpers under all of them (plurals, ordinals, inline code, cutting to a limit)
-- `params` (to come): the parser's refusals, `cogs/_param_words.py` of the branch that turns ParamError
-  into facts, moved here when it lands (`refusal_text` and `failure_text` call it)
+- `params`: the parser's refusals (`ParamError`) and why a follow-up cannot be rendered (`RenderError`)
 
 The modules here import bot/ and comfy/ for facts and `discord.utils` for escaping, nothing else of cogs/
 (tests/test_architecture.py holds both rules, and that no other cogs/ module writes words of its own).

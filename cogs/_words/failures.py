@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import Final, assert_never
 
 from bot.reasons import Failure, FailureKind
+from cogs._words.params import render_error_text
+from comfy.render import RenderError
 
 _SAVE_FAILED = "The image was made but "
 FAILED_WITHOUT_REASON: Final = "The job failed."
@@ -27,6 +29,9 @@ def failure_text(failure: Failure) -> str:
             return f"The image server refused this job: {detail}"
         case FailureKind.INVALID | FailureKind.UNREACHABLE | FailureKind.OTHER:
             return detail
+        case FailureKind.NOT_RENDERABLE:
+            error = RenderError.decode(detail)
+            return render_error_text(error) if error is not None else detail
         case FailureKind.PARENT_MISSING:
             return "the image this job starts from no longer exists"
         case FailureKind.PARENT_DELETED:

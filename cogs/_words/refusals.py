@@ -13,6 +13,7 @@ from bot.errors import MemberError, Reason
 from bot.jobs import LimitExceeded, LimitKind
 from bot.queue_service import excerpt
 from cogs._words.jobs import STATUS_WORDS, has_ended
+from cogs._words.params import param_error_text, render_error_text
 from cogs._words.text import code, plural
 from comfy.blend import BLEND_MIN_IMAGES
 from comfy.params import ParamError
@@ -77,11 +78,9 @@ def limit_text(exc: LimitExceeded) -> str:
 def refusal_text(error: MemberError | ParamError | RenderError, where: Where = Where.ANY) -> str:
     """The words for a refusal: what was wrong, and what is allowed."""
     if isinstance(error, ParamError):
-        # The parser says what it could not read and what it takes. Its words move here (cogs/_words/params.py,
-        # from the branch that turns ParamError into facts): this is the one call that changes then.
-        return str(error)
+        return param_error_text(error)
     if isinstance(error, RenderError):
-        return f"That can't be done: {error}."
+        return f"That can't be done: {render_error_text(error)}."
     return _member_error_text(error, where)
 
 
@@ -113,7 +112,8 @@ def _member_error_text(e: MemberError, where: Where) -> str:
         case Reason.SAVED_DEFAULTS_CLASH:
             return (
                 f"Your saved defaults ({', '.join(f'`{flag}`' for flag in e.choices)}) don't work with this "
-                f"prompt: {e.detail} Change them with /settings, or give your own in the prompt."
+                f"prompt: {param_error_text(e.param_error) if e.param_error else ''} Change them with /settings, "
+                "or give your own in the prompt."
             )
         case Reason.IMAGE_TOO_LARGE:
             which = f"`{code(e.value[:60])}`" if e.value else "The attached image"
