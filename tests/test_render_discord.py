@@ -10,7 +10,7 @@ import pytest
 from bot.errors import MemberError, Reason
 from bot.image_prompts import MAX_IMAGE_PROMPT_BYTES
 from bot.job_service import Cancellation, QueuedJob
-from bot.jobs import JobKind, JobStatus
+from bot.jobs import ImagePrompt, JobKind, JobStatus
 from cogs._buttons import (
     BUTTON_CLASSES,
     CancelButton,
@@ -124,6 +124,9 @@ def test_result_headline_says_what_the_job_made_as_midjourney_does() -> None:
     assert result_headline(zoom) == "**a fox** - Zoom Out 2x by <@3>"
     reroll = job_record(kind=JobKind.REROLL, action="vary_strong", parent_index=0, request_json=request)
     assert result_headline(reroll) == "**a fox** - Reroll by <@3>"
+    image = ImagePrompt("image_prompts/a.png", 64, 64)
+    blend = job_record(kind=JobKind.BLEND, blend_images=(image, image), request_json=request)
+    assert result_headline(blend) == "**a fox** - Blend of 2 images by <@3>"
 
 
 def test_follow_up_job_reads_the_job_of_follow_up_buttons_only() -> None:

@@ -21,6 +21,8 @@ def result_headline(job: Job) -> str:
     `... - Image #2 <@owner>` for an upscale, `... - Variations (Strong) by <@owner>` for other follow-ups."""
     line = f"**{shown_prompt(job)}** -"
     owner = f"<@{job.user_id}>"
+    if job.kind is JobKind.BLEND:  # Midjourney names a /blend result like a follow-up
+        return f"{line} Blend of {len(job.blend_images)} images by {owner}"
     action = REROLL if job.kind is JobKind.REROLL else action_named(job.action)
     if action is None:
         return f"{line} {owner}"
