@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import random
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
+from bot.config import DATABASE_URL_ENV, load_config
+from bot.imagine_bot import ImagineBot
 from bot.jobs import JobKind, NewJob
+from bot.services import Services
 from comfy.params import ParseContext, parse_prompt, request_to_json
 from comfy.profiles import ModelProfile
-from tests.e2e import E2E, running_bot
+from tests.e2e import E2E, running_bot, write_e2e_config
+from tests.fakes.comfy_server import FakeComfyUI
+from tests.fakes.discord_server import FakeDiscord
 
 # Limits high enough that a benchmark's burst of commands from one member is never refused.
 NO_LIMITS = """
@@ -56,12 +62,45 @@ def bench_bot(
     comfy_count: int = 1,
     step_time: float = 0.002,
     edit_interval_s: float | None = None,
+    database: str | None = None,
 ) -> contextlib.AbstractAsyncContextManager[E2E]:
     """`tests.e2e.running_bot` with the member limits off, Discord's real per-channel edit budget (the
-    tests raise it), and `progress.edit_interval_s` overridable."""
+    tests raise it), and `progress.edit_interval_s` overridable; `database`, a postgresql:// URL, replaces
+    the harness' SQLite file (`storage.database`)."""
     progress: dict[str, object] = {"channel_edits_per_5s": 5}
     if edit_interval_s is not None:
         progress["edit_interval_s"] = edit_interval_s
+    if database is not None:
+        return _bot_on_database(folder, database, comfy_count, step_time, progress)
     return running_bot(
         folder, comfy_count=comfy_count, step_time=step_time, config_extra=NO_LIMITS, progress=progress
     )
+
+
+@contextlib.asynccontextmanager
+async def _bot_on_database(
+    folder: Path, database: str, comfy_count: int, step_time: float, progress: dict[str, object]
+) -> AsyncIterator[E2E]:
+    """`running_bot` with `storage.database` replaced by `database`, as `COMFY_IMAGINE_DATABASE_URL` does."""
+    async with contextlib.AsyncExitStack() as stack:
+        fakes = [
+            await stack.enter_async_context(FakeComfyUI(step_time=step_time)) for _ in range(comfy_count)
+        ]
+        discord = await stack.enter_async_context(FakeDiscord())
+        path = write_e2e_config(folder, discord.token, [fake.url for fake in fakes], NO_LIMITS)
+        config = load_config(path, env={DATABASE_URL_ENV: database})
+        config = config.model_copy(update={"progress": config.progress.model_copy(update=progress)})
+        bot = ImagineBot(config=config, services=Services(config))
+        task = asyncio.create_task(bot.start(discord.token), name="bench-bot")
+        ready = asyncio.create_task(discord.wait_until_ready(timeout=30))
+        done, _ = await asyncio.wait({task, ready}, return_when=asyncio.FIRST_COMPLETED)
+        if task in done:
+            ready.cancel()
+            task.result()
+            raise RuntimeError("the bot stopped during start-up")
+        await ready
+        e2e = E2E(config, discord, fakes, bot, task)
+        try:
+            yield e2e
+        finally:
+            await e2e.stop()
