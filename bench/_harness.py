@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
+import sys
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
@@ -12,6 +13,7 @@ from bot.config import DATABASE_URL_ENV, load_config
 from bot.imagine_bot import ImagineBot
 from bot.jobs import JobKind, NewJob
 from bot.services import Services
+from comfy.client import ComfyClient
 from comfy.params import ParseContext, parse_prompt, request_to_json
 from comfy.profiles import ModelProfile
 from tests.e2e import E2E, running_bot, write_e2e_config
@@ -25,6 +27,44 @@ per_user_active = 100000
 per_guild_queued = 100000
 per_user_per_minute = 100000
 """
+
+
+@contextlib.asynccontextmanager
+async def fake_comfy_processes(count: int, step_time: float) -> AsyncIterator[list[str]]:
+    """`count` fake ComfyUI servers, each in a process of its own, as real GPUs are separate machines."""
+    procs = []
+    try:
+        for _ in range(count):
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "bench._fake_comfy_process", "--step-time", str(step_time),
+                stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+            )  # fmt: skip
+            procs.append(proc)
+        urls = []
+        for proc in procs:
+            assert proc.stdout is not None
+            urls.append((await asyncio.wait_for(proc.stdout.readline(), timeout=30)).decode().strip())
+        yield urls
+    finally:
+        for proc in procs:
+            if proc.stdin is not None:
+                proc.stdin.close()
+        await asyncio.gather(*(asyncio.wait_for(p.wait(), timeout=10) for p in procs), return_exceptions=True)
+
+
+async def execution_spans(client: ComfyClient, prompt_ids: list[str]) -> list[tuple[float, float]]:
+    """Each prompt's execution span (execution_start, execution_success), unix seconds, from ComfyUI's own
+    `/history` timestamps; sorted."""
+    spans = []
+    for prompt_id in prompt_ids:
+        entry = await client.history(prompt_id)
+        if entry is None or entry.status is None:
+            continue
+        start = entry.status.message("execution_start")
+        end = entry.status.message("execution_success")
+        if start and end:
+            spans.append((start["timestamp"] / 1000, end["timestamp"] / 1000))
+    return sorted(spans)
 
 
 def percentile(values: Sequence[float], q: float) -> float:
