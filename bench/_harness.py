@@ -67,6 +67,20 @@ async def execution_spans(client: ComfyClient, prompt_ids: list[str]) -> list[tu
     return sorted(spans)
 
 
+async def executed_since(client: ComfyClient, since: float) -> dict[str, tuple[float, float]]:
+    """Every prompt ComfyUI executed (successfully) that started at or after `since` (unix seconds):
+    prompt id -> its execution span, from its own `/history` timestamps."""
+    spans = {}
+    for prompt_id, entry in (await client.history_all()).items():
+        if entry.status is None:
+            continue
+        start = entry.status.message("execution_start")
+        end = entry.status.message("execution_success")
+        if start and end and start["timestamp"] / 1000 >= since:
+            spans[prompt_id] = (start["timestamp"] / 1000, end["timestamp"] / 1000)
+    return spans
+
+
 def percentile(values: Sequence[float], q: float) -> float:
     """The nearest-rank percentile `q` (0..1) of `values`, 0.0 when empty."""
     if not values:
