@@ -89,13 +89,18 @@ def percentile(values: Sequence[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))]
 
 
-def waiting_jobs(count: int, model: ModelProfile, guild_ids: Sequence[int], channel_id: int) -> list[NewJob]:
-    """`count` parsed /imagine jobs spread round-robin over `guild_ids`, ready for `JobStore.enqueue_many`."""
-    context = ParseContext(models=[model], rng=random.Random(1))
+def waiting_jobs(
+    count: int, model: ModelProfile, guild_ids: Sequence[int], channel_id: int, *, seed: int = 1
+) -> list[NewJob]:
+    """`count` parsed /imagine jobs spread round-robin over `guild_ids`, ready for `JobStore.enqueue_many`.
+
+    The same `seed` gives the same prompts and seeds: a benchmark that sends several batches to one
+    ComfyUI gives each its own, or ComfyUI's cache may answer a repeated prompt without running it."""
+    context = ParseContext(models=[model], rng=random.Random(seed))
     jobs = []
     for index in range(count):
         # A new prompt (and random seed) per job, so ComfyUI's cache never skips the work.
-        request = parse_prompt(f"benchmark prompt {index}", context)[0]
+        request = parse_prompt(f"benchmark prompt {seed}-{index}", context)[0]
         jobs.append(
             NewJob(
                 guild_id=guild_ids[index % len(guild_ids)],

@@ -55,6 +55,7 @@ async def run_once(
     processes: int,
     stagger: bool,
     split: bool,
+    seed: int,
 ) -> dict[str, Any]:
     """Queue `jobs`, start the bot processes, wait until every job completed, measure each backend."""
     model = ModelProfile(
@@ -63,7 +64,7 @@ async def run_once(
     store = await PostgresStore.open(url, max_size=2)
     bots: list[BotProcess] = []
     try:
-        created = await store.enqueue_many(waiting_jobs(jobs, model, GUILDS, channel_id=1))
+        created = await store.enqueue_many(waiting_jobs(jobs, model, GUILDS, channel_id=1, seed=seed))
         ids = {job.id for job in created}
         with tempfile.TemporaryDirectory() as folder:
             names = [chr(ord("A") + i) for i in range(processes)]
@@ -179,10 +180,12 @@ async def run(
     with postgres_server(durable=durable) as server:
         databases = Databases(server)
         async with fake_comfy_processes(2, step_time) as comfy_urls:
-            for _ in range(runs):
+            for number in range(1, runs + 1):
                 name, url = await databases.create()
                 try:
-                    result = await run_once(url, comfy_urls, jobs, steps, lease_s, processes, stagger, split)
+                    result = await run_once(
+                        url, comfy_urls, jobs, steps, lease_s, processes, stagger, split, seed=number
+                    )
                 finally:
                     await databases.drop(name)
                 result.update(step_time=step_time, steps=steps, durable=durable)
