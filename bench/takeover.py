@@ -6,7 +6,8 @@
 Two bot processes (`bench/_bot_process.py`, the real `Services` each) share one PostgreSQL database
 (`tests.pg.postgres_server`, durable defaults; `--fast` turns fsync off) and two fake ComfyUIs, each in a
 process of its own, with the same config and `scheduler.lease_s`. Process A starts first and takes both
-backends' leases; then B starts (it holds nothing). Two jobs are queued (one lands on each backend) and
+backends' leases; then, after a random delay of up to one renewal interval (so that B's renewal rounds
+fall anywhere relative to A's), B starts (it holds nothing). Two jobs are queued (one lands on each backend) and
 the other processes are woken as `Scheduler.submit` does. Each job lasts about 5/3 lease_s + 4 s (100
 sampler steps), so it still runs when B takes over. Once both run on ComfyUI, after a random delay of up
 to one renewal interval (so the kill falls anywhere in A's renewal cycle), A gets SIGKILL. Nothing of A
@@ -93,6 +94,8 @@ async def run_once(url: str, comfy_urls: list[str], lease_s: float, rng: random.
             a = await BotProcess.start("A", config)
             bots.append(a)
             await a.until(lambda: a.held() == set(BACKENDS), limit_s=30)
+            # B's renewal rounds (every lease_s/3 from its start) fall anywhere relative to A's.
+            await asyncio.sleep(rng.uniform(0.0, lease_s / 3))
             b = await BotProcess.start("B", config)
             bots.append(b)
             began = time.time()
@@ -114,6 +117,7 @@ async def run_once(url: str, comfy_urls: list[str], lease_s: float, rng: random.
             )
             load_after = os.getloadavg()
             rows = []
+            b_started_after_a = b.records[0].t - a.records[0].t
             for backend, job_id in sorted(on_backend.items()):
                 taken = next(r.t for r in b.records if r.what == "held" and r.args[0] == backend)
                 reattached = b.events("Started", job_id)[0].t
@@ -135,6 +139,7 @@ async def run_once(url: str, comfy_urls: list[str], lease_s: float, rng: random.
                         "backend": backend,
                         "job": job_id,
                         "holder_before": leases[backend].holder,
+                        "b_ready_after_a_s": b_started_after_a,
                         "lease_left_s": expires_at - killed_at,
                         "lease_taken_s": taken - killed_at,
                         "taken_after_expiry_s": taken - expires_at,
