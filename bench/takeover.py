@@ -216,8 +216,11 @@ HEADER = (
 
 
 def _summary(results: list[dict[str, Any]]) -> str:
-    lines = ["lease_s | kills | lease taken after kill: min / median / max s | progress after kill | stall"]
+    lines = [
+        "lease_s | kills | backends | lease taken after kill: min / median / max s | progress after kill | stall"
+    ]
     for lease_s in sorted({r["lease_s"] for r in results}, reverse=True):
+        kills = sum(1 for r in results if r["lease_s"] == lease_s)
         rows = [row for r in results if r["lease_s"] == lease_s for row in r["per_backend"]]
 
         def spread(key: str, rows: list[dict[str, Any]] = rows) -> str:
@@ -225,7 +228,7 @@ def _summary(results: list[dict[str, Any]]) -> str:
             return f"{min(values):.2f} / {statistics.median(values):.2f} / {max(values):.2f}"
 
         lines.append(
-            f"{lease_s:>7g} | {len(rows):>5} | {spread('lease_taken_s'):>43} | "
+            f"{lease_s:>7g} | {kills:>5} | {len(rows):>8} | {spread('lease_taken_s'):>43} | "
             f"{spread('progress_s'):>19} | {spread('stall_s')}"
         )
     return "\n".join(lines)
