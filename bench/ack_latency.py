@@ -100,6 +100,7 @@ async def _run(
                     {
                         "waiting_at_start": waiting,
                         "guilds": GUILDS,
+                        "store": type(store).__name__,
                         "samples": len(latencies),
                         "p50_ms": statistics.median(latencies),
                         "p99_ms": percentile(latencies, 0.99),
@@ -138,8 +139,8 @@ def main() -> None:
     logging.basicConfig(level=logging.WARNING)
     levels = [int(n) for n in args.levels.split(",")]
     results = asyncio.run(run(levels, args.samples, args.warmup, args.database, durable=not args.fast))
-    if args.database == "postgresql":
-        print(f"PostgreSQL (durable: {not args.fast})")
+    durable = f", durable: {not args.fast}" if args.database == "postgresql" else ""
+    print(f"store: {results[0]['store']}{durable}")
     print(_table(results))
     RESULTS.mkdir(exist_ok=True)
     name = "ack_latency_pg.json" if args.database == "postgresql" else "ack_latency.json"
