@@ -1,6 +1,7 @@
 """Benchmark: how fast /imagine is acknowledged while thousands of jobs wait in the queue.
 
     python -m bench.ack_latency                  # 0, 1,000 and 10,000 waiting jobs, 150 samples each
+    python -m bench.ack_latency --database postgresql   # the same on PostgreSQL (durable, see tests/pg.py)
 
 The real ImagineBot runs against the fake Discord and one fake ComfyUI that is paused, so every job stays
 waiting. The store is filled directly (`JobStore.enqueue_many`) with jobs spread over 100 guilds, the
@@ -9,23 +10,31 @@ INTERACTION_CREATE to the moment the bot's interaction callback (the status mess
 After each bulk fill, `--warmup` commands are timed but kept out of p50/p99: the first command after a
 fill also announces the queue positions of the guild's never-announced filled jobs (an artifact of filling
 the store behind the bot's back); they are listed separately.
-Prints a table and writes JSON to bench/results/ack_latency.json.
+`--database postgresql` runs the bot on PostgreSQL instead of its SQLite file: `storage.database` is a
+postgresql:// URL, so the bot's Services open a `PostgresStore` and start the event relay (LISTEN/NOTIFY)
+and the lease keeper, as a bot of several processes does. The server is `tests.pg.postgres_server`: the one
+named by COMFY_IMAGINE_TEST_PG_URL, else a local one from the pgserver wheel with PostgreSQL's durable
+defaults (fsync and synchronous commit on; `--fast` turns them off), on a unix socket.
+Prints a table and writes JSON to bench/results/ack_latency.json (ack_latency_pg.json on PostgreSQL).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import logging
 import statistics
 import tempfile
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 from bench._harness import bench_bot, percentile, waiting_jobs
 from tests.fakes.discord_server import FakeDiscord
+from tests.pg import Databases, postgres_server
 
 RESULTS = Path(__file__).resolve().parent / "results"
 GUILDS = 100
@@ -41,11 +50,39 @@ async def _acknowledge(fake: FakeDiscord, prompt: str) -> float:
     return (call.at - begin) * 1000
 
 
-async def run(levels: list[int], samples: int, warmup: int) -> list[dict[str, Any]]:
+@contextlib.asynccontextmanager
+async def _postgres_database(durable: bool) -> AsyncIterator[str]:
+    """A new, empty database on the benchmark's PostgreSQL server; its URL."""
+    with postgres_server(durable=durable) as server:
+        databases = Databases(server)
+        name, url = await databases.create()
+        try:
+            yield url
+        finally:
+            await databases.drop(name)
+
+
+async def run(
+    levels: list[int], samples: int, warmup: int, database: str = "sqlite", durable: bool = True
+) -> list[dict[str, Any]]:
     """Measure `samples` acknowledgements (after `warmup` unmeasured ones) at each backlog size in `levels`."""
+    async with contextlib.AsyncExitStack() as stack:
+        url = None
+        if database == "postgresql":
+            url = await stack.enter_async_context(_postgres_database(durable))
+        results = await _run(levels, samples, warmup, url)
+    for row in results:
+        row["database"] = database
+        row["durable"] = durable if database == "postgresql" else None
+    return results
+
+
+async def _run(
+    levels: list[int], samples: int, warmup: int, database_url: str | None
+) -> list[dict[str, Any]]:
     results = []
     with tempfile.TemporaryDirectory() as folder:
-        async with bench_bot(Path(folder)) as e2e:
+        async with bench_bot(Path(folder), database=database_url) as e2e:
             fake = e2e.discord
             for comfy in e2e.comfy:
                 comfy.pause()
@@ -63,6 +100,7 @@ async def run(levels: list[int], samples: int, warmup: int) -> list[dict[str, An
                     {
                         "waiting_at_start": waiting,
                         "guilds": GUILDS,
+                        "store": type(store).__name__,
                         "samples": len(latencies),
                         "p50_ms": statistics.median(latencies),
                         "p99_ms": percentile(latencies, 0.99),
@@ -93,12 +131,20 @@ def main() -> None:
     parser.add_argument("--levels", default="0,1000,10000", help="comma list of waiting-job counts")
     parser.add_argument("--samples", type=int, default=150)
     parser.add_argument("--warmup", type=int, default=3, help="unmeasured commands after each fill")
+    parser.add_argument("--database", choices=("sqlite", "postgresql"), default="sqlite")
+    parser.add_argument(
+        "--fast", action="store_true", help="PostgreSQL: fsync and synchronous commit off, as in the tests"
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
-    results = asyncio.run(run([int(n) for n in args.levels.split(",")], args.samples, args.warmup))
+    levels = [int(n) for n in args.levels.split(",")]
+    results = asyncio.run(run(levels, args.samples, args.warmup, args.database, durable=not args.fast))
+    durable = f", durable: {not args.fast}" if args.database == "postgresql" else ""
+    print(f"store: {results[0]['store']}{durable}")
     print(_table(results))
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "ack_latency.json").write_text(json.dumps(results, indent=2), encoding="utf-8")
+    name = "ack_latency_pg.json" if args.database == "postgresql" else "ack_latency.json"
+    (RESULTS / name).write_text(json.dumps(results, indent=2), encoding="utf-8")
 
 
 if __name__ == "__main__":

@@ -23,14 +23,13 @@ import json
 import logging
 import random
 import statistics
-import sys
 import tempfile
 import time
 from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from bench._harness import percentile
+from bench._harness import execution_spans, fake_comfy_processes, percentile
 from bot.backends import Backend, stable_client_id
 from bot.events import Completed, EventBus, Failed
 from bot.jobs import JobKind, NewJob
@@ -64,19 +63,6 @@ def _jobs(count: int, model: ModelProfile) -> list[NewJob]:
             )
         )
     return jobs
-
-
-async def _spans(client: ComfyClient, prompt_ids: list[str]) -> list[tuple[float, float]]:
-    spans = []
-    for prompt_id in prompt_ids:
-        entry = await client.history(prompt_id)
-        if entry is None or entry.status is None:
-            continue
-        start = entry.status.message("execution_start")
-        end = entry.status.message("execution_success")
-        if start and end:
-            spans.append((start["timestamp"] / 1000, end["timestamp"] / 1000))
-    return sorted(spans)
 
 
 def _record_posts(client: ComfyClient, posted_at: dict[str, float]) -> None:
@@ -136,7 +122,7 @@ async def run(urls: list[str], model: ModelProfile, jobs: int, prefetch: int) ->
                 for job in [await store.get(j.id) for j in created]
                 if job is not None and job.backend == backend.name and job.prompt_id
             ]
-            spans = await _spans(backend.client, prompt_ids)
+            spans = await execution_spans(backend.client, prompt_ids)
             gaps = [(b[0] - a[1]) * 1000 for a, b in itertools.pairwise(spans)]
             # A gap is the bot's fault only if the next prompt was not yet in ComfyUI's queue when the
             # previous one ended; otherwise ComfyUI itself idled (its periodic gc between prompts).
@@ -177,36 +163,13 @@ async def _fakes_inline(count: int, step_time: float) -> AsyncIterator[list[str]
             await fake.close()
 
 
-@contextlib.asynccontextmanager
-async def _fakes_in_processes(count: int, step_time: float) -> AsyncIterator[list[str]]:
-    """`count` fake ComfyUI servers, each in a process of its own, as real GPUs are separate machines."""
-    procs = []
-    try:
-        for _ in range(count):
-            proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "bench._fake_comfy_process", "--step-time", str(step_time),
-                stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
-            )  # fmt: skip
-            procs.append(proc)
-        urls = []
-        for proc in procs:
-            assert proc.stdout is not None
-            urls.append((await asyncio.wait_for(proc.stdout.readline(), timeout=30)).decode().strip())
-        yield urls
-    finally:
-        for proc in procs:
-            if proc.stdin is not None:
-                proc.stdin.close()
-        await asyncio.gather(*(asyncio.wait_for(p.wait(), timeout=10) for p in procs), return_exceptions=True)
-
-
 async def _fake_runs(
     counts: list[int], jobs: int, step_time: float, steps: int, processes: bool
 ) -> list[dict[str, Any]]:
     model = ModelProfile(
         name="tiny", checkpoint="random_sd15_tiny.safetensors", width=64, height=64, steps=steps
     )
-    fakes = _fakes_in_processes if processes else _fakes_inline
+    fakes = fake_comfy_processes if processes else _fakes_inline
     results = []
     for count in counts:
         async with fakes(count, step_time) as urls:
