@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import sqlite3
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 
 from bot.config import DatabaseUrl
@@ -95,25 +95,11 @@ def read_sqlite(path: Path) -> StoreRows:
     try:
         jobs = [Job.from_row(row) for row in conn.execute("SELECT * FROM jobs ORDER BY id")]
         outputs = [
-            JobOutput(
-                job_id=int(r["job_id"]),
-                idx=int(r["idx"]),
-                path=str(r["path"]),
-                width=int(r["width"]),
-                height=int(r["height"]),
-                bytes=int(r["bytes"]),
-                created_at=float(r["created_at"]),
-            )
-            for r in conn.execute("SELECT * FROM job_outputs ORDER BY job_id, idx")
+            JobOutput.from_row(r) for r in conn.execute("SELECT * FROM job_outputs ORDER BY job_id, idx")
         ]
-        switches = {f.name for f in fields(UserSettings) if f.type in ("bool", bool)}  # INTEGER 0/1 in SQLite
-        names = [f.name for f in fields(UserSettings)]
-        settings = []
-        for row in conn.execute("SELECT * FROM user_settings ORDER BY user_id"):
-            present = set(row.keys())
-            values = {name: row[name] for name in names if name in present}
-            values.update({name: bool(values[name]) for name in switches & set(values)})
-            settings.append(UserSettings(**values))
+        settings = [
+            UserSettings.from_row(r) for r in conn.execute("SELECT * FROM user_settings ORDER BY user_id")
+        ]
         guild_order = [
             (int(r[0]), int(r[1]), int(r[2]))
             for r in conn.execute("SELECT guild_id, served_seq, joined_seq FROM dispatch_guilds")

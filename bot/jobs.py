@@ -242,6 +242,19 @@ class JobOutput:
     bytes: int
     created_at: float
 
+    @classmethod
+    def from_row(cls, row: Row) -> JobOutput:
+        """Build a JobOutput from a `SELECT *` row of the job_outputs table (any engine)."""
+        return cls(
+            job_id=int(row["job_id"]),
+            idx=int(row["idx"]),
+            path=str(row["path"]),
+            width=int(row["width"]),
+            height=int(row["height"]),
+            bytes=int(row["bytes"]),
+            created_at=float(row["created_at"]),
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class Job:
@@ -301,6 +314,20 @@ class UserSettings:
     ping: bool = True  # the result message mentions (notifies) the member
     remix: bool = False  # follow-ups first ask for the prompt (Midjourney's Remix mode)
     updated_at: float = 0.0
+
+    @classmethod
+    def from_row(cls, row: Row) -> UserSettings:
+        """Build UserSettings from a `SELECT *` row of the user_settings table (switches may be 0/1)."""
+        return cls(
+            user_id=int(row["user_id"]),
+            model=row["model"],
+            aspect=row["aspect"],
+            style=row["style"],
+            negative=row["negative"],
+            ping=bool(row["ping"]),
+            remix=bool(row["remix"]),
+            updated_at=float(row["updated_at"]),
+        )
 
 
 class CancelRefusal(StrEnum):

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from typing import Final
 
-import asyncpg
-
 from bot.jobs import UserSettings
 from bot.store.base import UNSET, Unset
 from bot.store.postgres.connection import PostgresConnection
@@ -22,26 +20,13 @@ _DEFAULTS: Final[dict[str, object]] = {
 }
 
 
-def _settings_from_row(row: asyncpg.Record) -> UserSettings:
-    return UserSettings(
-        user_id=int(row["user_id"]),
-        model=row["model"],
-        aspect=row["aspect"],
-        style=row["style"],
-        negative=row["negative"],
-        ping=bool(row["ping"]),
-        remix=bool(row["remix"]),
-        updated_at=float(row["updated_at"]),
-    )
-
-
 class PostgresSettings(PostgresConnection):
     """The `user_settings` table of `PostgresStore` (see `Store` for the contract)."""
 
     async def get_user_settings(self, user_id: int) -> UserSettings | None:
         """Return the member's saved settings, or None if they never saved any."""
         rows = await self._fetch("SELECT * FROM user_settings WHERE user_id = $1", user_id)
-        return _settings_from_row(rows[0]) if rows else None
+        return UserSettings.from_row(rows[0]) if rows else None
 
     async def update_user_settings(
         self,
@@ -79,7 +64,7 @@ class PostgresSettings(PostgresConnection):
             idempotent=True,
             transaction=False,
         )
-        return _settings_from_row(row)
+        return UserSettings.from_row(row)
 
     async def clear_user_settings(self, user_id: int) -> bool:
         """Forget the member's settings; return whether there were any."""

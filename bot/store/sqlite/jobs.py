@@ -288,18 +288,7 @@ class SqliteJobs(SqliteConnection):
     async def outputs(self, job_id: int) -> list[JobOutput]:
         """Return the job's outputs in index order."""
         rows = await self._fetch("SELECT * FROM job_outputs WHERE job_id = ? ORDER BY idx", (job_id,))
-        return [
-            JobOutput(
-                job_id=int(r["job_id"]),
-                idx=int(r["idx"]),
-                path=str(r["path"]),
-                width=int(r["width"]),
-                height=int(r["height"]),
-                bytes=int(r["bytes"]),
-                created_at=float(r["created_at"]),
-            )
-            for r in rows
-        ]
+        return [JobOutput.from_row(r) for r in rows]
 
     async def stats(self, guild_id: int, since: float) -> GuildStats:
         """Count the guild's jobs that finished since `since`, and what waits or runs now."""

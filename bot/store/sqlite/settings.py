@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sqlite3
 from typing import Final
 
 from bot.jobs import UserSettings
@@ -14,26 +13,13 @@ _TEXT_FIELDS: Final = ("model", "aspect", "style", "negative")
 _DEFAULTS: Final = {"model": None, "aspect": None, "style": None, "negative": None, "ping": 1, "remix": 0}
 
 
-def _settings_from_row(row: sqlite3.Row) -> UserSettings:
-    return UserSettings(
-        user_id=int(row["user_id"]),
-        model=row["model"],
-        aspect=row["aspect"],
-        style=row["style"],
-        negative=row["negative"],
-        ping=bool(row["ping"]),
-        remix=bool(row["remix"]),
-        updated_at=float(row["updated_at"]),
-    )
-
-
 class SqliteSettings(SqliteConnection):
     """The `user_settings` table of `SqliteStore` (see `Store` for the contract)."""
 
     async def get_user_settings(self, user_id: int) -> UserSettings | None:
         """Return the member's saved settings, or None if they never saved any."""
         rows = await self._fetch("SELECT * FROM user_settings WHERE user_id = ?", (user_id,))
-        return _settings_from_row(rows[0]) if rows else None
+        return UserSettings.from_row(rows[0]) if rows else None
 
     async def update_user_settings(
         self,
@@ -67,7 +53,7 @@ class SqliteSettings(SqliteConnection):
                 "RETURNING *",
                 {**values, "user_id": user_id, "now": self._clock()},
             )
-        return _settings_from_row(rows[0])
+        return UserSettings.from_row(rows[0])
 
     async def clear_user_settings(self, user_id: int) -> bool:
         """Forget the member's settings; return whether there were any."""
