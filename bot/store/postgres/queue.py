@@ -38,13 +38,12 @@ from bot.jobs import (
     JobKind,
     JobNotFound,
     JobStatus,
-    LimitExceeded,
-    LimitKind,
     NewJob,
     QueueSnapshot,
     round_robin,
 )
-from bot.store.base import RATE_WINDOW_S, new_prompt_id
+from bot.store.base import new_prompt_id
+from bot.store.limits import check_limits
 from bot.store.postgres.connection import (
     ACTIVE_SQL,
     CLAIM_LOCK,
@@ -225,29 +224,14 @@ class PostgresQueue(PostgresConnection):
         count: int,
         now: float,
     ) -> None:
-        cap = limits.max_jobs_per_command
-        if cap is not None and count > cap:
-            raise LimitExceeded(LimitKind.MAX_JOBS_PER_COMMAND, cap, requested=count)
-        cap = limits.per_user_per_minute
-        if cap is not None:
-            times = await self._command_times(con, user_id, now - RATE_WINDOW_S)
-            if len(times) >= cap:
-                # The command that must leave the window before one more fits.
-                release = times[len(times) - cap] if cap > 0 else now + RATE_WINDOW_S
-                retry = max(0.0, release + RATE_WINDOW_S - now)
-                raise LimitExceeded(
-                    LimitKind.PER_USER_PER_MINUTE, cap, retry, requested=count, current=len(times)
-                )
-        cap = limits.per_user_active
-        if cap is not None:
-            active = await self._count_active(con, guild_id, user_id)
-            if active + count > cap:
-                raise LimitExceeded(LimitKind.PER_USER_ACTIVE, cap, requested=count, current=active)
-        cap = limits.per_guild_queued
-        if cap is not None:
-            queued = await self._count_queued(con, guild_id)
-            if queued + count > cap:
-                raise LimitExceeded(LimitKind.PER_GUILD_QUEUED, cap, requested=count, current=queued)
+        await check_limits(
+            limits,
+            count=count,
+            now=now,
+            command_times=lambda since: self._command_times(con, user_id, since),
+            active=lambda: self._count_active(con, guild_id, user_id),
+            queued=lambda: self._count_queued(con, guild_id),
+        )
 
     @staticmethod
     async def _command_times(con: asyncpg.Connection, user_id: int, since: float) -> list[float]:
