@@ -29,17 +29,14 @@ from bot.jobs import (
     JobNotFound,
     JobStatus,
     NewJob,
-    UserSettings,
     cancel_refusal,
 )
+from bot.prompt_reader import PromptReader, with_negative
 from comfy.actions import Action, action_named
 from comfy.params import (
     GenerationRequest,
-    ParamError,
-    ParseContext,
     blend_request,
     format_request,
-    parse_prompt,
     request_from_json,
     request_to_json,
     with_new_seed,
@@ -52,7 +49,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-_SETTINGS_ASPECT = re.compile(r"\d{1,4}:\d{1,4}")
 _JOB_REF = re.compile(r"\s*#?\s*([0-9]{1,18})\s*")
 MAX_CHOICES = 25  # Discord's limit for autocomplete choices
 # Results the bot never posted (it stopped first) are posted on start when they are this recent.
@@ -104,6 +100,7 @@ class JobService:
         self.services = services
         self.config = services.config
         self._rng = rng or random.Random()
+        self._reader = PromptReader(services, self._rng)
 
     # ------------------------------------------------------------------ /imagine
 
@@ -125,12 +122,12 @@ class JobService:
         defaults that clash with the prompt or too many jobs for one command; `ParamError` for bad
         parameters.
         """
-        self._check_channel(channel_id, parent_channel_id)
-        chosen_model = self._check_model_option(model)
+        self._reader.check_channel(channel_id, parent_channel_id)
+        chosen_model = self._reader.check_model_option(model)
         settings = await self.services.store.get_user_settings(user_id)
-        requests = self._parse_with_settings(prompt, settings, chosen_model, has_image)
+        requests = self._reader.parse_with_settings(prompt, settings, chosen_model, has_image)
         for request in requests:
-            self._check_banned_words(request.text)
+            self._reader.check_banned_words(request.text)
         cap = self.config.limits.max_jobs_per_command
         if len(requests) > cap:
             raise MemberError(Reason.TOO_MANY_JOBS, count=len(requests), allowed=cap)
@@ -163,17 +160,17 @@ class JobService:
 
         Raises MemberError for a channel outside the allow-list or fewer than 2 (more than 5) images.
         """
-        self._check_channel(channel_id, parent_channel_id)
+        self._reader.check_channel(channel_id, parent_channel_id)
         if not BLEND_MIN_IMAGES <= count <= BLEND_SLOTS:
             raise MemberError(Reason.BLEND_IMAGE_COUNT, count=count, allowed=BLEND_SLOTS)
         settings = await self.services.store.get_user_settings(user_id)
         default_model = settings.model if settings is not None else None
         if default_model is not None and self.config.model(default_model) is None:
             default_model = None
-        request = blend_request(self._context(has_image=False, default_model=default_model), aspect)
+        request = blend_request(self._reader.context(has_image=False, default_model=default_model), aspect)
         negative = (settings.negative or "").strip() if settings else ""
         if negative:
-            request = _with_negative(request, negative)
+            request = with_negative(request, negative)
         return NewJob(
             guild_id=guild_id,
             channel_id=channel_id,
@@ -339,7 +336,7 @@ class JobService:
     ) -> list[GenerationRequest]:
         """A follow-up's prompt as the member edited it, checked like /imagine's."""
         settings = await self.services.store.get_user_settings(user_id)
-        requests = self._parse_with_settings(
+        requests = self._reader.parse_with_settings(
             prompt,
             settings,
             parent_request.model,
@@ -348,7 +345,7 @@ class JobService:
             text_optional=not parent_request.text,
         )
         for request in requests:
-            self._check_banned_words(request.text)
+            self._reader.check_banned_words(request.text)
         cap = self.config.limits.max_jobs_per_command
         if len(requests) > cap:
             raise MemberError(Reason.TOO_MANY_JOBS, count=len(requests), allowed=cap)
@@ -471,116 +468,6 @@ class JobService:
         """The configured model names, the default first."""
         return [m.name for m in self.config.models]
 
-    # ------------------------------------------------------------------ checks
-
-    def _check_channel(self, channel_id: int, parent_channel_id: int | None) -> None:
-        allowed = self.config.discord.allowed_channel_ids
-        if (
-            not allowed
-            or channel_id in allowed
-            or (parent_channel_id is not None and parent_channel_id in allowed)
-        ):
-            return
-        raise MemberError(Reason.CHANNEL_NOT_ALLOWED, channels=tuple(allowed))
-
-    def _check_model_option(self, model: str | None) -> str | None:
-        if model is None or not model.strip():
-            return None
-        profile = self.config.model(model.strip())
-        if profile is None:
-            raise MemberError(Reason.UNKNOWN_MODEL, value=model.strip(), choices=tuple(self.model_names()))
-        return profile.name
-
-    def _check_banned_words(self, text: str) -> None:
-        for word in self.config.discord.banned_words:
-            word = word.strip()
-            if word and re.search(rf"(?<!\w){re.escape(word)}(?!\w)", text, re.IGNORECASE):
-                raise MemberError(Reason.BANNED_WORD, value=word)
-
-    # ------------------------------------------------------------------ parsing
-
-    def _context(
-        self,
-        *,
-        has_image: bool,
-        default_model: str | None,
-        custom_zoom: bool = False,
-        text_optional: bool = False,
-    ) -> ParseContext:
-        backend = next((b for b in self.services.scheduler.backends if b.up and b.samplers), None)
-        tile_models = set()
-        for profile in self.config.models:
-            try:
-                if self.services.templates.supports_tile(profile):
-                    tile_models.add(profile.name)
-            except Exception:  # a template problem was logged at startup; --tile is just unavailable
-                log.debug("cannot tell whether %s supports --tile", profile.name)
-        return ParseContext(
-            models=self.config.models,
-            styles=self.config.styles,
-            limits=self.config.params,
-            samplers=backend.samplers if backend else None,
-            schedulers=backend.schedulers if backend else None,
-            tile_models=frozenset(tile_models),
-            has_image=has_image,
-            custom_zoom=custom_zoom,
-            text_optional=text_optional,
-            default_model=default_model,
-            rng=self._rng,
-        )
-
-    def _parse_with_settings(
-        self,
-        prompt: str,
-        settings: UserSettings | None,
-        model: str | None,
-        has_image: bool,
-        *,
-        custom_zoom: bool = False,
-        text_optional: bool = False,
-    ) -> list[GenerationRequest]:
-        default_model = model or (settings.model if settings else None)
-        if default_model is not None and self.config.model(default_model) is None:
-            default_model = None  # a model removed from the config since the member chose it
-        ctx = self._context(
-            has_image=has_image,
-            default_model=default_model,
-            custom_zoom=custom_zoom,
-            text_optional=text_optional,
-        )
-        requests = parse_prompt(prompt, ctx)
-        extra = self._setting_flags(settings, requests)
-        if extra:
-            try:
-                requests = parse_prompt(f"{prompt.rstrip()} {' '.join(extra)}", ctx)
-            except ParamError as exc:
-                raise MemberError(
-                    Reason.SAVED_DEFAULTS_CLASH, choices=tuple(extra), param_error=exc
-                ) from None
-        negative = (settings.negative or "").strip() if settings else ""
-        if negative:
-            requests = [_with_negative(r, negative) for r in requests]
-        return requests
-
-    def _setting_flags(
-        self, settings: UserSettings | None, requests: Sequence[GenerationRequest]
-    ) -> list[str]:
-        """`--ar` and `--style` from the member's settings, where the prompt gives none."""
-        if settings is None:
-            return []
-        flags = []
-        typed = set().union(*(r.explicit for r in requests))
-        if settings.aspect and "ar" not in typed:
-            if _SETTINGS_ASPECT.fullmatch(settings.aspect.strip()):
-                flags.append(f"--ar {settings.aspect.strip()}")
-            else:
-                log.warning("user %s has an unusable aspect setting %r", settings.user_id, settings.aspect)
-        if settings.style and "style" not in typed:
-            style = next((s for s in self.config.styles if s.name.lower() == settings.style.lower()), None)
-            if style is not None:
-                flags.append(f"--style {style.name}")
-        return flags
-
     async def _finished_job(self, job_id: int, guild_id: int) -> Job:
         job = await self.services.store.get(job_id)
         if job is None:
@@ -604,14 +491,3 @@ def _for_action(request: GenerationRequest, performed: Action | None) -> Generat
     if performed is not None and performed.zoom_from_prompt:
         return dataclasses.replace(request, zoom=request.zoom if request.zoom is not None else performed.zoom)
     return dataclasses.replace(request, zoom=None) if request.zoom is not None else request
-
-
-def _with_negative(request: GenerationRequest, negative: str) -> GenerationRequest:
-    parts = [p.strip() for p in request.negative.split(",")]
-    if negative in parts or negative in request.no:
-        return request
-    return dataclasses.replace(
-        request,
-        negative=", ".join(p for p in (request.negative, negative) if p),
-        no=(*request.no, negative),
-    )
