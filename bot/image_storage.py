@@ -19,6 +19,7 @@ from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
+    from obstore._store._client import ClientConfig  # the TypedDict of S3Store's client_options
     from obstore.store import S3Store
 
 log = logging.getLogger(__name__)
@@ -190,7 +191,7 @@ class S3Storage:
             if environ.get(name):
                 options[option] = environ[name]
         region = region or environ.get("AWS_REGION") or environ.get("AWS_DEFAULT_REGION") or "us-east-1"
-        client_options: dict[str, Any] = {"timeout": "60s", "connect_timeout": "10s"}
+        client_options: ClientConfig = {"timeout": "60s", "connect_timeout": "10s"}
         if endpoint_url:
             options["endpoint"] = endpoint_url
             client_options["allow_http"] = endpoint_url.startswith("http://")
@@ -198,7 +199,7 @@ class S3Storage:
             bucket,
             prefix=self.prefix or None,
             region=region,
-            client_options=client_options,  # type: ignore[arg-type]
+            client_options=client_options,
             **options,
         )
 
