@@ -1,11 +1,30 @@
-"""The `[limits]` rule every store engine applies inside its enqueue transaction (counting is the engine's)."""
+"""What every store engine checks when it enqueues: well-formed jobs, and the `[limits]` rule inside its
+transaction (the counting is the engine's)."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import json
+from collections.abc import Awaitable, Callable, Sequence
 
-from bot.jobs import EnqueueLimits, LimitExceeded, LimitKind
+from bot.jobs import EnqueueLimits, JobKind, LimitExceeded, LimitKind, NewJob
 from bot.store.base import RATE_WINDOW_S
+
+
+def owners_of(jobs: Sequence[NewJob], limits: EnqueueLimits | None) -> set[tuple[int, int]]:
+    """The (guild, user) pairs of the jobs of one enqueue, after checking the jobs are well formed.
+
+    Raises ValueError for an unknown kind, a request that is not JSON, a negative parent index, or jobs of
+    several members when limits are checked (limits count one member in one guild).
+    """
+    owners = {(job.guild_id, job.user_id) for job in jobs}
+    if limits is not None and len(owners) != 1:
+        raise ValueError("enqueue_many with limits takes the jobs of one user in one guild")
+    for job in jobs:
+        JobKind(job.kind)
+        json.loads(job.request_json)
+        if job.parent_index is not None and job.parent_index < 0:
+            raise ValueError("parent_index must be >= 0")
+    return owners
 
 
 async def check_limits(

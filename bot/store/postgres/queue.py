@@ -23,7 +23,6 @@ commands for one guild or member never overlap, wherever they run.
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 from collections.abc import Callable, Collection, Sequence
 from typing import Any, Final
@@ -43,7 +42,7 @@ from bot.jobs import (
     round_robin,
 )
 from bot.store.base import new_prompt_id
-from bot.store.limits import check_limits
+from bot.store.limits import check_limits, owners_of
 from bot.store.postgres.connection import (
     ACTIVE_SQL,
     CLAIM_LOCK,
@@ -157,14 +156,7 @@ class PostgresQueue(PostgresConnection):
         """Insert the jobs of one member command, checking `limits` under the owners' advisory locks."""
         if not jobs:
             return []
-        owners = {(job.guild_id, job.user_id) for job in jobs}
-        if limits is not None and len(owners) != 1:
-            raise ValueError("enqueue_many with limits takes the jobs of one user in one guild")
-        for job in jobs:
-            JobKind(job.kind)
-            json.loads(job.request_json)
-            if job.parent_index is not None and job.parent_index < 0:
-                raise ValueError("parent_index must be >= 0")
+        owners = owners_of(jobs, limits)
         keys = {owner_key("guild", guild_id) for guild_id, _ in owners}
         if limits is not None:
             keys |= {owner_key("user", user_id) for _, user_id in owners}

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable, Collection, Sequence
 
@@ -21,7 +20,7 @@ from bot.jobs import (
     round_robin,
 )
 from bot.store.base import new_prompt_id
-from bot.store.limits import check_limits
+from bot.store.limits import check_limits, owners_of
 from bot.store.sqlite.connection import ACTIVE_SQL, IN_FLIGHT_SQL, SqliteConnection
 
 log = logging.getLogger(__name__)
@@ -98,14 +97,7 @@ class SqliteQueue(SqliteConnection):
         """Insert the jobs of one member command, checking `limits` in the same `BEGIN IMMEDIATE`."""
         if not jobs:
             return []
-        owners = {(job.guild_id, job.user_id) for job in jobs}
-        if limits is not None and len(owners) != 1:
-            raise ValueError("enqueue_many with limits takes the jobs of one user in one guild")
-        for job in jobs:
-            JobKind(job.kind)
-            json.loads(job.request_json)
-            if job.parent_index is not None and job.parent_index < 0:
-                raise ValueError("parent_index must be >= 0")
+        owners = owners_of(jobs, limits)
         now = self._clock()
         async with self._transaction() as db:
             if limits is not None:
