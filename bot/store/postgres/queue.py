@@ -167,7 +167,14 @@ class PostgresQueue(PostgresConnection):
             await con.execute("SELECT pg_advisory_xact_lock(k) FROM unnest($1::bigint[]) AS k", sorted(keys))
             if limits is not None:
                 guild_id, user_id = next(iter(owners))
-                await self._check_limits(con, limits, guild_id, user_id, len(jobs), now)
+                await check_limits(
+                    limits,
+                    count=len(jobs),
+                    now=now,
+                    command_times=lambda since: self._command_times(con, user_id, since),
+                    active=lambda: self._count_active(con, guild_id, user_id),
+                    queued=lambda: self._count_queued(con, guild_id),
+                )
             parents = sorted({job.parent_job_id for job in jobs if job.parent_job_id is not None})
             if parents:
                 await con.execute("SELECT pg_advisory_xact_lock_shared($1)", PARENTS_LOCK)
@@ -206,24 +213,6 @@ class PostgresQueue(PostgresConnection):
             jobs[0].guild_id,
         )
         return created
-
-    async def _check_limits(
-        self,
-        con: asyncpg.Connection,
-        limits: EnqueueLimits,
-        guild_id: int,
-        user_id: int,
-        count: int,
-        now: float,
-    ) -> None:
-        await check_limits(
-            limits,
-            count=count,
-            now=now,
-            command_times=lambda since: self._command_times(con, user_id, since),
-            active=lambda: self._count_active(con, guild_id, user_id),
-            queued=lambda: self._count_queued(con, guild_id),
-        )
 
     @staticmethod
     async def _command_times(con: asyncpg.Connection, user_id: int, since: float) -> list[float]:

@@ -102,7 +102,14 @@ class SqliteQueue(SqliteConnection):
         async with self._transaction() as db:
             if limits is not None:
                 guild_id, user_id = next(iter(owners))
-                await self._check_limits(db, limits, guild_id, user_id, len(jobs), now)
+                await check_limits(
+                    limits,
+                    count=len(jobs),
+                    now=now,
+                    command_times=lambda since: self._command_times(db, user_id, since),
+                    active=lambda: self._count_active(db, guild_id, user_id),
+                    queued=lambda: self._count_queued(db, guild_id),
+                )
             parents = {job.parent_job_id for job in jobs if job.parent_job_id is not None}
             for parent_id in parents:
                 if not await self._rows(db, "SELECT 1 FROM jobs WHERE id = ?", (parent_id,)):
@@ -147,24 +154,6 @@ class SqliteQueue(SqliteConnection):
         created = [Job.from_row(row) for row in rows if row["id"] in wanted]
         log.info("enqueued jobs %s for user %s in guild %s", ids, jobs[0].user_id, jobs[0].guild_id)
         return created
-
-    async def _check_limits(
-        self,
-        db: aiosqlite.Connection,
-        limits: EnqueueLimits,
-        guild_id: int,
-        user_id: int,
-        count: int,
-        now: float,
-    ) -> None:
-        await check_limits(
-            limits,
-            count=count,
-            now=now,
-            command_times=lambda since: self._command_times(db, user_id, since),
-            active=lambda: self._count_active(db, guild_id, user_id),
-            queued=lambda: self._count_queued(db, guild_id),
-        )
 
     @staticmethod
     async def _command_times(db: aiosqlite.Connection, user_id: int, since: float) -> list[float]:
